@@ -1,0 +1,31 @@
+package v1alpha1
+
+// Condition types shared by both kinds. Ready is the summary; Reconciling and Stalled follow
+// the kstatus conventions so Flux, Argo CD and `kubectl wait` read progress correctly.
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+)
+
+// Finalizers. Each one guards one step of teardown so the steps cannot run out of order.
+const (
+	// VolumeFinalizer is held by the manager from before any CloudStack call until the
+	// CloudStack volume is detached and deleted (or retained).
+	VolumeFinalizer = "ossea.migratekit.io/volume"
+	// MountFinalizer is held by the node agent from before mounting until after unmounting.
+	MountFinalizer = "ossea.migratekit.io/mount"
+	// InUseFinalizer is held on an OsseaConfig (and its credentials Secret) while
+	// MigrationVolumes reference it, so cleanup can always authenticate.
+	InUseFinalizer = "ossea.migratekit.io/in-use"
+)
+
+// LocalObjectReference names an object in the same namespace.
+type LocalObjectReference struct {
+	// name of the referenced object, in the same namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+}
