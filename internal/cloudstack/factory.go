@@ -1,0 +1,249 @@
+package cloudstack
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/migratekit/ossea-operator/api/v1alpha1"
+)
+
+// Keys of the credentials Secret.
+const (
+	SecretKeyAPIKey    = "apiKey"
+	SecretKeySecretKey = "secretKey"
+)
+
+// Defaults of a Factory. CloudStack throttles an account at 25 requests per second by
+// default (api.throttling.max), so the default stays well below it.
+const (
+	DefaultQPS                   = 10
+	DefaultBurst                 = 20
+	DefaultRequestTimeout        = 30 * time.Second
+	DefaultMaxDataVolumesPerVM   = 6
+	defaultDialTimeout           = 10 * time.Second
+	defaultTLSHandshakeTimeout   = 10 * time.Second
+	defaultIdleConnTimeout       = 90 * time.Second
+	defaultMaxIdleConnsPerConfig = 10
+)
+
+// Option configures a Factory.
+type Option func(*options)
+
+type options struct {
+	qps                   rate.Limit
+	burst                 int
+	timeout               time.Duration
+	log                   logr.Logger
+	defaultMaxDataVolumes int
+}
+
+// WithRateLimit sets the client-side rate limit, per OsseaConfig.
+func WithRateLimit(qps float64, burst int) Option {
+	return func(o *options) {
+		o.qps = rate.Limit(qps)
+		o.burst = max(burst, 1)
+	}
+}
+
+// WithRequestTimeout bounds each HTTP request (not the wait for the rate limiter, which
+// the caller's context bounds).
+func WithRequestTimeout(d time.Duration) Option {
+	return func(o *options) { o.timeout = d }
+}
+
+// WithLogger sets the logger for calls whose context carries none.
+func WithLogger(l logr.Logger) Option {
+	return func(o *options) { o.log = l }
+}
+
+// WithDefaultMaxDataVolumes sets the per-VM data disk limit Validate reports when the
+// OsseaConfig has no override. CloudStack reports it only to root admins (through
+// listHypervisorCapabilities), so the operator cannot ask.
+func WithDefaultMaxDataVolumes(n int) Option {
+	return func(o *options) { o.defaultMaxDataVolumes = n }
+}
+
+// Factory builds and caches one Cloud per OsseaConfig. It is safe for concurrent use.
+type Factory struct {
+	opts options
+
+	mu      sync.Mutex
+	entries map[types.NamespacedName]*entry
+}
+
+// settings is everything a client is built from; a change in any of it means a rebuild.
+// It holds the keys, in memory only, so that a Secret edited without a new
+// resourceVersion (a fake client, a test) still takes effect.
+type settings struct {
+	apiURL     string
+	caBundle   string
+	insecure   bool
+	secretUID  types.UID
+	secretRV   string
+	apiKey     string
+	secretKey  string
+	omaVMID    string
+	secretName string
+}
+
+type entry struct {
+	settings settings
+	cloud    *adapter
+	http     *http.Transport
+	// The limiter and the job memo outlive rebuilds: rotating a key must not reset the
+	// request budget or forget what running attach jobs were for.
+	limiter *rate.Limiter
+	jobs    *jobTargets
+}
+
+// NewFactory returns a Factory with the defaults above, changed by opts.
+func NewFactory(opts ...Option) *Factory {
+	o := options{
+		qps:                   DefaultQPS,
+		burst:                 DefaultBurst,
+		timeout:               DefaultRequestTimeout,
+		log:                   logr.Discard(),
+		defaultMaxDataVolumes: DefaultMaxDataVolumesPerVM,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &Factory{opts: o, entries: map[types.NamespacedName]*entry{}}
+}
+
+// For returns the Cloud for an OsseaConfig and its credentials Secret, reusing the cached
+// one unless the Secret (its resourceVersion or keys) or the endpoint or TLS settings
+// changed. Errors match ErrSecretMissing, ErrSecretInvalid, ErrInvalidConfig or ErrTLS.
+func (f *Factory) For(cfg *v1alpha1.OsseaConfig, secret *corev1.Secret) (Cloud, error) {
+	if cfg == nil {
+		return nil, newError(ErrInvalidConfig, "no OsseaConfig given")
+	}
+	key := types.NamespacedName{Namespace: cfg.Namespace, Name: cfg.Name}
+	s, err := settingsFor(cfg, secret)
+	if err != nil {
+		return nil, err
+	}
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := f.entries[key]
+	if old != nil && old.settings == s {
+		return old.cloud, nil
+	}
+	tlsConfig, err := tlsConfigFor(&cfg.Spec)
+	if err != nil {
+		return nil, err
+	}
+	e := &entry{settings: s}
+	if old != nil {
+		e.limiter, e.jobs = old.limiter, old.jobs
+		old.http.CloseIdleConnections()
+	} else {
+		e.limiter = rate.NewLimiter(f.opts.qps, f.opts.burst)
+		e.jobs = newJobTargets()
+	}
+	e.http = &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: defaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConfig,
+		TLSHandshakeTimeout:   defaultTLSHandshakeTimeout,
+		IdleConnTimeout:       defaultIdleConnTimeout,
+		MaxIdleConnsPerHost:   defaultMaxIdleConnsPerConfig,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	red := newRedactor(s.apiKey, s.secretKey)
+	e.cloud = &adapter{
+		apiURL:    s.apiURL,
+		apiKey:    s.apiKey,
+		secretKey: s.secretKey,
+		verifyTLS: !s.insecure,
+		rt: &transport{
+			next:    e.http,
+			limiter: e.limiter,
+			timeout: f.opts.timeout,
+			red:     red,
+			log:     f.opts.log.WithValues("osseaConfig", key.String()),
+		},
+		red:                   red,
+		omaVMID:               s.omaVMID,
+		defaultMaxDataVolumes: f.opts.defaultMaxDataVolumes,
+		jobs:                  e.jobs,
+	}
+	f.entries[key] = e
+	return e.cloud, nil
+}
+
+// Forget drops the cached client of a deleted OsseaConfig.
+func (f *Factory) Forget(key types.NamespacedName) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e := f.entries[key]; e != nil {
+		e.http.CloseIdleConnections()
+		delete(f.entries, key)
+	}
+}
+
+func settingsFor(cfg *v1alpha1.OsseaConfig, secret *corev1.Secret) (settings, error) {
+	if secret == nil {
+		return settings{}, newError(ErrSecretMissing, "credentials Secret %q of OsseaConfig %s/%s not given",
+			cfg.Spec.CredentialsSecretRef.Name, cfg.Namespace, cfg.Name)
+	}
+	s := settings{
+		apiURL:     strings.TrimSpace(cfg.Spec.APIURL),
+		caBundle:   cfg.Spec.CABundle,
+		insecure:   cfg.Spec.InsecureSkipTLSVerify,
+		secretUID:  secret.UID,
+		secretRV:   secret.ResourceVersion,
+		omaVMID:    cfg.Spec.OMAVirtualMachineID,
+		secretName: secret.Namespace + "/" + secret.Name,
+	}
+	var err error
+	if s.apiKey, err = secretValue(secret, SecretKeyAPIKey); err != nil {
+		return settings{}, err
+	}
+	if s.secretKey, err = secretValue(secret, SecretKeySecretKey); err != nil {
+		return settings{}, err
+	}
+	u, err := url.Parse(s.apiURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// The URL may be malformed in ways that make url.Parse quote it; neither form holds
+		// a secret, but the query is dropped anyway in case someone pasted a signed URL.
+		return settings{}, newError(ErrInvalidConfig, "apiURL %q is not an http:// or https:// URL with a host", redactURL(s.apiURL))
+	}
+	if u.RawQuery != "" {
+		return settings{}, newError(ErrInvalidConfig, "apiURL must not carry a query (cloudstack-go appends its own)")
+	}
+	return s, nil
+}
+
+// secretValue trims surrounding whitespace because keys are often stored with the newline
+// of `echo key | base64`, which CloudStack would reject as a bad signature.
+func secretValue(secret *corev1.Secret, key string) (string, error) {
+	v := strings.TrimSpace(string(secret.Data[key]))
+	if v == "" {
+		if sv, ok := secret.StringData[key]; ok {
+			v = strings.TrimSpace(sv)
+		}
+	}
+	if v == "" {
+		return "", newError(ErrSecretInvalid, "Secret %s/%s has no non-empty key %q", secret.Namespace, secret.Name, key)
+	}
+	return v, nil
+}
+
+func redactURL(s string) string {
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i]
+	}
+	return (*redactor)(nil).String(s)
+}

@@ -1,0 +1,131 @@
+package cloudstack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	csgo "github.com/apache/cloudstack-go/v2/cloudstack"
+)
+
+// CloudStack's jobstatus values.
+const (
+	csJobPending   = 0
+	csJobSucceeded = 1
+	csJobFailed    = 2
+)
+
+func (a *adapter) PollJob(ctx context.Context, jobID string) (JobResult, error) {
+	res := JobResult{JobID: jobID}
+	if err := required("job id", jobID); err != nil {
+		return res, fmt.Errorf("polling job: %w", err)
+	}
+	r, err := a.queryJob(ctx, jobID)
+	if err != nil {
+		return res, a.fail(err, "polling job %s", jobID)
+	}
+	res.Command = r.Cmd
+	res.InstanceID = r.Jobinstanceid
+
+	switch r.Jobstatus {
+	case csJobPending:
+		res.Status = JobPending
+		return res, nil
+	case csJobSucceeded:
+		res.Status = JobSucceeded
+		var out struct {
+			Volume *csgo.Volume `json:"volume"`
+		}
+		if len(r.Jobresult) > 0 && json.Unmarshal(r.Jobresult, &out) == nil && out.Volume != nil {
+			v := volumeFrom(out.Volume)
+			res.Volume = &v
+		}
+		a.jobs.forget(jobID)
+		jobsFinished.WithLabelValues("succeeded").Inc()
+		return res, nil
+	case csJobFailed:
+		res.Status = JobFailed
+		e := jobError(r.Jobresult, a.red)
+		if e.Code == 0 {
+			e.Code = r.Jobresultcode
+		}
+		target, known := a.jobs.lookup(jobID)
+		if !known {
+			target = jobTarget{volumeID: r.Jobinstanceid, vmID: a.omaVMID}
+		}
+		e = a.refineAttached(ctx, e, target.volumeID, target.vmID)
+		res.Err = fmt.Errorf("job %s (%s) failed: %w", jobID, shortCommand(r.Cmd), e)
+		a.jobs.forget(jobID)
+		jobsFinished.WithLabelValues("failed").Inc()
+		return res, nil
+	}
+	return res, fmt.Errorf("polling job %s: %w", jobID,
+		&Error{Text: fmt.Sprintf("unknown jobstatus %d", r.Jobstatus)})
+}
+
+// queryJob asks once. cloudstack-go's own QueryAsyncJobResult retries three times with
+// sleeps in between, which would stall a reconcile worker on exactly the errors (401,
+// unknown job, outage) where a prompt, classified answer is wanted; its generic request
+// gives one attempt.
+func (a *adapter) queryJob(ctx context.Context, jobID string) (*csgo.QueryAsyncJobResultResponse, error) {
+	cs := a.client(ctx)
+	custom, ok := cs.Custom.(*csgo.CustomService)
+	if !ok {
+		return nil, fmt.Errorf("cloudstack-go has no generic request service (%T)", cs.Custom)
+	}
+	p := &csgo.CustomServiceParams{}
+	p.SetParam("jobid", jobID)
+	var r csgo.QueryAsyncJobResultResponse
+	if err := custom.CustomRequest("queryAsyncJobResult", p, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// jobTarget remembers what an attach job was for, so its failure can be refined against
+// the VM it named rather than assumed to be the OMA VM.
+type jobTarget struct {
+	volumeID string
+	vmID     string
+}
+
+// jobTargets is bounded because jobs whose results are never polled (a controller that
+// adopts by re-reading instead) would otherwise accumulate; after a restart the map is
+// empty and the job's instance id and the OMA VM stand in.
+type jobTargets struct {
+	mu sync.Mutex
+	m  map[string]jobTarget
+}
+
+const maxJobTargets = 4096
+
+func newJobTargets() *jobTargets { return &jobTargets{m: map[string]jobTarget{}} }
+
+func (j *jobTargets) remember(jobID string, t jobTarget) {
+	if jobID == "" {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(j.m) >= maxJobTargets {
+		for k := range j.m {
+			delete(j.m, k)
+			break
+		}
+	}
+	j.m[jobID] = t
+}
+
+func (j *jobTargets) lookup(jobID string) (jobTarget, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	t, ok := j.m[jobID]
+	return t, ok
+}
+
+func (j *jobTargets) forget(jobID string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	delete(j.m, jobID)
+}
