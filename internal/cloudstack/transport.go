@@ -141,7 +141,7 @@ func commandOf(req *http.Request) (string, error) {
 // metricCommand keeps label values bounded and tidy: only this package issues requests,
 // but a label must never carry arbitrary text.
 func metricCommand(c string) string {
-	if len(c) > 64 || strings.IndexFunc(c, func(r rune) bool {
+	if c == "" || len(c) > 64 || strings.IndexFunc(c, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
 	}) >= 0 {
 		return "unknown"
