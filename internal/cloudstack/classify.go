@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -69,7 +71,7 @@ func jobError(raw []byte, red *redactor) *Error {
 }
 
 func apiError(code, cs int, text string) *Error {
-	e := &Error{Class: apiClass(code, text), Code: code, CSCode: cs, Text: text}
+	e := &Error{Class: apiClass(code, text), Code: code, CSCode: cs, Text: text, fromAPI: true}
 	if m := invalidParamRe.FindStringSubmatch(text); m != nil {
 		e.Param = strings.ToLower(m[1])
 	}
@@ -112,7 +114,7 @@ func apiClass(code int, text string) error {
 }
 
 func networkError(err error, red *redactor) *Error {
-	e := &Error{Text: red.String(err.Error())}
+	e := &Error{Text: red.String(networkText(err))}
 	if errors.Is(err, context.Canceled) {
 		e.cause = context.Canceled
 	} else if errors.Is(err, context.DeadlineExceeded) {
@@ -164,6 +166,21 @@ func networkError(err error, red *redactor) *Error {
 		}
 	}
 	return e
+}
+
+// networkText drops the query from a *url.Error: it holds the signed request (key,
+// signature, every parameter) and nothing a person needs, since the caller's wrapping
+// names the operation and the ids.
+func networkText(err error) string {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err.Error()
+	}
+	endpoint := ue.URL
+	if i := strings.IndexAny(endpoint, "?#"); i >= 0 {
+		endpoint = endpoint[:i]
+	}
+	return fmt.Sprintf("%s %s: %v", ue.Op, endpoint, ue.Err)
 }
 
 // statusClass classifies an HTTP reply that did not carry a CloudStack envelope, which

@@ -26,7 +26,7 @@ const (
 var testRedactor = newRedactor(testAPIKey, testSecretKey)
 
 // regexpSignature finds every signature value, in a query or a form.
-var regexpSignature = regexp.MustCompile(`(?i)signature(=|%3D)[^&\s"']*`)
+var regexpSignature = regexp.MustCompile(`(?i)signature(=|%3D)[^&\s"'\\]*`)
 
 // signedURL is what cloudstack-go and *url.Error put into error messages.
 const signedURL = "https://cloud.example.com/client/api?apiKey=" + testAPIKey +
@@ -260,6 +260,12 @@ func TestRedactor(t *testing.T) {
 	}
 	// Without known keys the query values still go.
 	assertNoSecrets(t, (*redactor)(nil).String(signedURL))
+	// An error of unknown shape that embeds a signed URL is redacted too.
+	e := classify(fmt.Errorf("something odd with %s (key %s)", signedURL, testSecretKey), testRedactor)
+	if e.Class != nil {
+		t.Fatalf("an unknown error must stay unclassified, got %v", e.Class)
+	}
+	assertNoSecrets(t, e.Error())
 }
 
 // assertNoSecrets fails when s holds the test keys or any signature value.

@@ -66,6 +66,10 @@ type Error struct {
 	// Text is CloudStack's errortext or the network error, with secrets removed.
 	Text string
 
+	// fromAPI marks a CloudStack reply (or failed job), as opposed to an HTTP status
+	// from something in front of it, so the message does not blame CloudStack wrongly.
+	fromAPI bool
+
 	// cause is kept only for context errors, whose text holds nothing secret, so that
 	// errors.Is(err, context.Canceled) keeps working across the boundary.
 	cause error
@@ -73,6 +77,8 @@ type Error struct {
 
 func (e *Error) Error() string {
 	switch {
+	case !e.fromAPI:
+		return e.Text
 	case e.Code != 0 && e.CSCode != 0:
 		return fmt.Sprintf("CloudStack error %d (cserrorcode %d): %s", e.Code, e.CSCode, e.Text)
 	case e.Code != 0:

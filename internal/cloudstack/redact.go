@@ -10,7 +10,7 @@ const redacted = "REDACTED"
 
 // signedParamRe finds the query values that authenticate a request. cloudstack-go puts the
 // whole signed URL into its errors, and net/http's *url.Error repeats it.
-var signedParamRe = regexp.MustCompile(`(?i)\b(apikey|signature)(=|%3D)[^&\s"'<>]*`)
+var signedParamRe = regexp.MustCompile(`(?i)\b(apikey|signature)(=|%3D)[^&\s"'<>\\]*`)
 
 // redactor scrubs one config's credentials out of text before it leaves the package.
 type redactor struct {

@@ -33,7 +33,10 @@ type httpStatusError struct {
 }
 
 func (e *httpStatusError) Error() string {
-	return fmt.Sprintf("HTTP %s without a CloudStack reply (is apiURL the CloudStack API endpoint?)", e.Status)
+	if e.Code >= 500 {
+		return fmt.Sprintf("HTTP %s instead of a CloudStack reply (CloudStack or a proxy in front of it is failing)", e.Status)
+	}
+	return fmt.Sprintf("HTTP %s instead of a CloudStack reply (is apiURL the CloudStack API endpoint?)", e.Status)
 }
 
 // transport sits under cloudstack-go, which has no context support: it applies the
