@@ -47,8 +47,12 @@ func (a *adapter) PollJob(ctx context.Context, jobID string) (JobResult, error) 
 	case csJobFailed:
 		res.Status = JobFailed
 		e := jobError(r.Jobresult, a.red)
-		if e.Code == 0 {
-			e.Code = r.Jobresultcode
+		if e.Code == 0 && r.Jobresultcode != 0 {
+			// A text jobresult carries no code; the envelope's still classifies it.
+			e = apiError(r.Jobresultcode, e.CSCode, e.Text)
+		}
+		if e.Text == "" {
+			e.Text = "the job failed without saying why"
 		}
 		target, known := a.jobs.lookup(jobID)
 		if !known {

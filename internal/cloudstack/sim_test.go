@@ -195,6 +195,14 @@ func TestSimVolumeLifecycle(t *testing.T) {
 	if _, err := c.PollJob(ctx, simUnknownID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown job: %v", err)
 	}
+	// An id CloudStack never knew is refused by its parameter processor (431/9999), one it
+	// deleted lists as the empty envelope: both are not found.
+	if _, err := c.GetVolume(ctx, simUnknownID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get of an unknown id: %v", err)
+	}
+	if _, err := c.CountDataVolumes(ctx, simUnknownID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("count on an unknown VM: %v", err)
+	}
 	if n, err := c.CountDataVolumes(ctx, cloudsim.DefaultOMAVMID); err != nil || n != 0 {
 		t.Fatalf("count after delete: %d %v", n, err)
 	}
