@@ -190,6 +190,11 @@ func (r *OsseaConfigReconciler) validate(ctx context.Context, s *configScope) (c
 		MaxDataVolumes:      cfg.Spec.MaxDataVolumes,
 	})
 	recordValidation(cfg, v)
+	var check *cloudstack.CheckError
+	if err == nil || (errors.As(err, &check) && check.Check != cloudstack.CheckConnection && !errors.Is(err, cloudstack.ErrTransient)) {
+		s.conditions.set(ConditionConnected, metav1.ConditionTrue, osseav1.ReasonConnected,
+			fmt.Sprintf("CloudStack %s accepted the credentials", cfg.Status.CloudStackVersion))
+	}
 	if err != nil {
 		reason, stalled, msg := classifyValidation(cfg, err)
 		r.fail(s, conditionFor(reason), reason, stalled, msg)
@@ -200,8 +205,6 @@ func (r *OsseaConfigReconciler) validate(ctx context.Context, s *configScope) (c
 		return recheck, nil
 	}
 
-	s.conditions.set(ConditionConnected, metav1.ConditionTrue, osseav1.ReasonConnected,
-		fmt.Sprintf("CloudStack %s accepted the credentials", v.CloudStackVersion))
 	s.conditions.set(ConditionResourcesFound, metav1.ConditionTrue, "ResourcesFound", fmt.Sprintf(
 		"zone %s, OMA VM %s (%s), disk offering %s", v.Zone.Name, v.VirtualMachine.Name, v.VirtualMachine.State, v.DiskOffering.Name))
 	now := metav1.Now()
@@ -294,9 +297,11 @@ func classifyValidation(cfg *osseav1.OsseaConfig, err error) (reason string, sta
 		return osseav1.ReasonOMAVMNotFound, true, fmt.Sprintf(
 			"OMA VM %s does not exist in zone %q or is not visible to this account: check spec.omaVirtualMachineID",
 			cfg.Spec.OMAVirtualMachineID, cfg.Spec.Zone)
-	case check != nil && check.Check == cloudstack.CheckVirtualMachine:
-		return osseav1.ReasonOMAVMNotUsable, !errors.Is(err, cloudstack.ErrTransient) && cloudstack.IsTerminal(err), fmt.Sprintf(
-			"OMA VM %s cannot take volumes: %v; it must be Running or Stopped", cfg.Spec.OMAVirtualMachineID, err)
+	case check != nil && check.Check == cloudstack.CheckVirtualMachine && !errors.Is(err, cloudstack.ErrTransient):
+		// A VM that is starting or migrating gets there by itself; one that is destroyed
+		// or broken needs a person.
+		return osseav1.ReasonOMAVMNotUsable, deadVMStates[cfg.Status.OMAVirtualMachineState] || cloudstack.IsTerminal(err), fmt.Sprintf(
+			"OMA VM %s cannot take volumes: %v", cfg.Spec.OMAVirtualMachineID, err)
 	case check != nil && check.Check == cloudstack.CheckDiskOffering && !errors.Is(err, cloudstack.ErrTransient):
 		return osseav1.ReasonDiskOfferingInvalid, true, fmt.Sprintf(
 			"disk offering cannot be used: %v; set spec.diskOfferingID to an offering with a custom size", err)
@@ -304,6 +309,9 @@ func classifyValidation(cfg *osseav1.OsseaConfig, err error) (reason string, sta
 		return ReasonCloudStackError, cloudstack.IsTerminal(err), fmt.Sprintf("CloudStack at %s failed the connection test: %v; retrying", cfg.Spec.APIURL, err)
 	}
 }
+
+// deadVMStates are the VM states that do not end without someone acting.
+var deadVMStates = map[string]bool{"Destroyed": true, "Expunging": true, "Expunged": true, "Error": true}
 
 func conditionFor(reason string) string {
 	switch reason {

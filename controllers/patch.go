@@ -35,7 +35,7 @@ func (h *patchHelper) patch(ctx context.Context, obj client.Object) error {
 		}
 		copyStatus(obj, desired) // the reply carried the stored status
 	}
-	if !equality.Semantic.DeepEqual(status(h.before), status(desired)) {
+	if !equality.Semantic.DeepEqual(statusOf(h.before), statusOf(desired)) {
 		base := obj.DeepCopyObject().(client.Object)
 		copyStatus(base, h.before)
 		if err := h.c.Status().Patch(ctx, obj, client.MergeFrom(base)); err != nil {
@@ -45,7 +45,7 @@ func (h *patchHelper) patch(ctx context.Context, obj client.Object) error {
 	return nil
 }
 
-func status(obj client.Object) any {
+func statusOf(obj client.Object) any {
 	switch o := obj.(type) {
 	case *osseav1.OsseaConfig:
 		return o.Status

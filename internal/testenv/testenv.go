@@ -25,6 +25,8 @@ type Env struct {
 	Config *rest.Config
 	Client client.Client
 	Scheme *k8sruntime.Scheme
+	// BinaryDir holds kube-apiserver, etcd and a kubectl of the same version.
+	BinaryDir string
 
 	env *envtest.Environment
 }
@@ -64,8 +66,11 @@ func Start(repoRoot string) (*Env, error) {
 		_ = env.Stop()
 		return nil, fmt.Errorf("creating a client: %w", err)
 	}
-	return &Env{Config: cfg, Client: c, Scheme: s, env: env}, nil
+	return &Env{Config: cfg, Client: c, Scheme: s, BinaryDir: assets, env: env}, nil
 }
+
+// Kubeconfig returns a kubeconfig file's contents for an admin of the API server.
+func (e *Env) Kubeconfig() []byte { return e.env.KubeConfig }
 
 // Stop stops the API server and etcd.
 func (e *Env) Stop() error { return e.env.Stop() }

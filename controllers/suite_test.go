@@ -1,0 +1,213 @@
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/migratekit/ossea-operator/internal/cloudsim"
+	"github.com/migratekit/ossea-operator/internal/cloudstack"
+	"github.com/migratekit/ossea-operator/internal/testenv"
+)
+
+// The controller tests run the real manager against a real kube-apiserver and etcd, and the
+// real cloudstack-go client against the CloudStack simulator over HTTP.
+
+var (
+	env     *testenv.Env
+	k8s     client.Client
+	logs    = &syncBuffer{}
+	testCtx context.Context
+)
+
+// revalidateInterval is short so that a fix made inside CloudStack (a VM started again) is
+// seen within a test's patience.
+const revalidateInterval = 2 * time.Second
+
+func TestMain(m *testing.M) {
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	var err error
+	env, err = testenv.Start(filepath.Join(".."))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	k8s = env.Client
+
+	// Everything the manager logs is kept, so tests can search it for secrets.
+	logger := zap.New(zap.WriteTo(logs), zap.Level(zapcore.Level(-4)))
+	ctrl.SetLogger(logger)
+
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 env.Scheme,
+		Logger:                 logger,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Client: client.Options{
+			Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}},
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	testCtx = ctx
+	if err := SetupIndexes(ctx, mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	factory := cloudstack.NewFactory(cloudstack.WithRateLimit(100, 100), cloudstack.WithLogger(logger.WithName("cloudstack")))
+	if err := (&OsseaConfigReconciler{
+		Client:             mgr.GetClient(),
+		APIReader:          mgr.GetAPIReader(),
+		Recorder:           mgr.GetEventRecorder("osseaconfig-controller"),
+		Clouds:             factory,
+		RevalidateInterval: revalidateInterval,
+	}).SetupWithManager(mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	code := m.Run()
+	cancel()
+	if err := <-done; err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+	}
+	return code
+}
+
+// sim is one simulator behind a real HTTP listener.
+type sim struct {
+	*cloudsim.Simulator
+	srv *httptest.Server
+	url string
+}
+
+// startSim starts a simulator on the default world changed by edit, over plain HTTP or,
+// with useTLS, over HTTPS with a self-signed certificate.
+func startSim(t *testing.T, useTLS bool, edit func(*cloudsim.World)) *sim {
+	t.Helper()
+	w := cloudsim.DefaultWorld()
+	if edit != nil {
+		edit(w)
+	}
+	s, err := cloudsim.New(cloudsim.Options{World: w})
+	if err != nil {
+		t.Fatalf("starting the simulator: %v", err)
+	}
+	var srv *httptest.Server
+	if useTLS {
+		srv = httptest.NewTLSServer(s.Handler())
+	} else {
+		srv = httptest.NewServer(s.Handler())
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		_ = s.Close()
+	})
+	return &sim{Simulator: s, srv: srv, url: srv.URL + "/client/api"}
+}
+
+// newNamespace creates a namespace for one test, so tests cannot see each other's objects.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "osc-"}}
+	if err := k8s.Create(testCtx, ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+// eventually polls cond every 100ms until it returns "" or the timeout passes, then fails
+// with the last answer.
+func eventually(t *testing.T, timeout time.Duration, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		msg := cond()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %s: %s", timeout, msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// assertNoLeak searches the manager's log, every event and the given objects' status for
+// the secret values.
+func assertNoLeak(t *testing.T, objs []client.Object, secrets ...string) {
+	t.Helper()
+	haystacks := map[string]string{"manager log": logs.String()}
+	var evs eventsv1.EventList
+	if err := k8s.List(testCtx, &evs); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs.Items {
+		haystacks["event "+e.Name] = e.Note + " " + e.Reason
+	}
+	var corev1Events corev1.EventList
+	if err := k8s.List(testCtx, &corev1Events); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range corev1Events.Items {
+		haystacks["event "+e.Name] = e.Message + " " + e.Reason
+	}
+	for _, o := range objs {
+		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(o), o); err != nil {
+			continue
+		}
+		haystacks[fmt.Sprintf("%T %s status", o, o.GetName())] = fmt.Sprintf("%+v", o)
+	}
+	for where, text := range haystacks {
+		for _, s := range secrets {
+			if strings.Contains(text, s) {
+				t.Errorf("%s contains the secret %q", where, s)
+			}
+		}
+		if strings.Contains(text, "signature=") {
+			t.Errorf("%s contains a request signature: %s", where, text[max(0, strings.Index(text, "signature=")-300):min(len(text), strings.Index(text, "signature=")+100)])
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
