@@ -1,0 +1,183 @@
+package cloudsim
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// These tests make real loop devices: they need root, and fail (not skip)
+// without it, since the hypervisor hook is what they exist to prove.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the hypervisor hook tests need root (loop devices)")
+	}
+}
+
+func localWorld(dir, bus string) *World {
+	w := DefaultWorld()
+	w.VirtualMachines[0].Local = &LocalDisks{ByIDDir: filepath.Join(dir, "by-id"), BackingDir: filepath.Join(dir, "disks"), Bus: bus}
+	return w
+}
+
+func blockDeviceSize(t *testing.T, device string) int64 {
+	t.Helper()
+	out, err := exec.Command("blockdev", "--getsize64", device).CombinedOutput()
+	if err != nil {
+		t.Fatalf("blockdev %s: %v %s", device, err, out)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func loopsOf(t *testing.T, file string) string {
+	t.Helper()
+	out, err := exec.Command("losetup", "--associated", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup -j %s: %v %s", file, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func resolveDisk(t *testing.T, link string) string {
+	t.Helper()
+	device, err := filepath.EvalSymlinks(link)
+	if err != nil {
+		t.Fatalf("by-id link: %v", err)
+	}
+	if !strings.HasPrefix(device, "/dev/loop") {
+		t.Fatalf("%s -> %s, not a loop device", link, device)
+	}
+	return device
+}
+
+func TestHypervisorAttachDetachKeepsData(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	e := newEnv(t, Options{World: localWorld(dir, "")})
+	v := e.createVolume("real-disk", 1)
+	link := filepath.Join(dir, "by-id", "virtio-"+Serial(v.Id))
+	backing := filepath.Join(dir, "disks", v.Id+".img")
+	if len(Serial(v.Id)) != 20 || strings.Contains(Serial(v.Id), "-") {
+		t.Fatalf("serial %q", Serial(v.Id))
+	}
+	if _, err := os.Lstat(link); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("link exists before the attach job")
+	}
+
+	e.mustAttach(v.Id, DefaultOMAVMID)
+	device := resolveDisk(t, link)
+	t.Logf("%s -> %s (%s)", link, device, loopsOf(t, backing))
+	if size := blockDeviceSize(t, device); size != gib {
+		t.Fatalf("%s is %d bytes, want %d", device, size, gib)
+	}
+	if st, err := os.Stat(backing); err != nil || st.Size() != gib {
+		t.Fatalf("backing file: %v %v", st, err)
+	}
+
+	// Write through the device, as the agent's filesystem would.
+	pattern := bytes.Repeat([]byte("migratekit!"), 4096)
+	const offset = 512 << 20
+	f, err := os.OpenFile(device, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(pattern, offset); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	if _, err := e.detach(v.Id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(link); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("link left after detach: %v", err)
+	}
+	if loops := loopsOf(t, backing); loops != "" {
+		t.Fatalf("loop device left after detach: %s", loops)
+	}
+
+	e.mustAttach(v.Id, DefaultOMAVMID)
+	device = resolveDisk(t, link)
+	got := make([]byte, len(pattern))
+	f, err = os.Open(device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.ReadAt(got, offset)
+	f.Close()
+	if err != nil || !bytes.Equal(got, pattern) {
+		t.Fatalf("data after re-attach differs (%v)", err)
+	}
+	if st := e.sim.Snapshot(); st.Volumes[1].LoopDevice != device || st.Volumes[1].DeviceLink != link {
+		t.Fatalf("state does not show the device: %+v", st.Volumes[1])
+	}
+
+	if err := e.sim.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if loops := loopsOf(t, backing); loops != "" {
+		t.Fatalf("loop device left after Close: %s", loops)
+	}
+	if _, err := os.Lstat(link); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("link left after Close: %v", err)
+	}
+}
+
+func TestHypervisorDeleteRemovesBackingFileAndSCSILinks(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	e := newEnv(t, Options{World: localWorld(dir, "scsi")})
+	v := e.createVolume("scsi-disk", 2)
+	e.mustAttach(v.Id, DefaultOMAVMID)
+	link := filepath.Join(dir, "by-id", "scsi-0QEMU_QEMU_HARDDISK_"+Serial(v.Id))
+	if size := blockDeviceSize(t, resolveDisk(t, link)); size != 2*gib {
+		t.Fatalf("size %d", size)
+	}
+	backing := filepath.Join(dir, "disks", v.Id+".img")
+	if _, err := e.detach(v.Id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(backing); err != nil {
+		t.Fatalf("backing file gone after detach: %v", err)
+	}
+	if _, err := e.cs.Volume.DeleteVolume(e.cs.Volume.NewDeleteVolumeParams(v.Id)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(backing); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("backing file after delete: %v", err)
+	}
+}
+
+// A failing hypervisor fails the attach job and changes nothing.
+func TestHypervisorFailureFailsTheJob(t *testing.T) {
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "not-a-dir")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := DefaultWorld()
+	w.VirtualMachines[0].Local = &LocalDisks{ByIDDir: filepath.Join(blocker, "by-id"), BackingDir: filepath.Join(dir, "disks")}
+	e := newEnv(t, Options{World: w})
+	v := e.createVolume("doomed", 1)
+	_, err := e.attach(v.Id, DefaultOMAVMID)
+	if err == nil || !strings.Contains(err.Error(), `"errorcode":530`) || !strings.Contains(err.Error(), "Failed to attach volume doomed to VM oma; ") {
+		t.Fatalf("attach: %v", err)
+	}
+	if got := e.volume(v.Id); got.Virtualmachineid != "" || got.State != "Allocated" {
+		t.Fatalf("volume changed: %+v", got)
+	}
+}
