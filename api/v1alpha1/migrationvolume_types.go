@@ -262,6 +262,8 @@ type MigrationVolumeStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=mv,categories=ossea
+// +kubebuilder:selectablefield:JSONPath=`.status.attachedVirtualMachineID`
+// +kubebuilder:selectablefield:JSONPath=`.spec.osseaConfigRef.name`
 // +kubebuilder:printcolumn:name="Job",type=string,JSONPath=`.spec.jobID`
 // +kubebuilder:printcolumn:name="Disk",type=string,JSONPath=`.spec.diskName`
 // +kubebuilder:printcolumn:name="Size",type=integer,JSONPath=`.spec.sizeGiB`,description="Size in GiB"

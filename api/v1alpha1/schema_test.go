@@ -13,6 +13,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -307,6 +308,36 @@ func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
 		}
 		if len(obj.Object) > 0 {
 			objs = append(objs, obj)
+		}
+	}
+}
+
+// The node agent caches only the volumes attached to its own VM, through a field selector
+// the API server evaluates; that needs the fields declared selectable.
+func TestSelectableFields(t *testing.T) {
+	ctx := context.Background()
+	obj := &unstructured.Unstructured{Object: validVolume("selectable")}
+	set("osseaConfigRef.name", "selectable-config")(obj.Object)
+	if err := k8sClient.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	for selector, want := range map[string]int{
+		"spec.osseaConfigRef.name=selectable-config":   1,
+		"spec.osseaConfigRef.name=other":               0,
+		"status.attachedVirtualMachineID=" + validUUID: 0,
+	} {
+		list := &unstructured.UnstructuredList{}
+		list.SetAPIVersion("ossea.migratekit.io/v1alpha1")
+		list.SetKind("MigrationVolumeList")
+		sel, err := fields.ParseSelector(selector)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := k8sClient.List(ctx, list, client.InNamespace("default"), client.MatchingFieldsSelector{Selector: sel}); err != nil {
+			t.Fatalf("listing with %s: %v", selector, err)
+		}
+		if len(list.Items) != want {
+			t.Errorf("%s selected %d volumes, want %d", selector, len(list.Items), want)
 		}
 	}
 }
