@@ -1,6 +1,7 @@
 package cloudstack
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -329,5 +330,44 @@ func TestSimJobFailure(t *testing.T) {
 	if res.Status != JobFailed || !errors.Is(res.Err, ErrTransient) || IsTerminal(res.Err) ||
 		!errors.As(res.Err, &ce) || ce.Code != 530 || res.InstanceID != volID {
 		t.Fatalf("failed create job: %+v", res)
+	}
+}
+
+// TestSimLocalChecksAndOptions: requests that would be dangerous or pointless are refused
+// before any call (an empty id would list every volume, an empty deleteTags would remove
+// every tag), and the factory's timeout and limit options reach the calls.
+func TestSimLocalChecksAndOptions(t *testing.T) {
+	env := startSim(t, cloudsim.Options{}, false)
+	c := env.cloud(t, WithRequestTimeout(150*time.Millisecond), WithDefaultMaxDataVolumes(3))
+	ctx := testContext(t)
+	env.sim.ResetCounters()
+
+	_, err1 := c.GetVolume(ctx, "")
+	_, _, err2 := c.CreateVolume(ctx, CreateVolumeRequest{Name: "x", ZoneID: cloudsim.DefaultZoneID})
+	_, err3 := c.DeleteTags(ctx, simUnknownID, nil)
+	_, err4 := c.CreateTags(ctx, simUnknownID, map[string]string{})
+	_, err5 := c.AttachVolume(ctx, simUnknownID, "")
+	_, err6 := c.PollJob(ctx, " ")
+	err7 := c.DeleteVolume(ctx, "")
+	_, err8 := c.CountDataVolumes(ctx, "")
+	for i, err := range []error{err1, err2, err3, err4, err5, err6, err7, err8} {
+		if !errors.Is(err, ErrInvalidParameter) {
+			t.Errorf("check %d: %v", i+1, err)
+		}
+	}
+	if calls := env.sim.Snapshot().Calls; len(calls) != 0 {
+		t.Fatalf("refused requests reached CloudStack: %v", calls)
+	}
+
+	v, err := c.Validate(ctx, ValidateRequest{Zone: cloudsim.DefaultZoneID, OMAVirtualMachineID: cloudsim.DefaultOMAVMID})
+	if err != nil || v.MaxDataVolumes != 3 {
+		t.Fatalf("default data volume limit: %v %v", v, err)
+	}
+
+	env.sim.SetFaults(cloudsim.Faults{ExtraLatency: time.Second, Commands: []string{"listZones"}})
+	start := time.Now()
+	_, err = c.Validate(ctx, ValidateRequest{Zone: cloudsim.DefaultZoneID, OMAVirtualMachineID: cloudsim.DefaultOMAVMID})
+	if !errors.Is(err, ErrTransient) || !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 900*time.Millisecond {
+		t.Fatalf("a slow reply must hit the per-request timeout: %v after %v", err, time.Since(start))
 	}
 }
