@@ -56,7 +56,8 @@ type Error struct {
 	// Class is one of the Err* sentinels, or nil when the failure fits none.
 	Class error
 	// Code is CloudStack's errorcode (the HTTP status for API errors, 431 for most
-	// failed jobs), or 0 for network failures.
+	// failed jobs), the HTTP status of a reply that was not CloudStack's (a proxy's
+	// 502), or 0 when no reply arrived.
 	Code int
 	// CSCode is CloudStack's cserrorcode, 0 when the reply had none (failed jobs, 401).
 	CSCode int
