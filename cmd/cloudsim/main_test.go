@@ -94,11 +94,17 @@ func TestRunRejectsBadFlags(t *testing.T) {
 	}
 }
 
-// The real process, a real SIGTERM: it exits cleanly and leaves no loop device.
-func TestSIGTERMRemovesLoopDevices(t *testing.T) {
+// The real process, a real signal: it exits cleanly and leaves no loop device.
+func TestSignalRemovesLoopDevices(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test needs root (loop devices)")
 	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) { signalRemovesLoopDevices(t, sig) })
+	}
+}
+
+func signalRemovesLoopDevices(t *testing.T, sig syscall.Signal) {
 	dir := t.TempDir()
 	world := cloudsim.DefaultWorld()
 	world.VirtualMachines[0].Local = &cloudsim.LocalDisks{ByIDDir: filepath.Join(dir, "by-id"), BackingDir: filepath.Join(dir, "disks")}
@@ -143,18 +149,18 @@ func TestSIGTERMRemovesLoopDevices(t *testing.T) {
 		t.Fatalf("by-id link: %q %v", device, err)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("cloudsim exit after SIGTERM: %v", err)
+		t.Fatalf("cloudsim exit after %v: %v", sig, err)
 	}
 	out, err := exec.Command("losetup", "--associated", backing).CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) != 0 {
-		t.Fatalf("loop devices after SIGTERM: %q %v", out, err)
+		t.Fatalf("loop devices after %v: %q %v", sig, out, err)
 	}
 	if _, err := os.Lstat(link); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("by-id link after SIGTERM: %v", err)
+		t.Fatalf("by-id link after %v: %v", sig, err)
 	}
 	if st, err := os.Stat(stateFile); err != nil || st.Size() == 0 {
 		t.Fatalf("state file: %v", err)

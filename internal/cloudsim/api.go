@@ -19,7 +19,7 @@ func (s *Simulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	params, parseErr := requestParams(r)
+	params, parseErr := requestParams(w, r)
 	name := params.Get("command")
 	now := s.clock()
 	s.mu.Lock()
@@ -57,8 +57,8 @@ func (s *Simulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 // requestParams merges the query string and, for a POST, the form body, as the
 // servlet's getParameterMap does. A malformed encoding makes the request
 // unverifiable; what did parse is still returned so the call is counted.
-func requestParams(r *http.Request) (url.Values, error) {
-	r.Body = http.MaxBytesReader(nil, r.Body, maxRequestBody)
+func requestParams(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
 	err := r.ParseForm()
 	if r.Form == nil {
 		r.Form = url.Values{}

@@ -20,8 +20,12 @@ type Faults struct {
 	ErrorRate float64 `json:"errorRate"`
 	// LostResponseRate makes the change, then drops the connection without an
 	// answer or answers 502 from a "proxy": the client cannot tell what happened.
+	// (Go's transport silently retries a GET whose reused connection is dropped,
+	// so a lost list call may show up as two calls.)
 	LostResponseRate float64 `json:"lostResponseRate"`
-	// JobFailureRate makes an async job fail with 530 and change nothing.
+	// JobFailureRate makes an async job fail with 530 and change nothing. A
+	// createVolume's volume was allocated before its job, so it stays, Allocated,
+	// as it does when a create job fails in CloudStack.
 	JobFailureRate float64 `json:"jobFailureRate"`
 	// ExtraLatency delays every matching call. In JSON a Go duration string
 	// ("250ms") or a number of nanoseconds.

@@ -181,3 +181,45 @@ func TestHypervisorFailureFailsTheJob(t *testing.T) {
 		t.Fatalf("volume changed: %+v", got)
 	}
 }
+
+// After a restart on the same state file, attached volumes are served again,
+// with their data, as a hypervisor keeps its disks across a management restart.
+func TestHypervisorRestartReattaches(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state.json")
+	first := newEnv(t, Options{World: localWorld(dir, ""), StateFile: state})
+	v := first.createVolume("kept", 1)
+	first.mustAttach(v.Id, DefaultOMAVMID)
+	link := filepath.Join(dir, "by-id", "virtio-"+Serial(v.Id))
+	w, err := os.OpenFile(resolveDisk(t, link), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("survives")); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(w.Sync(), w.Close()); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.sim.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(link); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("link left after Close")
+	}
+
+	second := newEnv(t, Options{World: localWorld(dir, ""), StateFile: state})
+	got := make([]byte, len("survives"))
+	f, err := os.Open(resolveDisk(t, link))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(got, 0); err != nil || string(got) != "survives" {
+		t.Fatalf("after restart read %q, %v", got, err)
+	}
+	if d := second.volume(v.Id).Deviceid; d != 1 {
+		t.Fatalf("device id after restart %d", d)
+	}
+}

@@ -58,6 +58,7 @@ func (c *call) startJob(instanceType, instanceID string) string {
 		Created: c.now, Due: c.now.Add(latency), InjectedFailure: c.failJob,
 	}
 	s.jobs[j.ID] = j
+	s.pending[j.ID] = j
 	c.mutated = true
 	select {
 	case s.wake <- struct{}{}:
@@ -90,10 +91,8 @@ func (s *Simulator) runJobs() {
 func (s *Simulator) untilNextDueLocked() time.Duration {
 	wait := time.Hour
 	now := s.clock()
-	for _, j := range s.jobs {
-		if j.Status == jobPending {
-			wait = min(wait, j.Due.Sub(now))
-		}
+	for _, j := range s.pending {
+		wait = min(wait, j.Due.Sub(now))
 	}
 	// An injected Clock may stand still; poll rather than spin.
 	return max(wait, time.Millisecond)
@@ -106,8 +105,8 @@ func (s *Simulator) settleLocked() {
 	}
 	now := s.clock()
 	var due []*Job
-	for _, j := range s.jobs {
-		if j.Status == jobPending && !j.Due.After(now) {
+	for _, j := range s.pending {
+		if !j.Due.After(now) {
 			due = append(due, j)
 		}
 	}
@@ -136,6 +135,7 @@ func (s *Simulator) completeLocked(j *Job, now time.Time) {
 		result, err = commands[j.Command].complete(s, j)
 	}
 	j.Completed = &now
+	delete(s.pending, j.ID)
 	var raw []byte
 	if err != nil {
 		j.Status, j.ResultCode = jobFailed, err.Code

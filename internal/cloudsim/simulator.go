@@ -38,7 +38,8 @@ type Simulator struct {
 	handler http.Handler
 	hv      *hypervisor
 
-	// Fixed after New, so authentication reads them without the lock.
+	// These maps are fixed after New, so authentication reads them without the
+	// lock; a VM's State does change, under mu.
 	byAPIKey  map[string]*Account
 	zones     map[string]*Zone
 	offerings map[string]*DiskOffering
@@ -50,6 +51,7 @@ type Simulator struct {
 	volumes       map[string]*Volume
 	removed       map[string]int64 // deleted volume id → Seq: CloudStack still resolves them
 	jobs          map[string]*Job
+	pending       map[string]*Job // the jobs not yet complete, a subset of jobs
 	nextVolumeSeq int64
 	nextJobSeq    int64
 	counters      counters
@@ -85,6 +87,7 @@ func New(opts Options) (*Simulator, error) {
 		volumes:   map[string]*Volume{},
 		removed:   map[string]int64{},
 		jobs:      map[string]*Job{},
+		pending:   map[string]*Job{},
 		counters:  newCounters(),
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
@@ -156,6 +159,9 @@ func (s *Simulator) Close() error {
 	for _, v := range s.volumes {
 		v.LoopDevice, v.DeviceLink = "", ""
 	}
+	// Attached volumes stay attached in the state file: the next process serves
+	// them again, as a hypervisor keeps its disks across a management restart.
+	s.persistLocked()
 	return err
 }
 

@@ -201,6 +201,9 @@ func (s *Simulator) load(b []byte) error {
 	for i := range p.Jobs {
 		j := p.Jobs[i]
 		s.jobs[j.ID] = &j
+		if j.Status == jobPending {
+			s.pending[j.ID] = &j
+		}
 	}
 	s.nextVolumeSeq, s.nextJobSeq = p.NextVolumeSeq, p.NextJobSeq
 	return nil

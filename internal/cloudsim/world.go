@@ -98,6 +98,7 @@ type VirtualMachine struct {
 }
 
 // LocalDisks says where the local hypervisor puts the disks of a VM it serves.
+// (World file keys match case-insensitively: byIdDir and byIDDir both work.)
 type LocalDisks struct {
 	// ByIDDir receives the by-id symlinks, as /dev/disk/by-id does in the guest.
 	ByIDDir string `json:"byIdDir"`
