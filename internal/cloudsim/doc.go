@@ -19,7 +19,8 @@
 // listVolumes, createVolume, attachVolume, detachVolume, deleteVolume,
 // createTags, deleteTags, listTags, queryAsyncJobResult, listAsyncJobs. Any
 // other command is answered 401 under the key "errorresponse", as CloudStack
-// answers a command it does not know.
+// answers a command it does not know. Answers are always JSON: the simulator
+// does not speak CloudStack's XML (response=xml or no response parameter).
 //
 // # The default world
 //

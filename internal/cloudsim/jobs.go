@@ -206,6 +206,20 @@ func listAsyncJobs(c *call) (any, *apiError) {
 	return c.page("asyncjobs", items)
 }
 
+func (j Job) clone() Job {
+	c := j
+	c.Params = make(map[string]string, len(j.Params))
+	for k, v := range j.Params {
+		c.Params[k] = v
+	}
+	c.Result = append(json.RawMessage(nil), j.Result...)
+	if j.Completed != nil {
+		t := *j.Completed
+		c.Completed = &t
+	}
+	return c
+}
+
 // param reads a job's saved request parameter.
 func (j *Job) param(name string) string { return j.Params[name] }
 

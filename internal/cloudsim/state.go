@@ -49,6 +49,9 @@ func (s *Simulator) Snapshot() State {
 	for i := range st.Volumes {
 		st.Volumes[i] = st.Volumes[i].clone()
 	}
+	for i := range st.Jobs {
+		st.Jobs[i] = st.Jobs[i].clone()
+	}
 	for _, vm := range s.world.VirtualMachines {
 		st.VirtualMachines = append(st.VirtualMachines, VirtualMachineStatus{
 			ID: vm.ID, Name: vm.Name, State: s.vms[vm.ID].State, DataVolumes: len(s.dataVolumesOfLocked(vm.ID)),
