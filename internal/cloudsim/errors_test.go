@@ -134,7 +134,15 @@ func TestReferenceErrorTable(t *testing.T) {
 // job's status, result code and result object.
 func TestFailedJobWithPlainClient(t *testing.T) {
 	e := newEnv(t, Options{JobLatency: 20 * time.Millisecond})
-	v := e.createVolume("a", 1)
+	cp := e.cs.Volume.NewCreateVolumeParams()
+	cp.SetZoneid(DefaultZoneID)
+	cp.SetDiskofferingid(DefaultDiskOfferingID)
+	cp.SetSize(1)
+	v, err := e.cs.Volume.CreateVolume(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitJob(v.JobID)
 	p := e.cs.Volume.NewDetachVolumeParams()
 	p.SetId(v.Id)
 	r, err := e.cs.Volume.DetachVolume(p)
