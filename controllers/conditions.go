@@ -43,7 +43,7 @@ func (s conditionSetter) summarize(details []string, stalled bool, readyReason, 
 	for _, t := range details {
 		c := meta.FindStatusCondition(*s.conditions, t)
 		if c == nil {
-			ready = metav1.Condition{Status: metav1.ConditionUnknown, Reason: ReasonProgressing, Message: t + " has not been checked yet"}
+			ready = metav1.Condition{Status: metav1.ConditionUnknown, Reason: ReasonProgressing, Message: "waiting for the " + t + " condition to be reported"}
 			break
 		}
 		if c.Status != metav1.ConditionTrue {

@@ -210,9 +210,12 @@ func TestConfigReasons(t *testing.T) {
 	}}
 
 	var all []client.Object
+	var logs []string
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := newNamespace(t)
+			mgr := startManager(t, ns)
+			t.Cleanup(func() { logs = append(logs, mgr.logs.String()) })
 			cfg, secret := tc.setup(ns)
 			if secret != nil {
 				if err := k8s.Create(testCtx, secret); err != nil {
@@ -249,7 +252,7 @@ func TestConfigReasons(t *testing.T) {
 			assertConnectedStatus(t, fixed)
 		})
 	}
-	assertNoLeak(t, all, tenantSecretKey, ownerSecretKey, wrongSecretKey, tenantAPIKey, ownerAPIKey)
+	assertNoLeak(t, strings.Join(logs, "\n"), all, tenantSecretKey, ownerSecretKey, wrongSecretKey, tenantAPIKey, ownerAPIKey)
 }
 
 // TestConfigVMStates: a stopped OMA VM is usable; a destroyed one is not, and the config
@@ -257,6 +260,7 @@ func TestConfigReasons(t *testing.T) {
 func TestConfigVMStates(t *testing.T) {
 	s := startSim(t, false, testWorld)
 	ns := newNamespace(t)
+	startManager(t, ns)
 	cfg := newConfig(ns, "states", s.url)
 	if err := k8s.Create(testCtx, credentials(ns, "states-credentials", tenantAPIKey, tenantSecretKey)); err != nil {
 		t.Fatal(err)
@@ -297,6 +301,7 @@ func TestConfigVMStates(t *testing.T) {
 func TestConfigKstatusAndKubectlWait(t *testing.T) {
 	s := startSim(t, false, testWorld)
 	ns := newNamespace(t)
+	startManager(t, ns)
 	if err := k8s.Create(testCtx, credentials(ns, "kstatus-credentials", tenantAPIKey, tenantSecretKey)); err != nil {
 		t.Fatal(err)
 	}
@@ -333,6 +338,7 @@ func TestConfigKstatusAndKubectlWait(t *testing.T) {
 func TestConfigDeletionWaitsForVolumes(t *testing.T) {
 	s := startSim(t, false, testWorld)
 	ns := newNamespace(t)
+	startManager(t, ns)
 	secret := credentials(ns, "inuse-credentials", tenantAPIKey, tenantSecretKey)
 	if err := k8s.Create(testCtx, secret); err != nil {
 		t.Fatal(err)
@@ -410,6 +416,7 @@ func TestConfigDeletionWaitsForVolumes(t *testing.T) {
 func TestConfigInUseReleasedWhenVolumesGo(t *testing.T) {
 	s := startSim(t, false, testWorld)
 	ns := newNamespace(t)
+	startManager(t, ns)
 	secret := credentials(ns, "release-credentials", tenantAPIKey, tenantSecretKey)
 	if err := k8s.Create(testCtx, secret); err != nil {
 		t.Fatal(err)

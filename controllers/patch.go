@@ -17,14 +17,25 @@ import (
 type patchHelper struct {
 	c      client.Client
 	before client.Object
+	// lockStatus writes status with an optimistic lock too, for objects whose status
+	// another writer shares (the node agent owns a MigrationVolume's Mounted condition).
+	lockStatus bool
 }
 
 func newPatchHelper(obj client.Object, c client.Client) *patchHelper {
 	return &patchHelper{c: c, before: obj.DeepCopyObject().(client.Object)}
 }
 
-// patch writes the changes made to obj since newPatchHelper.
+// patch writes the changes made to obj since newPatchHelper or the last patch.
 func (h *patchHelper) patch(ctx context.Context, obj client.Object) error {
+	if err := h.write(ctx, obj); err != nil {
+		return err
+	}
+	h.before = obj.DeepCopyObject().(client.Object)
+	return nil
+}
+
+func (h *patchHelper) write(ctx context.Context, obj client.Object) error {
 	desired := obj.DeepCopyObject().(client.Object)
 	if !equality.Semantic.DeepEqual(h.before.GetFinalizers(), obj.GetFinalizers()) {
 		if err := h.c.Patch(ctx, obj, client.MergeFromWithOptions(h.before, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -38,7 +49,11 @@ func (h *patchHelper) patch(ctx context.Context, obj client.Object) error {
 	if !equality.Semantic.DeepEqual(statusOf(h.before), statusOf(desired)) {
 		base := obj.DeepCopyObject().(client.Object)
 		copyStatus(base, h.before)
-		if err := h.c.Status().Patch(ctx, obj, client.MergeFrom(base)); err != nil {
+		var opts []client.MergeFromOption
+		if h.lockStatus {
+			opts = append(opts, client.MergeFromWithOptimisticLock{})
+		}
+		if err := h.c.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, opts...)); err != nil {
 			return fmt.Errorf("patching status: %w", err)
 		}
 	}

@@ -12,12 +12,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -32,13 +37,15 @@ import (
 var (
 	env     *testenv.Env
 	k8s     client.Client
-	logs    = &syncBuffer{}
-	testCtx context.Context
+	testCtx = context.Background()
 )
 
-// revalidateInterval is short so that a fix made inside CloudStack (a VM started again) is
-// seen within a test's patience.
-const revalidateInterval = 2 * time.Second
+// Short intervals, so that a fix made inside CloudStack (a VM started again, a volume
+// deleted out of band) is seen within a test's patience.
+const (
+	revalidateInterval = 2 * time.Second
+	driftInterval      = time.Second
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(runSuite(m))
@@ -53,30 +60,42 @@ func runSuite(m *testing.M) int {
 	}
 	defer func() { _ = env.Stop() }()
 	k8s = env.Client
+	// Informers log through the global logger; the tests read each manager's own log.
+	ctrl.SetLogger(logr.Discard())
+	return m.Run()
+}
 
-	// Everything the manager logs is kept, so tests can search it for secrets.
+// testManager is the manager binary's controllers, run in-process against the test API
+// server, watching one namespace so that tests cannot disturb each other.
+type testManager struct {
+	logs *syncBuffer
+	stop func()
+}
+
+// startManager starts both controllers for the namespace and stops them when the test
+// ends (or earlier, through stop, to play a crash).
+func startManager(t *testing.T, ns string) *testManager {
+	t.Helper()
+	logs := &syncBuffer{}
+	// Everything the manager logs is kept, at every verbosity, so tests can search it.
 	logger := zap.New(zap.WriteTo(logs), zap.Level(zapcore.Level(-4)))
-	ctrl.SetLogger(logger)
-
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 env.Scheme,
 		Logger:                 logger,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
 		Client: client.Options{
 			Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}},
 		},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	testCtx = ctx
 	if err := SetupIndexes(ctx, mgr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		t.Fatal(err)
 	}
 	factory := cloudstack.NewFactory(cloudstack.WithRateLimit(100, 100), cloudstack.WithLogger(logger.WithName("cloudstack")))
 	if err := (&OsseaConfigReconciler{
@@ -86,17 +105,30 @@ func runSuite(m *testing.M) int {
 		Clouds:             factory,
 		RevalidateInterval: revalidateInterval,
 	}).SetupWithManager(mgr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		t.Fatal(err)
+	}
+	if err := (&MigrationVolumeReconciler{
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Recorder:      mgr.GetEventRecorder("migrationvolume-controller"),
+		Clouds:        factory,
+		DriftInterval: driftInterval,
+	}).SetupWithManager(mgr, controller.Options{}); err != nil {
+		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	code := m.Run()
-	cancel()
-	if err := <-done; err != nil {
-		fmt.Fprintln(os.Stderr, "manager:", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("manager: %v", err)
+			}
+		})
 	}
-	return code
+	t.Cleanup(stop)
+	return &testManager{logs: logs, stop: stop}
 }
 
 // sim is one simulator behind a real HTTP listener.
@@ -160,9 +192,9 @@ func eventually(t *testing.T, timeout time.Duration, cond func() string) {
 
 // assertNoLeak searches the manager's log, every event and the given objects' status for
 // the secret values.
-func assertNoLeak(t *testing.T, objs []client.Object, secrets ...string) {
+func assertNoLeak(t *testing.T, logs string, objs []client.Object, secrets ...string) {
 	t.Helper()
-	haystacks := map[string]string{"manager log": logs.String()}
+	haystacks := map[string]string{"manager log": logs}
 	var evs eventsv1.EventList
 	if err := k8s.List(testCtx, &evs); err != nil {
 		t.Fatal(err)

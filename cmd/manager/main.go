@@ -13,6 +13,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -28,6 +29,7 @@ func main() {
 		probeAddr          string
 		leaderElect        bool
 		revalidateInterval time.Duration
+		driftInterval      time.Duration
 		cloudQPS           float64
 		cloudBurst         int
 		cloudTimeout       time.Duration
@@ -36,6 +38,7 @@ func main() {
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the healthz and readyz endpoints bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager replica acts at a time.")
 	flag.DurationVar(&revalidateInterval, "revalidate-interval", 5*time.Minute, "How often each OsseaConfig's connection test is repeated (jittered by up to 10%).")
+	flag.DurationVar(&driftInterval, "drift-interval", 5*time.Minute, "How often a settled MigrationVolume is compared with CloudStack.")
 	flag.Float64Var(&cloudQPS, "cloudstack-qps", cloudstack.DefaultQPS, "CloudStack API calls per second allowed per OsseaConfig.")
 	flag.IntVar(&cloudBurst, "cloudstack-burst", cloudstack.DefaultBurst, "CloudStack API calls allowed in a burst per OsseaConfig.")
 	flag.DurationVar(&cloudTimeout, "cloudstack-timeout", cloudstack.DefaultRequestTimeout, "Timeout of one CloudStack API call.")
@@ -85,6 +88,17 @@ func main() {
 		RevalidateInterval: revalidateInterval,
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "Unable to set up the controller", "controller", "OsseaConfig")
+		os.Exit(1)
+	}
+
+	if err := (&controllers.MigrationVolumeReconciler{
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Recorder:      mgr.GetEventRecorder("migrationvolume-controller"),
+		Clouds:        factory,
+		DriftInterval: driftInterval,
+	}).SetupWithManager(mgr, controller.Options{}); err != nil {
+		log.Error(err, "Unable to set up the controller", "controller", "MigrationVolume")
 		os.Exit(1)
 	}
 

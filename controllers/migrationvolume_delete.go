@@ -1,0 +1,122 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/cloudstack"
+)
+
+// reconcileDelete tears down in the one safe order: the agent unmounts (its finalizer
+// goes), then the volume is detached, then deleted or kept. Only then does the volume
+// finalizer go.
+func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
+	mv := s.mv
+	if !controllerutil.ContainsFinalizer(mv, osseav1.VolumeFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	if controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) {
+		// The agent's finalizer going triggers the next reconcile; no timer needed.
+		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, ReasonWaitingForAgent,
+			fmt.Sprintf("waiting for the node agent to unmount %s", mv.Status.MountPath))
+		return ctrl.Result{}, nil
+	}
+	if mv.Status.VolumeID == "" && mv.Status.PendingJob == nil {
+		r.forget(s)
+		return ctrl.Result{}, nil
+	}
+	if ok, err := r.connect(ctx, s); !ok || err != nil {
+		return ctrl.Result{RequeueAfter: time.Minute}, err
+	}
+	if mv.Status.PendingJob != nil {
+		// Let the job in flight finish before deciding what is left to undo.
+		return r.pollPendingJob(ctx, s)
+	}
+	if mv.Status.VolumeID == "" {
+		r.forget(s)
+		return ctrl.Result{}, nil
+	}
+
+	vol, err := s.cloud.GetVolume(ctx, mv.Status.VolumeID)
+	if errors.Is(err, cloudstack.ErrNotFound) {
+		r.event(s, "Deleted", "Delete", "CloudStack volume %s is gone", mv.Status.VolumeID)
+		r.forget(s)
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		res, _, err := r.cloudError(s, osseav1.ConditionAttached, "reading the volume before teardown", err)
+		return res, err
+	}
+	r.recordVolume(s, vol)
+
+	if !ownedBy(vol.Tags, mv) {
+		if vol.Tags[TagUID] != "" || vol.Name != volumeName(mv) {
+			r.Recorder.Eventf(mv, nil, corev1.EventTypeWarning, "NotOwned", "Delete",
+				"CloudStack volume %s does not carry this object's ownership tags; left untouched", vol.ID)
+			r.forget(s)
+			return ctrl.Result{}, nil
+		}
+		// Ours (we created it under this name) but deleted before it was tagged: tag it
+		// first, so that nothing is ever detached or deleted without the proof.
+		jobID, err := s.cloud.CreateTags(ctx, vol.ID, volumeTags(mv))
+		if err != nil {
+			res, _, err := r.cloudError(s, osseav1.ConditionAllocated, "tagging the volume before teardown", err)
+			return res, err
+		}
+		r.startJob(s, opTag, jobID)
+		return pollSoon(mv.Status.PendingJob), nil
+	}
+
+	if vol.Attached() {
+		jobID, err := s.cloud.DetachVolume(ctx, vol.ID)
+		if err != nil {
+			res, _, err := r.cloudError(s, osseav1.ConditionAttached, "detaching the volume", err)
+			return res, err
+		}
+		r.startJob(s, opDetach, jobID)
+		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, ReasonDetaching,
+			fmt.Sprintf("detaching CloudStack volume %s from VM %s", vol.ID, vol.VirtualMachineID))
+		r.event(s, ReasonDetaching, "Detach", "Detaching CloudStack volume %s from VM %s", vol.ID, vol.VirtualMachineID)
+		return pollSoon(mv.Status.PendingJob), nil
+	}
+
+	if mv.Spec.DeletionPolicy == osseav1.DeletionPolicyRetain {
+		if vol.Tags[TagRetained] != "true" {
+			jobID, err := s.cloud.CreateTags(ctx, vol.ID, map[string]string{TagRetained: "true"})
+			if err != nil {
+				res, _, err := r.cloudError(s, osseav1.ConditionAllocated, "tagging the retained volume", err)
+				return res, err
+			}
+			r.startJob(s, opRetain, jobID)
+			return pollSoon(mv.Status.PendingJob), nil
+		}
+		r.forget(s)
+		return ctrl.Result{}, nil
+	}
+
+	s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, ReasonDeleting,
+		fmt.Sprintf("deleting CloudStack volume %s", vol.ID))
+	if err := s.cloud.DeleteVolume(ctx, vol.ID); err != nil && !errors.Is(err, cloudstack.ErrNotFound) {
+		// Whatever the error says, the next pass reads the volume again before acting.
+		r.checked.Delete(mv.UID)
+		res, _, err := r.cloudError(s, osseav1.ConditionAllocated, "deleting the volume", err)
+		return res, err
+	}
+	r.event(s, "Deleted", "Delete", "Deleted CloudStack volume %s", vol.ID)
+	r.forget(s)
+	return ctrl.Result{}, nil
+}
+
+// forget lets the object go: nothing of it is left in CloudStack that we own.
+func (r *MigrationVolumeReconciler) forget(s *volumeScope) {
+	controllerutil.RemoveFinalizer(s.mv, osseav1.VolumeFinalizer)
+	r.checked.Delete(s.mv.UID)
+}

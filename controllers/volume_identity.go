@@ -1,0 +1,91 @@
+package controllers
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+)
+
+// Tags the operator puts on every CloudStack volume it creates. TagUID is the proof of
+// ownership: the operator never adopts, attaches, detaches or deletes a volume without it.
+const (
+	TagManagedBy = osseav1.ReservedTagPrefix + "managed-by"
+	TagUID       = osseav1.ReservedTagPrefix + "uid"
+	TagOwner     = osseav1.ReservedTagPrefix + "owner"
+	TagJobID     = osseav1.ReservedTagPrefix + "job-id"
+	TagVMName    = osseav1.ReservedTagPrefix + "vm-name"
+	TagDiskName  = osseav1.ReservedTagPrefix + "disk-name"
+	TagRetained  = osseav1.ReservedTagPrefix + "retained"
+
+	managedByValue = "ossea-operator"
+)
+
+// DefaultByIDDir is where the guest's stable disk links live.
+const DefaultByIDDir = "/dev/disk/by-id"
+
+var unsafeRun = regexp.MustCompile(`[^a-z0-9]+`)
+
+// volumeName is the deterministic CloudStack name of a MigrationVolume's volume. The UID
+// prefix makes it unique to this object, so a lookup by name after a lost reply finds
+// exactly this object's volume.
+func volumeName(mv *osseav1.MigrationVolume) string {
+	vm := strings.Trim(unsafeRun.ReplaceAllString(strings.ToLower(mv.Spec.VMName), "-"), "-")
+	if vm == "" {
+		vm = "vm"
+	}
+	uid := string(mv.UID)
+	if len(uid) > 8 {
+		uid = uid[:8]
+	}
+	return fmt.Sprintf("mig_%s_%s_%s", vm, mv.Spec.DiskName, uid)
+}
+
+// volumeTags are the tags a volume of this object must carry: ownership first, then the
+// user's own.
+func volumeTags(mv *osseav1.MigrationVolume) map[string]string {
+	tags := make(map[string]string, len(mv.Spec.Tags)+6)
+	for k, v := range mv.Spec.Tags {
+		tags[k] = v
+	}
+	tags[TagManagedBy] = managedByValue
+	tags[TagUID] = string(mv.UID)
+	tags[TagOwner] = mv.Namespace + "/" + mv.Name
+	tags[TagJobID] = mv.Spec.JobID
+	tags[TagVMName] = mv.Spec.VMName
+	tags[TagDiskName] = mv.Spec.DiskName
+	return tags
+}
+
+// missingTags returns the wanted tags the volume does not carry with the wanted value.
+func missingTags(have, want map[string]string) map[string]string {
+	missing := map[string]string{}
+	for k, v := range want {
+		if have[k] != v {
+			missing[k] = v
+		}
+	}
+	return missing
+}
+
+// ownedBy reports whether a volume's tags prove it belongs to this object.
+func ownedBy(tags map[string]string, mv *osseav1.MigrationVolume) bool {
+	return tags[TagUID] == string(mv.UID) && tags[TagManagedBy] == managedByValue
+}
+
+// diskSerial is the serial KVM gives the guest disk of a volume: the UUID without dashes,
+// cut to 20 characters.
+func diskSerial(volumeID string) string {
+	s := strings.ReplaceAll(volumeID, "-", "")
+	if len(s) > 20 {
+		s = s[:20]
+	}
+	return s
+}
+
+// expectedDevicePath is the stable link the disk shows up as on a virtio-blk guest.
+func expectedDevicePath(volumeID string) string {
+	return path.Join(DefaultByIDDir, "virtio-"+diskSerial(volumeID))
+}
