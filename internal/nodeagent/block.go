@@ -1,0 +1,35 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// reconcileBlock publishes a volume in Block mode: its disk is found and its size checked,
+// and nothing else is done to it. No finalizer: nothing on the node depends on the disk
+// staying, so the manager may detach it whenever the object goes.
+func (r *Reconciler) reconcileBlock(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
+	mv := s.mv
+	dev, res, err := r.waitForDevice(ctx, s)
+	if dev == nil || err != nil {
+		return res, err
+	}
+	if msg := sizeMismatch(dev, mv.Spec.SizeGiB); msg != "" {
+		return r.refuse(ctx, s, dev, ReasonDeviceSizeMismatch, msg)
+	}
+	published := s.prev != nil && s.prev.Status == metav1.ConditionTrue && s.prev.Reason == ReasonPublished &&
+		mv.Status.DevicePath == dev.Link
+	err = r.setStatus(ctx, s, &report{
+		status: metav1.ConditionTrue, reason: ReasonPublished,
+		message:    fmt.Sprintf("%s (%s, %d bytes) is attached and verified; it is not formatted or mounted (mode Block)", dev.Link, dev.Path, dev.Size),
+		devicePath: strp(dev.Link), mountPath: strp(""), filesystemType: strp(""),
+	})
+	if err == nil && !published {
+		s.log.Info("Published block device", "device", dev.Path, "link", dev.Link)
+		r.event(s, ReasonPublished, "Publish", "Published %s (%s)", dev.Link, dev.Path)
+	}
+	return ctrl.Result{RequeueAfter: r.ResyncInterval}, err
+}

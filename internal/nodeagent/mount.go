@@ -1,0 +1,95 @@
+package nodeagent
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+	mount "k8s.io/mount-utils"
+)
+
+// mountOptions are the options every volume is mounted with: read-write, and no device
+// files or set-uid programs honoured from migration data.
+var mountOptions = []string{"rw", "nosuid", "nodev"}
+
+// ErrBusy is returned by unmount when a process still uses the filesystem.
+var ErrBusy = errors.New("target is busy")
+
+// mountsAt lists the mount table entries whose mount point is exactly path (more than one
+// when mounts are stacked). It reads this process's mountinfo, which is what the kernel
+// will act on.
+func mountsAt(path string) ([]*mountinfo.Info, error) {
+	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (skip, stop bool) {
+		return i.Mountpoint != path, false
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the mount table: %w", err)
+	}
+	return ms, nil
+}
+
+// mountsOfDevice lists the mount points of a block device, by device number, so that
+// /dev/vdb, /dev/disk/by-id/... and any other name of it all count.
+func mountsOfDevice(dev *Device) ([]*mountinfo.Info, error) {
+	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (skip, stop bool) {
+		return i.Major != int(dev.Major) || i.Minor != int(dev.Minor), false
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the mount table: %w", err)
+	}
+	return ms, nil
+}
+
+func isDevice(m *mountinfo.Info, dev *Device) bool {
+	return m.Major == int(dev.Major) && m.Minor == int(dev.Minor)
+}
+
+func readOnly(m *mountinfo.Info) bool {
+	return slices.Contains(strings.Split(m.Options, ","), "ro")
+}
+
+func mountPoints(ms []*mountinfo.Info) string {
+	var ps []string
+	for _, m := range ms {
+		ps = append(ps, m.Mountpoint)
+	}
+	return strings.Join(ps, ", ")
+}
+
+// mounter mounts and unmounts.
+type mounter struct {
+	m mount.Interface
+}
+
+func newMounter() *mounter {
+	// Never through systemd-run: in a container that would start a scope on the host and
+	// escape the pod's lifecycle.
+	return &mounter{m: mount.NewWithoutSystemd("")}
+}
+
+// mount mounts device at path read-write with the given filesystem type. The type is always
+// explicit so the kernel never guesses.
+func (m *mounter) mount(device, path, fsType string) error {
+	if err := m.m.Mount(device, path, fsType, mountOptions); err != nil {
+		return fmt.Errorf("mounting %s (%s) at %s: %w", device, fsType, path, err)
+	}
+	return nil
+}
+
+// unmount unmounts path once. It is never lazy (MNT_DETACH) and never forced: a busy
+// filesystem gives ErrBusy, and the caller retries later. The syscall is used rather than
+// umount(8) so that "busy" is an errno, not a guess at a message. A path that is not a
+// mount point (EINVAL) counts as done.
+func (m *mounter) unmount(path string) error {
+	err := unix.Unmount(path, 0)
+	switch {
+	case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+		return nil
+	case errors.Is(err, unix.EBUSY):
+		return fmt.Errorf("unmounting %s: %w", path, ErrBusy)
+	}
+	return fmt.Errorf("unmounting %s: %w", path, err)
+}

@@ -1,0 +1,282 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+)
+
+// Defaults of the Reconciler's knobs.
+const (
+	DefaultByIDDir         = "/dev/disk/by-id"
+	DefaultMountRoot       = "/mnt/migration"
+	DefaultDeviceTimeout   = 2 * time.Minute
+	DefaultResyncInterval  = time.Minute
+	DefaultUnmountRetryMax = 30 * time.Second
+	DefaultFormatTimeout   = 30 * time.Minute
+)
+
+// attachedVMField is the selectable field the agent's cache is narrowed by.
+const attachedVMField = "status.attachedVirtualMachineID"
+
+// CacheOptions narrows the agent's cache to the MigrationVolumes attached to its VM, so an
+// agent holds and watches only its own few objects, never a cluster's worth.
+func CacheOptions(vmID string) cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&osseav1.MigrationVolume{}: {Field: fields.OneTermEqualSelector(attachedVMField, vmID)},
+	}}
+}
+
+// Reconciler takes the MigrationVolumes attached to one OMA VM from attached to mounted (or
+// published), and back on deletion.
+type Reconciler struct {
+	// Client reads from a cache narrowed with CacheOptions(VMID), and writes.
+	Client client.Client
+	// APIReader reads straight from the API server: for fresh reads before status writes,
+	// and for objects that left the cache while the agent still holds them.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+
+	// VMID is the CloudStack UUID of the OMA VM this agent runs on.
+	VMID string
+	// NodeName is the Kubernetes node, reported in status.nodeName.
+	NodeName string
+	// ByIDDir is where the disks' by-id links appear (/dev/disk/by-id).
+	ByIDDir string
+	// MountRoot is the directory volumes are mounted under (/mnt/migration).
+	MountRoot string
+	// DeviceTimeout is how long after attachment a missing disk is waited for before
+	// Reason DeviceNotFound.
+	DeviceTimeout time.Duration
+	// ResyncInterval is how often a settled volume is checked again, as a safety net
+	// behind the watches.
+	ResyncInterval time.Duration
+	// UnmountRetryMax caps the backoff between attempts to unmount a busy filesystem.
+	UnmountRetryMax time.Duration
+	// FormatTimeout bounds one mkfs run.
+	FormatTimeout time.Duration
+
+	mounter   *mounter
+	formatter *formatter
+	// unmountAttempts counts busy unmounts per object, for the backoff.
+	unmountAttempts sync.Map // types.UID -> int
+	// afterReconcile, when set (by tests), runs after every reconcile.
+	afterReconcile func(types.NamespacedName)
+}
+
+// volumeScope is what one reconcile of one MigrationVolume works on.
+type volumeScope struct {
+	mv  *osseav1.MigrationVolume
+	log logr.Logger
+	// prev is the Mounted condition as the reconcile found it, to tell transitions (worth
+	// an event) from repetitions.
+	prev *metav1.Condition
+}
+
+// SetupWithManager fills in defaults, prepares the mount root, and registers the
+// controller, the by-id watcher and the startup scan with mgr.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	if r.VMID == "" {
+		return fmt.Errorf("the OMA VM id is not set")
+	}
+	r.defaults()
+	if err := os.MkdirAll(r.MountRoot, 0o755); err != nil {
+		return fmt.Errorf("creating mount root %s: %w", r.MountRoot, err)
+	}
+	// The root is resolved once, here, and trusted from then on; everything below it is
+	// checked for symlinks (see ensureMountDir). The mount table shows resolved paths.
+	root, err := filepath.EvalSymlinks(r.MountRoot)
+	if err != nil {
+		return fmt.Errorf("resolving mount root %s: %w", r.MountRoot, err)
+	}
+	r.MountRoot = root
+	r.mounter = newMounter()
+	r.formatter = newFormatter(r.mounter.m, r.FormatTimeout)
+
+	if opts.RateLimiter == nil {
+		opts.RateLimiter = workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](250*time.Millisecond, time.Minute)
+	}
+	if opts.MaxConcurrentReconciles == 0 {
+		// A long mkfs of one volume must not hold up mounting the others.
+		opts.MaxConcurrentReconciles = 4
+	}
+
+	deviceEvents := make(chan event.GenericEvent, 64)
+	log := mgr.GetLogger().WithName("nodeagent")
+	if err := mgr.Add(&deviceWatcher{dir: r.ByIDDir, client: r.Client, out: deviceEvents, log: log.WithName("watcher")}); err != nil {
+		return fmt.Errorf("adding the by-id watcher: %w", err)
+	}
+	if err := mgr.Add(&heldScan{reader: r.APIReader, vmID: r.VMID, nodeName: r.NodeName, out: deviceEvents, log: log.WithName("scan")}); err != nil {
+		return fmt.Errorf("adding the startup scan: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&osseav1.MigrationVolume{}).
+		WatchesRawSource(source.Channel(deviceEvents, &handler.EnqueueRequestForObject{})).
+		WithOptions(opts).
+		Named("nodeagent").
+		Complete(r)
+}
+
+func (r *Reconciler) defaults() {
+	if r.ByIDDir == "" {
+		r.ByIDDir = DefaultByIDDir
+	}
+	if r.MountRoot == "" {
+		r.MountRoot = DefaultMountRoot
+	}
+	if r.DeviceTimeout == 0 {
+		r.DeviceTimeout = DefaultDeviceTimeout
+	}
+	if r.ResyncInterval == 0 {
+		r.ResyncInterval = DefaultResyncInterval
+	}
+	if r.UnmountRetryMax == 0 {
+		r.UnmountRetryMax = DefaultUnmountRetryMax
+	}
+	if r.FormatTimeout == 0 {
+		r.FormatTimeout = DefaultFormatTimeout
+	}
+}
+
+// +kubebuilder:rbac markers are deliberately absent: the agent's role is written by hand
+// in config/agent, so that controller-gen never widens the manager's role with it.
+
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	if r.afterReconcile != nil {
+		defer r.afterReconcile(req.NamespacedName)
+	}
+	mv, err := r.get(ctx, req.NamespacedName)
+	if mv == nil || err != nil {
+		return ctrl.Result{}, err
+	}
+	s := &volumeScope{
+		mv:   mv,
+		log:  ctrl.LoggerFrom(ctx).WithValues("volumeID", mv.Status.VolumeID),
+		prev: meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionMounted).DeepCopy(),
+	}
+	ctx = ctrl.LoggerInto(ctx, s.log)
+
+	if !mv.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, s)
+	}
+	if !r.attachedHere(mv) {
+		return r.reconcileDetached(ctx, s)
+	}
+	if mv.Spec.Mode == osseav1.VolumeModeBlock {
+		return r.reconcileBlock(ctx, s)
+	}
+	return r.reconcileFilesystem(ctx, s)
+}
+
+// get reads the object from the cache, or, when it has left the cache (it is no longer
+// attached to this VM, or was deleted), straight from the API server if this agent still
+// holds it: a mount must never be forgotten, and the manager's teardown waits on our
+// finalizer. It returns nil when there is nothing for this agent to do.
+func (r *Reconciler) get(ctx context.Context, key types.NamespacedName) (*osseav1.MigrationVolume, error) {
+	mv := &osseav1.MigrationVolume{}
+	err := r.Client.Get(ctx, key, mv)
+	if err == nil {
+		return mv, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading %s from the cache: %w", key, err)
+	}
+	if err := r.APIReader.Get(ctx, key, mv); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	if !r.holds(mv) {
+		return nil, nil
+	}
+	return mv, nil
+}
+
+// holds reports whether this agent has (or may have) something of the volume on its node.
+func (r *Reconciler) holds(mv *osseav1.MigrationVolume) bool {
+	return holds(mv, r.VMID, r.NodeName)
+}
+
+// holds: the mount finalizer is there, and it is this node's (status.nodeName is written
+// before the finalizer is added; an older object without it counts as held by the agent of
+// the VM it is attached to).
+func holds(mv *osseav1.MigrationVolume, vmID, nodeName string) bool {
+	return controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) &&
+		(mv.Status.NodeName == nodeName || (mv.Status.NodeName == "" && mv.Status.AttachedVirtualMachineID == vmID))
+}
+
+// attachedHere reports whether the manager says the volume is attached to this VM.
+func (r *Reconciler) attachedHere(mv *osseav1.MigrationVolume) bool {
+	return mv.Status.AttachedVirtualMachineID == r.VMID && mv.Status.VolumeID != "" &&
+		meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAttached)
+}
+
+// setStatus writes the report and, on a transition into a failure, a Warning event.
+func (r *Reconciler) setStatus(ctx context.Context, s *volumeScope, rep *report) error {
+	if rep.nodeName == nil {
+		rep.nodeName = strp(r.NodeName)
+	}
+	key := client.ObjectKeyFromObject(s.mv)
+	if err := writeStatus(ctx, r.Client, r.APIReader, key, s.mv.Generation, s.mv.Status.VolumeID, rep); err != nil {
+		return fmt.Errorf("writing the status of %s: %w", key, err)
+	}
+	changed := s.prev == nil || s.prev.Reason != rep.reason || s.prev.Status != rep.status
+	if changed && rep.status == metav1.ConditionFalse && warningReasons[rep.reason] {
+		r.Recorder.Eventf(s.mv, nil, corev1.EventTypeWarning, rep.reason, "Mount", "%s", rep.message)
+		s.log.Info("Volume refused", "reason", rep.reason, "message", rep.message)
+	}
+	return nil
+}
+
+// warningReasons are the Mounted reasons a person has to look at.
+var warningReasons = map[string]bool{
+	ReasonDeviceNotFound: true, ReasonDeviceSizeMismatch: true, ReasonDeviceNotBlank: true,
+	ReasonFilesystemMismatch: true, ReasonDeviceBlank: true, ReasonDeviceInUse: true,
+	ReasonInvalidMountPath: true, ReasonMountFailed: true, ReasonFormatFailed: true,
+	ReasonUnmountBusy: true, ReasonDeviceDetached: true,
+}
+
+func (r *Reconciler) event(s *volumeScope, reason, action, note string, args ...any) {
+	r.Recorder.Eventf(s.mv, nil, corev1.EventTypeNormal, reason, action, note, args...)
+}
+
+// patchFinalizers writes a finalizer change with an optimistic lock: a merge patch replaces
+// the list whole, and the manager's own finalizer must never be lost to a stale copy.
+func (r *Reconciler) patchFinalizers(ctx context.Context, mv *osseav1.MigrationVolume, change func(client.Object, string) bool) (bool, error) {
+	base := mv.DeepCopy()
+	if !change(mv, osseav1.MountFinalizer) {
+		return true, nil
+	}
+	if err := r.Client.Patch(ctx, mv, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsConflict(err) {
+			return false, nil // a newer version is on its way; start over from it
+		}
+		return false, fmt.Errorf("patching the finalizers of %s: %w", mv.Name, err)
+	}
+	return true, nil
+}
+
+// retrySoon is the result for "a newer version of the object exists; look again".
+var retrySoon = ctrl.Result{RequeueAfter: 100 * time.Millisecond}

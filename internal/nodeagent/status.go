@@ -1,0 +1,126 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+)
+
+// Reasons of the Mounted condition, the only condition the agent writes.
+const (
+	// True.
+	ReasonMounted   = "Mounted"   // Filesystem mode: mounted read-write
+	ReasonPublished = "Published" // Block mode: device found and verified
+
+	// False, transient: the agent is working or waiting.
+	ReasonWaitingForDevice = "WaitingForDevice"
+	ReasonUnmounting       = "Unmounting"
+	ReasonUnmounted        = "Unmounted"
+
+	// False, a person has to act (the agent keeps watching and recovers by itself once
+	// the cause is gone).
+	ReasonDeviceNotFound     = "DeviceNotFound"
+	ReasonDeviceSizeMismatch = "DeviceSizeMismatch"
+	ReasonDeviceNotBlank     = "DeviceNotBlank"
+	ReasonFilesystemMismatch = "FilesystemMismatch"
+	ReasonDeviceBlank        = "DeviceBlank" // formatPolicy Never on a blank device
+	ReasonDeviceInUse        = "DeviceInUse" // mounted somewhere else already
+	ReasonInvalidMountPath   = "InvalidMountPath"
+	ReasonMountFailed        = "MountFailed"
+	ReasonFormatFailed       = "FormatFailed"
+	ReasonUnmountBusy        = "UnmountBusy"
+	ReasonDeviceDetached     = "DeviceDetached"
+
+	// Events only.
+	ReasonFormatted = "Formatted"
+)
+
+// report is what one reconcile has to say: the Mounted condition (left alone when reason is
+// empty), and the agent's own status fields. A nil field is left as it is; a pointer to ""
+// clears it.
+type report struct {
+	status  metav1.ConditionStatus
+	reason  string
+	message string
+
+	devicePath     *string
+	mountPath      *string
+	filesystemType *string
+	nodeName       *string
+}
+
+func strp(s string) *string { return &s }
+
+// apply writes r into st, touching nothing the manager owns.
+func (r *report) apply(st *osseav1.MigrationVolumeStatus, generation int64) {
+	if r.reason != "" {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type:               osseav1.ConditionMounted,
+			Status:             r.status,
+			Reason:             r.reason,
+			Message:            truncate(r.message, 32768),
+			ObservedGeneration: generation,
+		})
+	}
+	set := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&st.DevicePath, r.devicePath)
+	set(&st.MountPath, r.mountPath)
+	set(&st.FilesystemType, r.filesystemType)
+	set(&st.NodeName, r.nodeName)
+}
+
+// writeStatus records r on the object. The manager writes the same status concurrently
+// (Allocated, Attached, Ready, phase, ...), and a JSON merge patch replaces the conditions
+// list whole, so every write starts from a fresh read straight from the API server, changes
+// only the agent's condition and fields, and carries that read's resourceVersion: if the
+// manager wrote in between, the API server answers Conflict and the write is redone on the
+// newer object instead of reverting the manager's change. A write that would change
+// nothing is not sent, so an agent restart leaves the object untouched.
+//
+// volumeID, when not empty, must still be the object's volume: a report about a device is
+// dropped if the manager replaced the volume meanwhile.
+func writeStatus(ctx context.Context, c client.Client, reader client.Reader, key client.ObjectKey, generation int64, volumeID string, r *report) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		fresh := &osseav1.MigrationVolume{}
+		if err := reader.Get(ctx, key, fresh); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil // gone, and its status with it
+			}
+			return fmt.Errorf("reading %s before writing its status: %w", key, err)
+		}
+		if volumeID != "" && fresh.Status.VolumeID != volumeID {
+			return nil
+		}
+		base := fresh.DeepCopy()
+		r.apply(&fresh.Status, generation)
+		if equality.Semantic.DeepEqual(base.Status, fresh.Status) {
+			return nil
+		}
+		if err := c.Status().Patch(ctx, fresh, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return err // a Conflict is retried by RetryOnConflict
+		}
+		return nil
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
