@@ -56,8 +56,10 @@ build: manifests generate fmt vet ## Build bin/manager, bin/node-agent and bin/c
 	go build -o $(LOCALBIN)/cloudsim ./cmd/cloudsim
 
 .PHONY: demo
-demo: ## Run the operator end to end on the local world (comes with its own issue).
-	@echo "make demo is not built yet: see the README"; exit 1
+demo: build envtest ## Run the operator end to end on the local world (DEMO_ARGS=--once to exit after showing it).
+	@hack/install-deps.sh
+	go build -o $(LOCALBIN)/localapi ./hack/localapi
+	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) hack/demo.sh $(DEMO_ARGS)
 
 ##@ Tools
 

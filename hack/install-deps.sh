@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests and the demo use, from Debian's packages, when they
-# are missing: losetup/findmnt (util-linux), mkfs.ext4 (e2fsprogs), mkfs.xfs (xfsprogs).
+# are missing: losetup/findmnt (util-linux), mkfs.ext4 (e2fsprogs), mkfs.xfs (xfsprogs),
+# and curl and jq for the demo.
 # Go itself is expected on PATH.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ command -v losetup >/dev/null || need+=(util-linux)
 command -v findmnt >/dev/null || need+=(util-linux)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
+command -v curl >/dev/null || need+=(curl)
+command -v jq >/dev/null || need+=(jq)
 command -v go >/dev/null || { echo "Go is not on PATH; install Go 1.26 first" >&2; exit 1; }
 
 if ((${#need[@]})); then
