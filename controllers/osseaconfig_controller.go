@@ -326,11 +326,7 @@ func conditionFor(reason string) string {
 
 func connectedMessage(cfg *osseav1.OsseaConfig) string {
 	st := cfg.Status
-	msg := fmt.Sprintf("connected to CloudStack %s; OMA VM %s is %s", st.CloudStackVersion, st.OMAVirtualMachineName, st.OMAVirtualMachineState)
-	if st.Capacity != nil {
-		msg += fmt.Sprintf("; %d/%d data volumes attached", st.Capacity.AttachedDataVolumes, st.Capacity.MaxDataVolumes)
-	}
-	return msg
+	return fmt.Sprintf("connected to CloudStack %s; OMA VM %s is %s", st.CloudStackVersion, st.OMAVirtualMachineName, st.OMAVirtualMachineState)
 }
 
 func (r *OsseaConfigReconciler) recordReadyTransition(cfg *osseav1.OsseaConfig, was *metav1.Condition) {

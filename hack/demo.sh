@@ -73,7 +73,7 @@ teardown() {
   if kc get crd migrationvolumes.ossea.migratekit.io >/dev/null 2>&1; then
     kc delete mv --all --wait=true --timeout=120s || fail "deleting the volumes"
     kc get osc,mv -o wide 2>/dev/null
-    echo "    CloudStack data volumes left: $(sim_volumes | wc -l)"
+    echo "    CloudStack data volumes left: $(sim_volumes | wc -l) (deletionPolicy Retain keeps job-4711-disk2, detached)"
     sim_volumes | sed 's/^/      /'
     kc delete osc --all --wait=true --timeout=60s >/dev/null || fail "deleting the OsseaConfig"
     ok
@@ -172,7 +172,7 @@ step "What you have now"
 kc get osc,mv -o wide
 echo
 echo "Mounts (findmnt):"
-findmnt -R -o TARGET,SOURCE,FSTYPE,SIZE "$MOUNT_ROOT" || true
+findmnt -l -o TARGET,SOURCE,FSTYPE,SIZE | awk -v root="$MOUNT_ROOT/" 'NR == 1 || index($1, root) == 1 { print "    " $0 }'
 echo
 echo "Block-mode volume (published, not mounted):"
 kc get mv job-4711-disk2 -o jsonpath='    {.status.devicePath} -> ' && readlink -f "$DEMO_DIR/by-id/$(basename "$(kc get mv job-4711-disk2 -o jsonpath='{.status.devicePath}')")"

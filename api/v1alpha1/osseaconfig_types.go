@@ -87,7 +87,7 @@ type OsseaConfigSpec struct {
 	MaxDataVolumes *int32 `json:"maxDataVolumes,omitempty"`
 }
 
-// OsseaConfigCapacity counts the data volume slots of the OMA VM.
+// OsseaConfigCapacity counts the data volume slots of the OMA VM at the last connection test.
 type OsseaConfigCapacity struct {
 	// attachedDataVolumes is the number of data volumes attached to the OMA VM now.
 	AttachedDataVolumes int32 `json:"attachedDataVolumes"`
@@ -133,7 +133,7 @@ type OsseaConfigStatus struct {
 	// +optional
 	LastValidated *metav1.Time `json:"lastValidated,omitempty"`
 
-	// capacity counts the OMA VM's data volume slots.
+	// capacity counts the OMA VM's data volume slots, as found by the last connection test.
 	// +optional
 	Capacity *OsseaConfigCapacity `json:"capacity,omitempty"`
 }
