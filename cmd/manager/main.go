@@ -28,6 +28,10 @@ func main() {
 		metricsAddr        string
 		probeAddr          string
 		leaderElect        bool
+		leaderElectNS      string
+		leaseDuration      time.Duration
+		renewDeadline      time.Duration
+		retryPeriod        time.Duration
 		revalidateInterval time.Duration
 		driftInterval      time.Duration
 		cloudQPS           float64
@@ -37,6 +41,10 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, for example :8443; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the healthz and readyz endpoints bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager replica acts at a time.")
+	flag.StringVar(&leaderElectNS, "leader-elect-namespace", "", "Namespace of the leader election Lease; defaults to the manager's own namespace in a cluster.")
+	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a lost leader's lease blocks the other replicas.")
+	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader tries to renew before it gives up leading.")
+	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often replicas try to take or renew the lease.")
 	flag.DurationVar(&revalidateInterval, "revalidate-interval", 5*time.Minute, "How often each OsseaConfig's connection test is repeated (jittered by up to 10%).")
 	flag.DurationVar(&driftInterval, "drift-interval", 5*time.Minute, "How often a settled MigrationVolume is compared with CloudStack.")
 	flag.Float64Var(&cloudQPS, "cloudstack-qps", cloudstack.DefaultQPS, "CloudStack API calls per second allowed per OsseaConfig.")
@@ -54,11 +62,17 @@ func main() {
 	utilruntime.Must(osseav1.AddToScheme(scheme))
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "ossea-operator.migratekit.io",
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "ossea-operator.migratekit.io",
+		LeaderElectionNamespace: leaderElectNS,
+		LeaseDuration:           &leaseDuration,
+		RenewDeadline:           &renewDeadline,
+		RetryPeriod:             &retryPeriod,
+		// A replica that stops leading exits at once, so two never act together.
+		LeaderElectionReleaseOnCancel: true,
 		Client: client.Options{
 			// Secrets are read straight from the API server, never cached: the manager
 			// needs a handful of them and must not hold every Secret of the cluster.
@@ -111,7 +125,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("Starting manager", "leaderElect", leaderElect, "revalidateInterval", revalidateInterval)
+	log.Info("Starting manager", "leaderElect", leaderElect, "revalidateInterval", revalidateInterval.String())
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)

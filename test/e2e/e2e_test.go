@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSamplesEndToEnd: the samples, applied with kubectl, become real mounted filesystems;
+// data written there is real; deleting the objects unmounts, detaches and deletes (or, for
+// Retain, keeps) the volumes and leaves nothing behind.
+func TestSamplesEndToEnd(t *testing.T) {
+	startManager(t, "manager-samples")
+	ns := "samples"
+	applySamples(t, ns)
+	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", "osc/ossea", "--timeout=120s")
+	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", "mv", "--all", "--timeout=120s")
+	t.Log("\n" + kubectl(t, "get", "-n", ns, "osc,mv", "-o", "wide"))
+
+	mounts := mountsUnder(t, world.mountRoot)
+	want := map[string]string{
+		filepath.Join(world.mountRoot, "job-4711", "disk0"): "ext4",
+		filepath.Join(world.mountRoot, "job-4711", "disk1"): "xfs",
+	}
+	for path, fstype := range want {
+		if mounts[path] != fstype {
+			t.Errorf("findmnt: %s has %q, want a %s mount (all: %v)", path, mounts[path], fstype, mounts)
+		}
+		data := []byte("migrated block data for " + path)
+		if err := os.WriteFile(filepath.Join(path, "data.bin"), data, 0o644); err != nil {
+			t.Errorf("writing to %s: %v", path, err)
+		}
+		if got, err := os.ReadFile(filepath.Join(path, "data.bin")); err != nil || string(got) != string(data) {
+			t.Errorf("reading back from %s: %q %v", path, got, err)
+		}
+	}
+	if len(mounts) != len(want) {
+		t.Errorf("mounts under the root: %v, want exactly %v (Block mode mounts nothing)", mounts, want)
+	}
+	if dev := kubectl(t, "get", "-n", ns, "mv/job-4711-disk2", "-o", "jsonpath={.status.phase} {.status.devicePath}"); !strings.HasPrefix(dev, "Published "+world.byID) {
+		t.Errorf("the Block-mode volume should be Published with its by-id path: %q", dev)
+	}
+	if vols := simDataVolumes(t); len(vols) != 3 {
+		t.Errorf("CloudStack holds %d data volumes, want 3", len(vols))
+	}
+
+	kubectl(t, "delete", "-n", ns, "mv", "--all", "--wait=true", "--timeout=120s")
+	if left := kubectl(t, "get", "-n", ns, "mv", "-o", "name"); strings.TrimSpace(left) != "" {
+		t.Errorf("MigrationVolumes left: %s", left)
+	}
+	if m := mountsUnder(t, world.mountRoot); len(m) != 0 {
+		t.Errorf("mounts left after delete: %v", m)
+	}
+	vols := simDataVolumes(t)
+	if len(vols) != 1 || !strings.Contains(vols[0].Name, "_disk2_") || vols[0].VirtualMachineID != "" ||
+		vols[0].tag("ossea.migratekit.io/retained") != "true" {
+		t.Errorf("after delete CloudStack should hold only the retained, detached disk2: %+v", vols)
+	}
+	if loops := loopDevicesOn(t, world.dir); len(loops) != 0 {
+		t.Errorf("loop devices left: %v", loops)
+	}
+
+	kubectl(t, "delete", "-n", ns, "osc/ossea", "--wait=true", "--timeout=60s")
+	if out := kubectl(t, "get", "-n", ns, "secret/ossea-credentials", "-o", "jsonpath={.metadata.finalizers}", "--ignore-not-found"); strings.TrimSpace(out) != "" {
+		t.Errorf("finalizers left on the Secret: %s", out)
+	}
+	if out := kubectl(t, "get", "-n", ns, "osc,mv", "-o", "name"); strings.TrimSpace(out) != "" {
+		t.Errorf("objects left: %s", out)
+	}
+}
+
+// TestLeaderElection: two manager replicas; the leader is killed in the middle of the work;
+// the other takes over and finishes it, with exactly one CloudStack volume per object.
+func TestLeaderElection(t *testing.T) {
+	ns := "leader"
+	kubectl(t, "create", "namespace", ns)
+	le := []string{"--leader-elect", "--leader-elect-namespace", ns, "--leader-elect-lease-duration", "4s",
+		"--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms"}
+	a := startManager(t, "manager-a", le...)
+	b := startManager(t, "manager-b", le...)
+	var leader, follower *process
+	eventually(t, 30*time.Second, "a leader is elected", func() bool {
+		switch {
+		case strings.Contains(a.logText(), "Successfully acquired lease"):
+			leader, follower = a, b
+		case strings.Contains(b.logText(), "Successfully acquired lease"):
+			leader, follower = b, a
+		}
+		return leader != nil
+	})
+
+	manifest := fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {apiKey: cloudsim-api-key, secretKey: cloudsim-secret-key}
+---
+apiVersion: ossea.migratekit.io/v1alpha1
+kind: OsseaConfig
+metadata: {name: ossea}
+spec:
+  apiURL: %s/client/api
+  credentialsSecretRef: {name: creds}
+  zone: sim-zone-1
+  omaVirtualMachineID: %s
+`, world.simURL, omaVMID)
+	const n = 5
+	for i := range n {
+		manifest += fmt.Sprintf(`---
+apiVersion: ossea.migratekit.io/v1alpha1
+kind: MigrationVolume
+metadata: {name: lead-%d}
+spec:
+  osseaConfigRef: {name: ossea}
+  jobID: job-leader
+  vmName: leader test
+  diskName: disk%d
+  sizeGiB: 1
+  mode: Block
+`, i, i)
+	}
+	path := filepath.Join(t.TempDir(), "objects.yaml")
+	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, "apply", "-n", ns, "-f", path)
+
+	// Kill the leader while CloudStack jobs are in flight.
+	eventually(t, 60*time.Second, "a CloudStack job in flight", func() bool {
+		out, _ := kubectlCmd("get", "-n", ns, "mv", "-o", "jsonpath={.items[*].status.pendingJob.id}")
+		return strings.TrimSpace(out) != ""
+	})
+	leader.kill()
+	t.Logf("killed the leader %s", leader.name)
+	eventually(t, 30*time.Second, "the follower takes over", func() bool {
+		return strings.Contains(follower.logText(), "Successfully acquired lease")
+	})
+	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", "mv", "--all", "--timeout=120s")
+
+	owners := map[string]int{}
+	for _, v := range simDataVolumes(t) {
+		if strings.HasPrefix(v.tag("ossea.migratekit.io/owner"), ns+"/") || strings.Contains(v.Name, "_leader-test_") {
+			owners[v.tag("ossea.migratekit.io/owner")]++
+		}
+	}
+	for i := range n {
+		if c := owners[fmt.Sprintf("%s/lead-%d", ns, i)]; c != 1 {
+			t.Errorf("lead-%d has %d CloudStack volumes, want exactly 1 (%v)", i, c, owners)
+		}
+	}
+	if len(owners) != n {
+		t.Errorf("volumes by owner: %v, want %d owners", owners, n)
+	}
+
+	kubectl(t, "delete", "-n", ns, "mv", "--all", "--wait=true", "--timeout=120s")
+	for _, v := range simDataVolumes(t) {
+		if strings.HasPrefix(v.tag("ossea.migratekit.io/owner"), ns+"/") {
+			t.Errorf("volume left in CloudStack: %+v", v)
+		}
+	}
+}
+
+// TestDeployManifestsDryRun: what `kubectl apply -k config/default` would create is
+// accepted by a real API server.
+func TestDeployManifestsDryRun(t *testing.T) {
+	out := kubectl(t, "apply", "-k", filepath.Join(world.root, "config", "default"), "--dry-run=server")
+	for _, want := range []string{"deployment.apps/ossea-controller-manager", "daemonset.apps/", "clusterrole.rbac.authorization.k8s.io/ossea-manager-role"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run does not create %s:\n%s", want, out)
+		}
+	}
+}
