@@ -10,10 +10,11 @@ import (
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
 
-// agentStallReasons are the node agent's Mounted reasons that no retry can fix: the
-// device holds something the agent must not touch.
+// agentStallReasons are the node agent's Mounted reasons that need a person: the device is
+// missing, wrong, or holds something the agent must not touch.
 var agentStallReasons = map[string]bool{
-	"DeviceNotBlank": true, "FilesystemMismatch": true, "DeviceSizeMismatch": true, "DeviceBlank": true,
+	"DeviceNotFound": true, "DeviceSizeMismatch": true, "DeviceNotBlank": true, "FilesystemMismatch": true,
+	"DeviceBlank": true, "DeviceInUse": true, "InvalidMountPath": true,
 }
 
 // summarize computes Ready, Reconciling, Stalled, the phase and observedGeneration, in one
