@@ -213,7 +213,11 @@ func (r *MigrationVolumeReconciler) recordVolume(s *volumeScope, vol *cloudstack
 	st.AttachedVirtualMachineID = vol.VirtualMachineID
 	st.DeviceID = vol.DeviceID
 	if vol.Attached() {
-		st.DevicePath = expectedDevicePath(vol.ID)
+		// The agent replaces the expected path with the link it actually found (virtio or
+		// scsi); keep its word.
+		if st.DevicePath == "" {
+			st.DevicePath = expectedDevicePath(vol.ID)
+		}
 	} else {
 		st.DevicePath = ""
 		if meta.IsStatusConditionTrue(st.Conditions, osseav1.ConditionAttached) {
