@@ -78,7 +78,7 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 			dev.Link, dev.Path, dev.Path))
 	case content.kind == contentFilesystem && content.fsType != fsType:
 		return r.refuse(ctx, s, dev, ReasonFilesystemMismatch, fmt.Sprintf(
-			"%s (%s) holds a %s filesystem but spec.filesystem.type is %s; the agent never reformats. "+
+			"%s (%s) holds a filesystem of type %s but spec.filesystem.type is %s; the agent never reformats. "+
 				"Recreate the object with filesystem type %s to mount it, or wipe the device if its data is not needed",
 			dev.Link, dev.Path, content.fsType, fsType, content.fsType))
 	case content.kind == contentBlank && policy == osseav1.FormatNever:

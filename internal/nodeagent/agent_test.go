@@ -1,0 +1,611 @@
+package nodeagent
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/moby/sys/mountinfo"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+)
+
+func (w *world) mountPath(job, disk string) string {
+	w.t.Helper()
+	root, err := filepath.EvalSymlinks(w.mountRoot)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return filepath.Join(root, job, disk)
+}
+
+// A blank disk is formatted and mounted as soon as its link appears (the watch, not a
+// timer: the agent's timers are 5 minutes here), and what is written there survives
+// unmounting and mounting again.
+func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
+	w := newWorld(t)
+	w.startAgent()
+	volID := uuid.NewString()
+	mv := w.newVolume("blank", "job-1", "disk-0", 1)
+	w.attach(mv, volID)
+
+	got := w.waitMounted(mv, metav1.ConditionFalse, ReasonWaitingForDevice, 10*time.Second)
+	if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName {
+		t.Fatalf("while waiting for the disk: finalizers %v, nodeName %q; want the mount finalizer and %q", got.Finalizers, got.Status.NodeName, w.nodeName)
+	}
+
+	dev := w.loopDevice(1 << 30)
+	link := w.link(volID, dev)
+	start := time.Now()
+	got = w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	t.Logf("mounted %s after the link appeared", time.Since(start).Round(time.Millisecond))
+
+	path := w.mountPath("job-1", "disk-0")
+	st := got.Status
+	if st.MountPath != path || st.FilesystemType != "ext4" || st.DevicePath != link || st.NodeName != w.nodeName {
+		t.Errorf("status: mountPath %q, filesystemType %q, devicePath %q, nodeName %q; want %q, ext4, %q, %q",
+			st.MountPath, st.FilesystemType, st.DevicePath, st.NodeName, path, link, w.nodeName)
+	}
+	if c := meta.FindStatusCondition(st.Conditions, osseav1.ConditionMounted); c.ObservedGeneration != got.Generation {
+		t.Errorf("Mounted.observedGeneration = %d, want %d", c.ObservedGeneration, got.Generation)
+	}
+	if a := meta.FindStatusCondition(st.Conditions, osseav1.ConditionAttached); a == nil || a.Status != metav1.ConditionTrue {
+		t.Errorf("the manager's Attached condition was changed: %+v", a)
+	}
+	assertMountedRW(t, path, dev, "ext4")
+	if typ := run(t, "blkid", "-p", "-s", "TYPE", "-o", "value", dev); typ != "ext4" {
+		t.Errorf("blkid says %q, want ext4", typ)
+	}
+	w.waitEvent(mv, corev1.EventTypeNormal, ReasonFormatted)
+	w.waitEvent(mv, corev1.EventTypeNormal, ReasonMounted)
+
+	data := []byte("migration data " + volID)
+	writeSynced(t, filepath.Join(path, "data.bin"), data)
+
+	w.deleteAndWaitGone(mv, 20*time.Second)
+	if n := mountCount(t, path); n != 0 {
+		t.Fatalf("%d mounts left at %s after deletion", n, path)
+	}
+	for _, d := range []string{path, filepath.Dir(path)} {
+		if _, err := os.Lstat(d); !isNotExist(err) {
+			t.Errorf("%s left behind after deletion: %v", d, err)
+		}
+	}
+	w.waitEvent(mv, corev1.EventTypeNormal, ReasonUnmounted)
+
+	// The same disk for a new object: it holds ext4 now, so it is mounted, not formatted.
+	again := w.newVolume("blank-again", "job-1", "disk-0", 1)
+	w.attach(again, volID)
+	w.waitMounted(again, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	if b, err := os.ReadFile(filepath.Join(path, "data.bin")); err != nil || string(b) != string(data) {
+		t.Fatalf("after unmount and re-mount the file reads %q, %v; want %q", b, err, data)
+	}
+	w.waitEvent(again, corev1.EventTypeNormal, ReasonMounted)
+	if note := w.findEvent(again, corev1.EventTypeNormal, ReasonFormatted); note != "" {
+		t.Errorf("the disk was formatted a second time: %s", note)
+	}
+	w.deleteAndWaitGone(again, 20*time.Second)
+}
+
+func TestBlankDeviceFormattedXFS(t *testing.T) {
+	w := newWorld(t)
+	w.startAgent()
+	volID := uuid.NewString()
+	dev := w.loopDevice(1 << 30)
+	w.link(volID, dev)
+	mv := w.newVolume("xfs", "job-x", "disk-0", 1, withFilesystem(osseav1.FilesystemXFS, osseav1.FormatIfBlank))
+	w.attach(mv, volID)
+	got := w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	if got.Status.FilesystemType != "xfs" {
+		t.Errorf("filesystemType %q, want xfs", got.Status.FilesystemType)
+	}
+	assertMountedRW(t, w.mountPath("job-x", "disk-0"), dev, "xfs")
+	w.deleteAndWaitGone(mv, 20*time.Second)
+}
+
+// A disk that already holds a filesystem of the asked type is mounted as it is: same
+// filesystem UUID, files intact, no Formatted event.
+func TestExistingFilesystemMountedWithoutFormatting(t *testing.T) {
+	w := newWorld(t)
+	w.startAgent()
+	for _, fsType := range []osseav1.FilesystemType{osseav1.FilesystemExt4, osseav1.FilesystemXFS} {
+		t.Run(string(fsType), func(t *testing.T) {
+			volID := uuid.NewString()
+			dev := w.loopDevice(1 << 30)
+			if fsType == osseav1.FilesystemExt4 {
+				// mke2fs -d fills the new filesystem from a directory: data without a mount.
+				src := t.TempDir()
+				if err := os.WriteFile(filepath.Join(src, "restored.txt"), []byte("from the source disk"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				run(t, "mkfs.ext4", "-q", "-d", src, dev)
+			} else {
+				run(t, "mkfs.xfs", "-q", dev)
+			}
+			fsUUID := run(t, "blkid", "-p", "-s", "UUID", "-o", "value", dev)
+			w.link(volID, dev)
+			disk := "disk-" + string(fsType)
+			mv := w.newVolume("existing-"+string(fsType), "job-e", disk, 1, withFilesystem(fsType, osseav1.FormatIfBlank))
+			w.attach(mv, volID)
+			w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+			path := w.mountPath("job-e", disk)
+			assertMountedRW(t, path, dev, string(fsType))
+			if after := run(t, "blkid", "-p", "-s", "UUID", "-o", "value", dev); after != fsUUID {
+				t.Errorf("filesystem UUID changed from %s to %s: the disk was formatted", fsUUID, after)
+			}
+			if fsType == osseav1.FilesystemExt4 {
+				if b, err := os.ReadFile(filepath.Join(path, "restored.txt")); err != nil || string(b) != "from the source disk" {
+					t.Errorf("restored.txt reads %q, %v", b, err)
+				}
+			}
+			w.waitEvent(mv, corev1.EventTypeNormal, ReasonMounted)
+			if note := w.findEvent(mv, corev1.EventTypeNormal, ReasonFormatted); note != "" {
+				t.Errorf("Formatted event for a disk that held %s: %s", fsType, note)
+			}
+			w.deleteAndWaitGone(mv, 20*time.Second)
+		})
+	}
+}
+
+// Every disk the agent must not use is refused with its own reason and left exactly as it
+// was. A volume attached to another VM is not even looked at.
+func TestRefusedDevicesAreLeftUntouched(t *testing.T) {
+	w := newWorld(t)
+	w.startAgent()
+
+	type refusal struct {
+		name   string
+		size   int64
+		opts   []mvOption
+		prep   func(t *testing.T, dev string)
+		reason string
+	}
+	cases := []refusal{
+		{name: "partition-table", size: 1 << 30, prep: writeMBR, reason: ReasonDeviceNotBlank},
+		{name: "wrong-size", size: 2 << 30, reason: ReasonDeviceSizeMismatch},
+		{name: "never-on-blank", size: 1 << 30, opts: []mvOption{withFilesystem(osseav1.FilesystemExt4, osseav1.FormatNever)}, reason: ReasonDeviceBlank},
+		{name: "xfs-asked-ext4", size: 1 << 30, prep: func(t *testing.T, dev string) { run(t, "mkfs.xfs", "-q", dev) },
+			opts: []mvOption{withFilesystem(osseav1.FilesystemExt4, osseav1.FormatIfBlank)}, reason: ReasonFilesystemMismatch},
+		{name: "ext4-asked-xfs", size: 1 << 30, prep: func(t *testing.T, dev string) { run(t, "mkfs.ext4", "-q", dev) },
+			opts: []mvOption{withFilesystem(osseav1.FilesystemXFS, osseav1.FormatIfBlank)}, reason: ReasonFilesystemMismatch},
+	}
+	type prepared struct {
+		refusal
+		mv   *osseav1.MigrationVolume
+		dev  string
+		hash string
+	}
+	var all []prepared
+	for _, c := range cases {
+		dev := w.loopDevice(c.size)
+		if c.prep != nil {
+			c.prep(t, dev)
+		}
+		volID := uuid.NewString()
+		w.link(volID, dev)
+		mv := w.newVolume(c.name, "job-r", c.name, 1, c.opts...)
+		all = append(all, prepared{refusal: c, mv: mv, dev: dev, hash: firstMiB(t, dev)})
+		w.attach(mv, volID)
+	}
+
+	// Attached to some other VM, disk link present on this node: not this agent's.
+	otherID := uuid.NewString()
+	otherDev := w.loopDevice(1 << 30)
+	w.link(otherID, otherDev)
+	other := w.newVolume("other-vm", "job-r", "other", 1)
+	otherHash := firstMiB(t, otherDev)
+	w.updateStatus(other, func(st *osseav1.MigrationVolumeStatus) {
+		st.VolumeID = otherID
+		st.AttachedVirtualMachineID = uuid.NewString()
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: osseav1.ConditionAttached, Status: metav1.ConditionTrue, Reason: "Attached", Message: "elsewhere"})
+	})
+
+	for _, p := range all {
+		t.Run(p.name, func(t *testing.T) {
+			got := w.waitMounted(p.mv, metav1.ConditionFalse, p.reason, 30*time.Second)
+			c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted)
+			t.Logf("%s: %s", c.Reason, c.Message)
+			if !strings.Contains(c.Message, p.dev) {
+				t.Errorf("the message does not name the device %s: %s", p.dev, c.Message)
+			}
+			note := w.waitEvent(p.mv, corev1.EventTypeWarning, p.reason)
+			if note != c.Message {
+				t.Errorf("event note %q differs from the condition message %q", note, c.Message)
+			}
+			path := w.mountPath("job-r", p.name)
+			if n := mountCount(t, path); n != 0 {
+				t.Errorf("%d mounts at %s", n, path)
+			}
+			if _, err := os.Lstat(path); !isNotExist(err) {
+				t.Errorf("the mount directory was created for a refused disk: %v", err)
+			}
+			if got.Status.MountPath != "" || got.Status.FilesystemType != "" {
+				t.Errorf("mountPath %q, filesystemType %q reported for a refused disk", got.Status.MountPath, got.Status.FilesystemType)
+			}
+			if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
+				t.Errorf("no mount finalizer: it must be added before the disk is looked at")
+			}
+			if h := firstMiB(t, p.dev); h != p.hash {
+				t.Errorf("the first MiB of %s changed", p.dev)
+			}
+			w.deleteAndWaitGone(p.mv, 20*time.Second)
+			if h := firstMiB(t, p.dev); h != p.hash {
+				t.Errorf("the first MiB of %s changed during teardown", p.dev)
+			}
+		})
+	}
+
+	if got := w.get(other); len(got.Finalizers) != 0 || meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted) != nil || got.Status.NodeName != "" {
+		t.Errorf("the volume of another VM was touched: finalizers %v, status %+v", got.Finalizers, got.Status)
+	}
+	if h := firstMiB(t, otherDev); h != otherHash {
+		t.Errorf("the other VM's disk changed")
+	}
+}
+
+// A disk that never appears is waited for, then reported missing, and mounted the moment
+// it does appear.
+func TestDeviceNotFoundAfterTimeoutThenRecovers(t *testing.T) {
+	w := newWorld(t)
+	w.startAgent(func(r *Reconciler) { r.DeviceTimeout = 1500 * time.Millisecond })
+	volID := uuid.NewString()
+	mv := w.newVolume("late", "job-l", "disk-0", 1)
+	w.attach(mv, volID)
+	w.waitMounted(mv, metav1.ConditionFalse, ReasonWaitingForDevice, 10*time.Second)
+	got := w.waitMounted(mv, metav1.ConditionFalse, ReasonDeviceNotFound, 10*time.Second)
+	msg := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted).Message
+	if !strings.Contains(msg, LinkNames(volID)[0]) || !strings.Contains(msg, w.vmID) {
+		t.Errorf("DeviceNotFound message names neither the link nor the VM: %s", msg)
+	}
+	w.waitEvent(mv, corev1.EventTypeWarning, ReasonDeviceNotFound)
+
+	dev := w.loopDevice(1 << 30)
+	w.link(volID, dev)
+	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	w.deleteAndWaitGone(mv, 20*time.Second)
+}
+
+// An agent killed while a volume is mounted and started again recognises the mount: no
+// second mount, not one byte of the object changed.
+func TestRestartWhileMountedDoesNotMountTwice(t *testing.T) {
+	w := newWorld(t)
+	first := w.startAgent()
+	volID := uuid.NewString()
+	dev := w.loopDevice(1 << 30)
+	w.link(volID, dev)
+	mv := w.newVolume("restart", "job-s", "disk-0", 1)
+	w.attach(mv, volID)
+	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	w.waitEvent(mv, corev1.EventTypeNormal, ReasonMounted)
+	path := w.mountPath("job-s", "disk-0")
+	writeSynced(t, filepath.Join(path, "before-restart"), []byte("x"))
+
+	first.stop() // cancels the manager mid-flight, like a kill: nothing is unmounted
+	before := w.get(mv)
+	if n := mountCount(t, path); n != 1 {
+		t.Fatalf("%d mounts at %s after the agent stopped, want 1", n, path)
+	}
+
+	// A short resync, so the new agent looks at the mount many times.
+	second := w.startAgent(func(r *Reconciler) { r.ResyncInterval = 200 * time.Millisecond })
+	key := client.ObjectKeyFromObject(mv)
+	eventually(t, 20*time.Second, func() string {
+		if n := second.reconciles(key); n < 5 {
+			return fmt.Sprintf("the new agent reconciled the volume %d times, waiting for 5", n)
+		}
+		return ""
+	})
+	if n := mountCount(t, path); n != 1 {
+		t.Errorf("%d mounts at %s after the restart, want 1", n, path)
+	}
+	after := w.get(mv)
+	if after.ResourceVersion != before.ResourceVersion || !equality.Semantic.DeepEqual(before.Status, after.Status) {
+		t.Errorf("the restart changed the object: resourceVersion %s -> %s\nbefore %+v\nafter  %+v",
+			before.ResourceVersion, after.ResourceVersion, before.Status, after.Status)
+	}
+	if _, err := os.Stat(filepath.Join(path, "before-restart")); err != nil {
+		t.Errorf("the file written before the restart is not visible: %v", err)
+	}
+	if n := countEvents(t, w, mv, ReasonMounted); n != 1 {
+		t.Errorf("%d Mounted events, want 1 (no second mount)", n)
+	}
+	w.deleteAndWaitGone(mv, 20*time.Second)
+}
+
+// A busy filesystem is never unmounted lazily: UnmountBusy, the finalizer stays, and as
+// soon as the file is closed, teardown completes.
+func TestBusyMountBlocksTeardownUntilReleased(t *testing.T) {
+	w := newWorld(t)
+	w.startAgent()
+	volID := uuid.NewString()
+	dev := w.loopDevice(1 << 30)
+	w.link(volID, dev)
+	mv := w.newVolume("busy", "job-b", "disk-0", 1)
+	w.attach(mv, volID)
+	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	path := w.mountPath("job-b", "disk-0")
+
+	f, err := os.Create(filepath.Join(path, "open-file"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = f.Close()
+		}
+	})
+	if err := k8s.Delete(testCtx, mv); err != nil {
+		t.Fatal(err)
+	}
+	got := w.waitMounted(mv, metav1.ConditionFalse, ReasonUnmountBusy, 20*time.Second)
+	t.Logf("UnmountBusy: %s", meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted).Message)
+	w.waitEvent(mv, corev1.EventTypeWarning, ReasonUnmountBusy)
+
+	// Several retries (the backoff is capped at 500ms here) change nothing while busy.
+	time.Sleep(2 * time.Second)
+	got = w.get(mv)
+	if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
+		t.Fatal("the mount finalizer was removed while the filesystem is busy")
+	}
+	if n := mountCount(t, path); n != 1 {
+		t.Fatalf("%d mounts at %s while busy, want 1 (a lazy unmount would show 0)", n, path)
+	}
+	if _, err := f.WriteString("still writing"); err != nil {
+		t.Fatalf("writing to the busy filesystem: %v", err)
+	}
+
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed = true
+	w.waitGone(mv, 20*time.Second)
+	if n := mountCount(t, path); n != 0 {
+		t.Errorf("%d mounts at %s after release", n, path)
+	}
+	if _, err := os.Lstat(path); !isNotExist(err) {
+		t.Errorf("mount directory left: %v", err)
+	}
+}
+
+// Block mode: the disk is found, verified and published; never formatted, never mounted,
+// no finalizer.
+func TestBlockModePublishesWithoutTouching(t *testing.T) {
+	w := newWorld(t)
+	w.startAgent()
+	volID := uuid.NewString()
+	dev := w.loopDevice(1 << 30)
+	link := w.link(volID, dev)
+	hash := firstMiB(t, dev)
+	mv := w.newVolume("block", "job-k", "disk-0", 1, blockMode)
+	w.attach(mv, volID)
+	got := w.waitMounted(mv, metav1.ConditionTrue, ReasonPublished, 30*time.Second)
+	if got.Status.DevicePath != link || got.Status.MountPath != "" || got.Status.FilesystemType != "" || got.Status.NodeName != w.nodeName {
+		t.Errorf("status %+v: want devicePath %s, no mountPath, no filesystemType", got.Status, link)
+	}
+	if len(got.Finalizers) != 0 {
+		t.Errorf("finalizers %v in Block mode, want none", got.Finalizers)
+	}
+	w.waitEvent(mv, corev1.EventTypeNormal, ReasonPublished)
+	if _, err := os.Lstat(filepath.Join(w.mountRoot, "job-k")); !isNotExist(err) {
+		t.Errorf("a mount directory was made in Block mode: %v", err)
+	}
+	if h := firstMiB(t, dev); h != hash {
+		t.Error("the device changed in Block mode")
+	}
+	if ms, _ := mountsOfDevice(&Device{Major: major(t, dev), Minor: minor(t, dev)}); len(ms) != 0 {
+		t.Errorf("the block device is mounted at %s", mountPoints(ms))
+	}
+	w.deleteAndWaitGone(mv, 10*time.Second)
+}
+
+// The agent's status writes never revert the manager's: while the agent goes from waiting
+// to mounted, the test (as the manager) rewrites its own condition again and again; the
+// last manager write is what remains.
+func TestStatusWritesNeverClobberTheManager(t *testing.T) {
+	w := newWorld(t)
+	w.startAgent()
+	volID := uuid.NewString()
+	mv := w.newVolume("shared", "job-c", "disk-0", 1)
+	w.attach(mv, volID)
+	w.waitMounted(mv, metav1.ConditionFalse, ReasonWaitingForDevice, 10*time.Second)
+
+	dev := w.loopDevice(1 << 30)
+	const writes = 40
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 1; i <= writes; i++ {
+			w.updateStatus(mv.DeepCopy(), func(st *osseav1.MigrationVolumeStatus) {
+				meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: osseav1.ConditionAllocated,
+					Status: metav1.ConditionTrue, Reason: "Created", Message: fmt.Sprintf("manager write %d", i)})
+				st.CloudStackState = fmt.Sprintf("Ready-%d", i)
+			})
+			if i == 5 {
+				w.link(volID, dev) // the agent mounts while the manager keeps writing
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	<-done
+	got := w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	alloc := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionAllocated)
+	if alloc == nil || alloc.Message != fmt.Sprintf("manager write %d", writes) || got.Status.CloudStackState != fmt.Sprintf("Ready-%d", writes) {
+		t.Errorf("the manager's last write was reverted: Allocated %+v, cloudStackState %q", alloc, got.Status.CloudStackState)
+	}
+	if a := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionAttached); a == nil || a.Status != metav1.ConditionTrue {
+		t.Errorf("Attached lost: %+v", a)
+	}
+	w.deleteAndWaitGone(mv, 20*time.Second)
+}
+
+// A disk that leaves the node while mounted (detached outside the operator) leaves a dead
+// mount; the agent releases it even though the object has left its cache, and mounts the
+// disk again when it is attached again. The same holds when it happens while the agent is
+// down.
+func TestDetachedWhileMountedIsReleased(t *testing.T) {
+	w := newWorld(t)
+	a := w.startAgent()
+	volID := uuid.NewString()
+	dev := w.loopDevice(1 << 30)
+	link := w.link(volID, dev)
+	mv := w.newVolume("detached", "job-d", "disk-0", 1)
+	w.attach(mv, volID)
+	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	path := w.mountPath("job-d", "disk-0")
+	writeSynced(t, filepath.Join(path, "kept"), []byte("kept"))
+
+	detach := func() {
+		if err := os.Remove(link); err != nil {
+			t.Fatal(err)
+		}
+		w.updateStatus(mv, func(st *osseav1.MigrationVolumeStatus) {
+			st.AttachedVirtualMachineID = ""
+			st.DevicePath = ""
+			meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: osseav1.ConditionAttached, Status: metav1.ConditionFalse, Reason: "NotAttached", Message: "detached"})
+		})
+	}
+	released := func() {
+		t.Helper()
+		w.waitMounted(mv, metav1.ConditionFalse, ReasonDeviceDetached, 20*time.Second)
+		eventually(t, 10*time.Second, func() string {
+			got := w.get(mv)
+			if controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.MountPath != "" {
+				return fmt.Sprintf("after release: finalizers %v, mountPath %q", got.Finalizers, got.Status.MountPath)
+			}
+			return ""
+		})
+	}
+	detach()
+	released()
+	if n := mountCount(t, path); n != 0 {
+		t.Errorf("%d mounts left at %s", n, path)
+	}
+
+	w.link(volID, dev)
+	w.attach(mv, volID)
+	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	if b, err := os.ReadFile(filepath.Join(path, "kept")); err != nil || string(b) != "kept" {
+		t.Fatalf("after re-attachment the file reads %q, %v", b, err)
+	}
+
+	// Again, with the agent down while it happens: the startup scan finds it.
+	a.stop()
+	detach()
+	w.startAgent()
+	released()
+	if n := mountCount(t, path); n != 0 {
+		t.Errorf("%d mounts left at %s after the restarted agent released it", n, path)
+	}
+	w.deleteAndWaitGone(mv, 10*time.Second)
+}
+
+// writeMBR writes a DOS partition table with one Linux partition.
+func writeMBR(t *testing.T, dev string) {
+	t.Helper()
+	mbr := make([]byte, 512)
+	entry := mbr[446:462]
+	entry[4] = 0x83 // Linux
+	binary.LittleEndian.PutUint32(entry[8:], 2048)
+	binary.LittleEndian.PutUint32(entry[12:], 1<<20)
+	mbr[510], mbr[511] = 0x55, 0xAA
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(mbr, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if pt := run(t, "blkid", "-p", "-s", "PTTYPE", "-o", "value", dev); pt != "dos" {
+		t.Fatalf("blkid sees partition table %q, want dos", pt)
+	}
+}
+
+func writeSynced(t *testing.T, p string, data []byte) {
+	t.Helper()
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// assertMountedRW checks the mount table: exactly one mount at path, of dev, of fsType,
+// read-write, without set-uid programs or device files.
+func assertMountedRW(t *testing.T, path, dev, fsType string) {
+	t.Helper()
+	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (bool, bool) { return i.Mountpoint != path, false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 1 {
+		t.Fatalf("%d mounts at %s, want 1", len(ms), path)
+	}
+	m := ms[0]
+	opts := strings.Split(m.Options, ",")
+	if m.FSType != fsType || m.Major != int(major(t, dev)) || m.Minor != int(minor(t, dev)) ||
+		!slices.Contains(opts, "rw") || !slices.Contains(opts, "nosuid") || !slices.Contains(opts, "nodev") {
+		t.Errorf("mount at %s: %s %d:%d options %s; want %s of %s, rw,nosuid,nodev", path, m.FSType, m.Major, m.Minor, m.Options, fsType, dev)
+	}
+}
+
+func major(t *testing.T, dev string) uint32 {
+	d, err := describeBlockDevice(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Major
+}
+
+func minor(t *testing.T, dev string) uint32 {
+	d, err := describeBlockDevice(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Minor
+}
+
+// countEvents counts the occurrences of events with the reason about the object,
+// including repeats the events API folded into a series.
+func countEvents(t *testing.T, w *world, mv *osseav1.MigrationVolume, reason string) int {
+	t.Helper()
+	var evs eventsv1.EventList
+	if err := k8s.List(testCtx, &evs, client.InNamespace(w.ns)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs.Items {
+		if e.Regarding.Name == mv.Name && e.Reason == reason {
+			n++
+			if e.Series != nil {
+				n += int(e.Series.Count) - 1
+			}
+		}
+	}
+	return n
+}

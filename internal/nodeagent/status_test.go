@@ -1,0 +1,85 @@
+package nodeagent
+
+import (
+	"context"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+)
+
+// The manager writes between the agent's read and the agent's write: the agent's write
+// must fail with Conflict rather than revert the manager's, then succeed on the new
+// version, changing only the agent's condition and fields.
+func TestWriteStatusNeverRevertsAConcurrentWrite(t *testing.T) {
+	w := newWorld(t)
+	mv := w.newVolume("race", "job-race", "disk-0", 1)
+	w.attach(mv, "0b3f5c2e-9a41-4d6e-8f00-123456789abc")
+
+	raw, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	patches, conflicts := 0, 0
+	c := interceptor.NewClient(raw, interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			patches++
+			if patches == 1 {
+				// The manager's write lands between the agent's read and its write.
+				w.updateStatus(mv.DeepCopy(), func(st *osseav1.MigrationVolumeStatus) {
+					meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: osseav1.ConditionAllocated, Status: metav1.ConditionTrue, Reason: "Created", Message: "manager"})
+					st.CloudStackState = "Ready"
+				})
+			}
+			err := c.Status().Patch(ctx, obj, patch, opts...)
+			if apierrors.IsConflict(err) {
+				conflicts++
+			}
+			return err
+		},
+	})
+
+	rep := &report{status: metav1.ConditionTrue, reason: ReasonMounted, message: "mounted",
+		mountPath: strp("/mnt/migration/job-race/disk-0"), filesystemType: strp("ext4"), nodeName: strp("node-a")}
+	if err := writeStatus(testCtx, c, raw, client.ObjectKeyFromObject(mv), mv.Generation, mv.Status.VolumeID, rep); err != nil {
+		t.Fatal(err)
+	}
+	if patches != 2 || conflicts != 1 {
+		t.Errorf("%d patches with %d conflicts; want 2 with 1 (the first, stale one refused)", patches, conflicts)
+	}
+	got := w.get(mv)
+	if a := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionAllocated); a == nil || a.Message != "manager" || got.Status.CloudStackState != "Ready" {
+		t.Errorf("the manager's write was reverted: %+v", got.Status)
+	}
+	if m := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted); m == nil || m.Reason != ReasonMounted ||
+		got.Status.MountPath != "/mnt/migration/job-race/disk-0" || got.Status.NodeName != "node-a" {
+		t.Errorf("the agent's write is missing: %+v", got.Status)
+	}
+	if a := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionAttached); a == nil || a.Status != metav1.ConditionTrue {
+		t.Errorf("Attached lost: %+v", got.Status.Conditions)
+	}
+
+	// Writing the same again sends nothing: an agent restart leaves the object alone.
+	before := got.ResourceVersion
+	patches = 0
+	if err := writeStatus(testCtx, c, raw, client.ObjectKeyFromObject(mv), mv.Generation, mv.Status.VolumeID, rep); err != nil {
+		t.Fatal(err)
+	}
+	if patches != 0 || w.get(mv).ResourceVersion != before {
+		t.Errorf("an unchanged report was written (%d patches)", patches)
+	}
+
+	// A report about a volume the manager has since replaced is dropped.
+	if err := writeStatus(testCtx, c, raw, client.ObjectKeyFromObject(mv), mv.Generation, "another-volume",
+		&report{status: metav1.ConditionFalse, reason: ReasonDeviceNotFound, message: "stale"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := meta.FindStatusCondition(w.get(mv).Status.Conditions, osseav1.ConditionMounted); m.Reason != ReasonMounted {
+		t.Errorf("a report about another volume was written: %+v", m)
+	}
+}
