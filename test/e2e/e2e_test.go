@@ -165,6 +165,9 @@ spec:
 // TestDeployManifestsDryRun: what `kubectl apply -k config/default` would create is
 // accepted by a real API server.
 func TestDeployManifestsDryRun(t *testing.T) {
+	// A server-side dry run creates nothing, not even the Namespace that the namespaced
+	// objects go into, so that one must exist.
+	kubectl(t, "create", "namespace", "ossea-system")
 	out := kubectl(t, "apply", "-k", filepath.Join(world.root, "config", "default"), "--dry-run=server")
 	for _, want := range []string{"deployment.apps/ossea-controller-manager", "daemonset.apps/", "clusterrole.rbac.authorization.k8s.io/ossea-manager-role"} {
 		if !strings.Contains(out, want) {
