@@ -609,3 +609,77 @@ func countEvents(t *testing.T, w *world, mv *osseav1.MigrationVolume, reason str
 	}
 	return n
 }
+
+// udev rewriting a disk's links while it is mounted (remove, then create) changes nothing:
+// no second mount, no DeviceNotFound, no Warning event.
+func TestLinkFlapWhileMountedKeepsTheMount(t *testing.T) {
+	w := newWorld(t)
+	w.startAgent(func(r *Reconciler) { r.DeviceTimeout = time.Second })
+	volID := uuid.NewString()
+	dev := w.loopDevice(1 << 30)
+	link := w.link(volID, dev)
+	mv := w.newVolume("flap", "job-f", "disk-0", 1)
+	w.attach(mv, volID)
+	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	before := w.get(mv)
+
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the device timeout
+	w.link(volID, dev)
+	time.Sleep(500 * time.Millisecond)
+
+	after := w.get(mv)
+	if after.ResourceVersion != before.ResourceVersion {
+		t.Errorf("the status changed while the link flapped: %+v", after.Status)
+	}
+	if n := mountCount(t, w.mountPath("job-f", "disk-0")); n != 1 {
+		t.Errorf("%d mounts, want 1", n)
+	}
+	if note := w.findEvent(mv, corev1.EventTypeWarning, ReasonDeviceNotFound); note != "" {
+		t.Errorf("Warning event for a link that only flapped: %s", note)
+	}
+	w.deleteAndWaitGone(mv, 20*time.Second)
+}
+
+// Two objects that name the same disk (a bug elsewhere, or a hand-made object): the disk
+// is formatted at most once and mounted at one place only; the other is refused.
+func TestSameDiskForTwoObjectsMountsOnce(t *testing.T) {
+	w := newWorld(t)
+	w.startAgent()
+	volID := uuid.NewString()
+	dev := w.loopDevice(1 << 30)
+	w.link(volID, dev)
+	a := w.newVolume("twin-a", "job-t", "disk-a", 1)
+	b := w.newVolume("twin-b", "job-t", "disk-b", 1)
+	w.attach(a, volID)
+	w.attach(b, volID)
+
+	var mounted, refused *osseav1.MigrationVolume
+	eventually(t, 30*time.Second, func() string {
+		mounted, refused = nil, nil
+		for _, mv := range []*osseav1.MigrationVolume{a, b} {
+			c := meta.FindStatusCondition(w.get(mv).Status.Conditions, osseav1.ConditionMounted)
+			switch {
+			case c == nil:
+			case c.Status == metav1.ConditionTrue:
+				mounted = mv
+			case c.Reason == ReasonDeviceInUse:
+				refused = mv
+			}
+		}
+		if mounted == nil || refused == nil {
+			return fmt.Sprintf("want one Mounted and one DeviceInUse; have mounted %v, refused %v", mounted != nil, refused != nil)
+		}
+		return ""
+	})
+	if n := countEvents(t, w, a, ReasonFormatted) + countEvents(t, w, b, ReasonFormatted); n != 1 {
+		t.Errorf("formatted %d times, want once", n)
+	}
+	if ms, _ := mountsOfDevice(&Device{Major: major(t, dev), Minor: minor(t, dev)}); len(ms) != 1 {
+		t.Errorf("the disk is mounted at %s; want one place", mountPoints(ms))
+	}
+	w.deleteAndWaitGone(refused, 20*time.Second)
+	w.deleteAndWaitGone(mounted, 20*time.Second)
+}

@@ -42,6 +42,21 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 			message: fmt.Sprintf("cannot mount under %s: %v; jobID and diskName must be DNS labels: recreate the object with valid values", r.MountRoot, err)})
 	}
 
+	at, err := mountsAt(path)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(at) > 0 && meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionMounted) {
+		if dev, err := findDevice(r.ByIDDir, mv.Status.VolumeID); err == nil && dev == nil {
+			// Mounted, and the link is gone while the manager still reports the disk
+			// attached: udev rewriting its links, usually. The mount itself works; calling
+			// it missing would only make the status flap. A disk that really left is
+			// detached in CloudStack, and the volume then leaves this agent's cache.
+			s.log.V(1).Info("By-id link missing while mounted; keeping the mount", "path", path)
+			return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
+		}
+	}
+
 	dev, res, err := r.waitForDevice(ctx, s)
 	if dev == nil || err != nil {
 		return res, err
@@ -49,10 +64,11 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 	if msg := sizeMismatch(dev, mv.Spec.SizeGiB); msg != "" {
 		return r.refuse(ctx, s, dev, ReasonDeviceSizeMismatch, msg)
 	}
+	unlock := r.devices.lock(dev)
+	defer unlock()
 
 	// Already mounted: an agent restart or a resync. Recognise it, never mount twice.
-	at, err := mountsAt(path)
-	if err != nil {
+	if at, err = mountsAt(path); err != nil {
 		return ctrl.Result{}, err
 	}
 	if len(at) > 0 {

@@ -81,10 +81,11 @@ func (m *mounter) mount(device, path, fsType string) error {
 
 // unmount unmounts path once. It is never lazy (MNT_DETACH) and never forced: a busy
 // filesystem gives ErrBusy, and the caller retries later. The syscall is used rather than
-// umount(8) so that "busy" is an errno, not a guess at a message. A path that is not a
-// mount point (EINVAL) counts as done.
+// umount(8) so that "busy" is an errno, not a guess at a message; UMOUNT_NOFOLLOW keeps a
+// symlink swapped in at the last moment from redirecting it. A path that is not a mount
+// point (EINVAL) counts as done.
 func (m *mounter) unmount(path string) error {
-	err := unix.Unmount(path, 0)
+	err := unix.Unmount(path, unix.UMOUNT_NOFOLLOW)
 	switch {
 	case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
 		return nil

@@ -82,6 +82,7 @@ type Reconciler struct {
 
 	mounter   *mounter
 	formatter *formatter
+	devices   deviceLocks
 	// unmountAttempts counts busy unmounts per object, for the backoff.
 	unmountAttempts sync.Map // types.UID -> int
 	// afterReconcile, when set (by tests), runs after every reconcile.
@@ -244,7 +245,7 @@ func (r *Reconciler) setStatus(ctx context.Context, s *volumeScope, rep *report)
 	}
 	changed := s.prev == nil || s.prev.Reason != rep.reason || s.prev.Status != rep.status
 	if changed && rep.status == metav1.ConditionFalse && warningReasons[rep.reason] {
-		r.Recorder.Eventf(s.mv, nil, corev1.EventTypeWarning, rep.reason, "Mount", "%s", rep.message)
+		r.Recorder.Eventf(s.mv, nil, corev1.EventTypeWarning, rep.reason, "Mount", "%s", truncate(rep.message, maxEventNote))
 		s.log.Info("Volume refused", "reason", rep.reason, "message", rep.message)
 	}
 	return nil
@@ -259,7 +260,21 @@ var warningReasons = map[string]bool{
 }
 
 func (r *Reconciler) event(s *volumeScope, reason, action, note string, args ...any) {
-	r.Recorder.Eventf(s.mv, nil, corev1.EventTypeNormal, reason, action, note, args...)
+	r.Recorder.Eventf(s.mv, nil, corev1.EventTypeNormal, reason, action, "%s", truncate(fmt.Sprintf(note, args...), maxEventNote))
+}
+
+// maxEventNote keeps event notes under the events API's 1 kB limit; the full text is in
+// the condition.
+const maxEventNote = 1000
+
+// deviceLocks serialises the probe-format-mount sequence per block device, so that two
+// objects naming the same disk can never both find it blank and both format it.
+type deviceLocks struct{ m sync.Map } // "major:minor" -> *sync.Mutex
+
+func (d *deviceLocks) lock(dev *Device) func() {
+	mu, _ := d.m.LoadOrStore(fmt.Sprintf("%d:%d", dev.Major, dev.Minor), &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	return mu.(*sync.Mutex).Unlock
 }
 
 // patchFinalizers writes a finalizer change with an optimistic lock: a merge patch replaces

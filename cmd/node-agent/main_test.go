@@ -1,0 +1,343 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/nodeagent"
+	"github.com/migratekit/ossea-operator/internal/testenv"
+)
+
+// The binary itself: flags, the VM id from the Node label, a SIGKILL while a volume is
+// mounted and a restart, a clean SIGTERM. The test binary plays the agent binary: run with
+// NODE_AGENT_RUN_MAIN=1 it is main().
+
+const runMainEnv = "NODE_AGENT_RUN_MAIN"
+
+var (
+	env *testenv.Env
+	ctx = context.Background()
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		return
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "the node-agent tests format and mount loop devices: run them as root")
+		os.Exit(1)
+	}
+	var err error
+	env, err = testenv.Start(filepath.Join("..", ".."))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+type agentProc struct {
+	cmd   *exec.Cmd
+	out   *syncBuffer
+	probe string
+	// exited is closed when the process has ended; err is then its exit status.
+	exited chan struct{}
+	err    error
+}
+
+func startAgent(t *testing.T, kubeconfig, nodeName string, args ...string) *agentProc {
+	t.Helper()
+	probe := freeAddr(t)
+	p := &agentProc{out: &syncBuffer{}, probe: probe, exited: make(chan struct{})}
+	p.cmd = exec.Command(os.Args[0], append([]string{"--kubeconfig", kubeconfig, "--health-probe-bind-address", probe,
+		"--metrics-bind-address", "0"}, args...)...)
+	p.cmd.Env = append(os.Environ(), runMainEnv+"=1", "NODE_NAME="+nodeName, nodeagent.VMIDEnv+"=")
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("agent output:\n%s", p.out.String())
+		}
+	})
+	return p
+}
+
+func (p *agentProc) waitReady(t *testing.T) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() string {
+		resp, err := http.Get("http://" + p.probe + "/readyz")
+		if err != nil {
+			return err.Error()
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return resp.Status
+		}
+		return ""
+	})
+}
+
+// A Node label names the VM; the agent mounts a volume; killed with SIGKILL and started
+// again it recognises the mount (one entry in the mount table, the object not rewritten);
+// it releases the volume on deletion; SIGTERM stops it cleanly.
+func TestBinaryKilledAndRestartedWhileMounted(t *testing.T) {
+	k8s := env.Client
+	base := t.TempDir()
+	kubeconfig := filepath.Join(base, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.Kubeconfig(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	byID, mountRoot := filepath.Join(base, "by-id"), filepath.Join(base, "mnt")
+	if err := os.MkdirAll(byID, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Runs after the agents are killed (cleanups run last-registered first): unmount what
+	// is left under this test's root, then detach this test's loop device.
+	var loop string
+	t.Cleanup(func() {
+		if loop != "" {
+			_ = exec.Command("losetup", "--detach", loop).Run()
+		}
+	})
+	t.Cleanup(func() { unmountUnder(mountRoot) })
+
+	vmID := uuid.NewString()
+	nodeName := "oma-" + vmID[:8]
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{nodeagent.VMIDLabel: vmID}}}
+	if err := k8s.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bin-"}}
+	if err := k8s.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+
+	img := filepath.Join(base, "disk.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v: %s", err, out)
+	}
+	loop = strings.TrimSpace(string(out))
+	volID := uuid.NewString()
+	if err := os.Symlink(loop, filepath.Join(byID, nodeagent.LinkNames(volID)[0])); err != nil {
+		t.Fatal(err)
+	}
+
+	args := []string{"--by-id-dir", byID, "--mount-root", mountRoot, "--resync-interval", "200ms"}
+	first := startAgent(t, kubeconfig, nodeName, args...)
+	first.waitReady(t)
+
+	mv := &osseav1.MigrationVolume{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "bin"},
+		Spec: osseav1.MigrationVolumeSpec{OsseaConfigRef: osseav1.LocalObjectReference{Name: "c"},
+			JobID: "job-bin", VMName: "vm", DiskName: "disk-0", SizeGiB: 1},
+	}
+	if err := k8s.Create(ctx, mv); err != nil {
+		t.Fatal(err)
+	}
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(mv), mv); err != nil {
+			return err
+		}
+		mv.Status.VolumeID, mv.Status.AttachedVirtualMachineID = volID, vmID
+		meta.SetStatusCondition(&mv.Status.Conditions, metav1.Condition{Type: osseav1.ConditionAttached, Status: metav1.ConditionTrue, Reason: "Attached", Message: "test"})
+		return k8s.Status().Update(ctx, mv)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	waitMounted := func() *osseav1.MigrationVolume {
+		t.Helper()
+		got := &osseav1.MigrationVolume{}
+		eventually(t, 30*time.Second, func() string {
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(mv), got); err != nil {
+				return err.Error()
+			}
+			if c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted); c == nil || c.Reason != nodeagent.ReasonMounted {
+				return fmt.Sprintf("Mounted %+v", c)
+			}
+			return ""
+		})
+		return got
+	}
+	before := waitMounted()
+	path := before.Status.MountPath
+	if before.Status.NodeName != nodeName || !strings.HasPrefix(path, mountRoot) {
+		t.Fatalf("status %+v", before.Status)
+	}
+
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-first.exited
+	if n := mountCount(t, path); n != 1 {
+		t.Fatalf("%d mounts at %s after the kill", n, path)
+	}
+
+	second := startAgent(t, kubeconfig, nodeName, args...)
+	second.waitReady(t)
+	time.Sleep(2 * time.Second) // ten resyncs
+	if n := mountCount(t, path); n != 1 {
+		t.Errorf("%d mounts at %s after the restart, want 1", n, path)
+	}
+	after := waitMounted()
+	if after.ResourceVersion != before.ResourceVersion {
+		t.Errorf("the restarted agent rewrote the object: %+v", after.Status)
+	}
+	if !strings.Contains(second.out.String(), `"vmIDFrom":"label `+nodeagent.VMIDLabel) {
+		t.Errorf("the agent did not take its VM id from the node label:\n%s", second.out.String())
+	}
+
+	if err := k8s.Delete(ctx, mv); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() string {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(mv), &osseav1.MigrationVolume{}); !apierrors.IsNotFound(err) {
+			return fmt.Sprintf("still there (%v)", err)
+		}
+		return ""
+	})
+	if n := mountCount(t, path); n != 0 {
+		t.Errorf("%d mounts at %s after deletion", n, path)
+	}
+
+	if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-second.exited:
+		if second.err != nil {
+			t.Errorf("the agent exited with %v on SIGTERM", second.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("the agent did not stop within 20s of SIGTERM")
+	}
+}
+
+// Without a VM id from anywhere, the agent refuses to start and says how to give one.
+func TestBinaryWithoutVMIDExplainsAndExits(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.Kubeconfig(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodeName := "bare-" + uuid.NewString()[:8]
+	if err := env.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}}); err != nil {
+		t.Fatal(err)
+	}
+	p := startAgent(t, kubeconfig, nodeName, "--mount-root", t.TempDir())
+	select {
+	case <-p.exited:
+		if p.err == nil {
+			t.Fatal("the agent started without a VM id")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent neither started nor exited")
+	}
+	if !strings.Contains(p.out.String(), "has no label "+nodeagent.VMIDLabel) {
+		t.Errorf("the error does not say what to do:\n%s", p.out.String())
+	}
+}
+
+func mountCount(t *testing.T, path string) int {
+	t.Helper()
+	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (bool, bool) { return i.Mountpoint != path, false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ms)
+}
+
+func unmountUnder(root string) {
+	if r, err := filepath.EvalSymlinks(root); err == nil {
+		root = r
+	}
+	ms, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(root))
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].Mountpoint != root {
+			if err := unix.Unmount(ms[i].Mountpoint, 0); err != nil {
+				_ = unix.Unmount(ms[i].Mountpoint, unix.MNT_DETACH) // test cleanup only
+			}
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func eventually(t *testing.T, timeout time.Duration, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		msg := cond()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %s: %s", timeout, msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
