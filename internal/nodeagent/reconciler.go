@@ -163,10 +163,10 @@ func (r *Reconciler) defaults() {
 	}
 }
 
-// +kubebuilder:rbac markers are deliberately absent: the agent's role is written by hand
-// in config/agent, so that controller-gen never widens the manager's role with it.
-
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+// Reconcile takes one volume one step towards what its object asks for. The agent's RBAC
+// is written by hand in config/agent, deliberately without kubebuilder markers here:
+// controller-gen scans ./... and would merge them into the manager's role.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	if r.afterReconcile != nil {
 		defer r.afterReconcile(req.NamespacedName)
 	}
@@ -246,7 +246,7 @@ func (r *Reconciler) setStatus(ctx context.Context, s *volumeScope, rep *report)
 	changed := s.prev == nil || s.prev.Reason != rep.reason || s.prev.Status != rep.status
 	if changed && rep.status == metav1.ConditionFalse && warningReasons[rep.reason] {
 		r.Recorder.Eventf(s.mv, nil, corev1.EventTypeWarning, rep.reason, "Mount", "%s", truncate(rep.message, maxEventNote))
-		s.log.Info("Volume refused", "reason", rep.reason, "message", rep.message)
+		s.log.Info("Volume needs attention", "reason", rep.reason, "message", rep.message)
 	}
 	return nil
 }
