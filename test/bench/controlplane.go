@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/migratekit/ossea-operator/internal/cloudsim"
+	"github.com/migratekit/ossea-operator/test/world"
+)
+
+// controlPlane: N Block-mode volumes (no agent needed) over enough OMA VMs, applied at once
+// until all are Attached, then deleted until all are gone.
+func controlPlane(ctx context.Context, o options) (*report, error) {
+	o = defaults(o, 500, 64)
+	rep := newReport("control-plane", map[string]any{
+		"n": o.n, "vms": o.vms, "perVM": o.perVM, "jobLatency": o.jobLatency.String(), "qps": o.qps, "burst": o.burst,
+		"managerArgs": o.managerArgs.String(),
+	})
+	e, err := setup(ctx, o, world.SimOptions{VMs: o.vms, MaxDataVolumes: o.perVM, JobLatency: o.jobLatency, Seed: 1}, false)
+	if err != nil {
+		return rep, err
+	}
+	defer e.close()
+
+	if err := e.sim.ResetCounters(); err != nil {
+		return rep, err
+	}
+	before, err := e.mgr.Usage()
+	if err != nil {
+		return rep, err
+	}
+
+	progress("applying %d Block-mode volumes over %d configs", o.n, o.vms)
+	applied := time.Now()
+	if _, err := e.createAll(ctx, o.n, blockVolumes(o.vms)); err != nil {
+		return rep, err
+	}
+	if err := e.waitFor(ctx, o.timeout, fmt.Sprintf("%d volumes Attached", o.n), func() bool {
+		return e.rec.Count(func(t *world.Trace) bool { return !t.Attached.IsZero() }) == o.n
+	}); err != nil {
+		return rep, err
+	}
+	traces := e.rec.Traces()
+	allAttached, err := lastOf(traces, func(t world.Trace) time.Time { return t.Attached })
+	if err != nil {
+		return rep, err
+	}
+	progress("all Attached after %s", allAttached.Sub(applied).Round(time.Millisecond))
+
+	deleted := time.Now()
+	if err := e.deleteAll(ctx); err != nil {
+		return rep, err
+	}
+	if err := e.waitFor(ctx, o.timeout, fmt.Sprintf("%d volumes gone", o.n), func() bool {
+		return e.rec.Count(func(t *world.Trace) bool { return !t.Gone.IsZero() }) == o.n
+	}); err != nil {
+		return rep, err
+	}
+	traces = e.rec.Traces()
+	allGone, err := lastOf(traces, func(t world.Trace) time.Time { return t.Gone })
+	if err != nil {
+		return rep, err
+	}
+	progress("all gone after %s", allGone.Sub(deleted).Round(time.Millisecond))
+	after, err := e.mgr.Usage()
+	if err != nil {
+		return rep, err
+	}
+	st, err := e.sim.State()
+	if err != nil {
+		return rep, err
+	}
+
+	rep.add("applyToAllAttachedSeconds", secs(allAttached.Sub(applied)), "")
+	rep.add("deleteToAllGoneSeconds", secs(allGone.Sub(deleted)), "")
+	total := 0
+	perVolume := map[string]float64{}
+	for cmd, n := range st.Calls {
+		total += n
+		perVolume[cmd] = float64(n) / float64(o.n)
+	}
+	rep.add("cloudStackCallsPerVolume", round(float64(total)/float64(o.n), 2), "")
+	rep.addCounts("callsPerVolumeByCommand", perVolume, "")
+	windows := append(pendingWindows(traces, applied, func(t world.Trace) time.Time { return t.Attached }),
+		pendingWindows(traces, deleted, func(t world.Trace) time.Time { return t.Gone })...)
+	r := callRate(st, windows, o.qps)
+	rep.add("callRateWhilePending", round(r.achieved, 1), fmt.Sprintf("%.1f calls/s", r.achieved))
+	rep.add("configuredQPSWhilePending", round(r.configured, 1), fmt.Sprintf("%.1f calls/s (%g per config with work pending)", r.configured, o.qps))
+	rep.add("callRateFractionOfQPS", round(r.fraction, 3), fmt.Sprintf("%.1f%%", 100*r.fraction))
+	if st.CallTimes != nil && r.truncated {
+		rep.add("callTimesTruncated", true, "the simulator kept only the last 10000 call times of a command")
+	}
+	rep.add("managerPeakRSSMiB", mib(after.PeakRSSBytes), fmt.Sprintf("%.1f MiB", mib(after.PeakRSSBytes)))
+	rep.add("managerCPUSeconds", round(after.CPUSeconds-before.CPUSeconds, 2), "")
+	return rep, nil
+}
+
+// defaults fills the scenario's n, VM count and slots per VM.
+func defaults(o options, n, perVM int) options {
+	if o.n == 0 {
+		o.n = n
+	}
+	if o.perVM == 0 {
+		o.perVM = perVM
+	}
+	if o.vms == 0 {
+		o.vms = (o.n + o.perVM - 1) / o.perVM
+	}
+	return o
+}
+
+// window is the time one config had work pending.
+type window struct{ from, to time.Time }
+
+// pendingWindows gives each config's window: from the start of the phase until the last of
+// its volumes got to done.
+func pendingWindows(traces map[string]world.Trace, start time.Time, done func(world.Trace) time.Time) []window {
+	last := map[string]time.Time{}
+	for _, t := range traces {
+		if d := done(t); d.After(last[t.Config]) {
+			last[t.Config] = d
+		}
+	}
+	var out []window
+	for _, to := range last {
+		out = append(out, window{start, to})
+	}
+	return out
+}
+
+type rate struct {
+	achieved, configured, fraction float64
+	truncated                      bool
+}
+
+// callRate compares the calls CloudStack received with the budget the configs with pending
+// work had: per 100ms, qps × 0.1 × (configs with work pending). Calls in slices where no
+// config had work pending are left out.
+func callRate(st cloudsim.State, windows []window, qps float64) rate {
+	if len(windows) == 0 {
+		return rate{}
+	}
+	const slice = 100 * time.Millisecond
+	start := windows[0].from
+	for _, w := range windows {
+		if w.from.Before(start) {
+			start = w.from
+		}
+	}
+	active := map[int]int{}
+	for _, w := range windows {
+		for i := int(w.from.Sub(start) / slice); i <= int(w.to.Sub(start)/slice); i++ {
+			active[i]++
+		}
+	}
+	var r rate
+	calls := 0
+	for _, times := range st.CallTimes {
+		if len(times) >= 10000 {
+			r.truncated = true
+		}
+		for _, at := range times {
+			if at.Before(start) {
+				continue
+			}
+			if active[int(at.Sub(start)/slice)] > 0 {
+				calls++
+			}
+		}
+	}
+	budget, seconds := 0.0, 0.0
+	slices := make([]int, 0, len(active))
+	for i := range active {
+		slices = append(slices, i)
+	}
+	sort.Ints(slices)
+	for _, i := range slices {
+		budget += qps * slice.Seconds() * float64(active[i])
+		seconds += slice.Seconds()
+	}
+	if seconds > 0 {
+		r.achieved = float64(calls) / seconds
+		r.configured = budget / seconds
+	}
+	if budget > 0 {
+		r.fraction = float64(calls) / budget
+	}
+	return r
+}

@@ -1,0 +1,451 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/cloudsim"
+	"github.com/migratekit/ossea-operator/test/world"
+)
+
+// Config is one chaos run.
+type Config struct {
+	// N volumes in Filesystem mode, spread over VMs OMA VMs with an agent each.
+	N   int
+	VMs int
+	// Seed decides the faults, the kill times and the volumes' filesystems.
+	Seed       int64
+	JobLatency time.Duration
+	JobJitter  time.Duration
+	Faults     cloudsim.Faults
+	// The manager and each agent are SIGKILLed after a random wait in [min, max), then
+	// started again at once.
+	ManagerKill [2]time.Duration
+	AgentKill   [2]time.Duration
+	// How long all volumes may take to become Ready, and to be gone after deletion.
+	ReadyTimeout time.Duration
+	GoneTimeout  time.Duration
+	// Root is the repository; Keep leaves the scratch directory (logs) in place.
+	Root string
+	Keep bool
+	Logf func(format string, args ...any)
+}
+
+// DefaultFaults are the issue's: 10% errors (530/534), 5% lost replies, 5% failed jobs.
+var DefaultFaults = cloudsim.Faults{ErrorRate: 0.10, LostResponseRate: 0.05, JobFailureRate: 0.05}
+
+// Result is what a run found.
+type Result struct {
+	Seed           int64          `json:"seed"`
+	N              int            `json:"n"`
+	ReadySeconds   float64        `json:"readySeconds"`
+	GoneSeconds    float64        `json:"goneSeconds"`
+	ManagerKills   int            `json:"managerKills"`
+	AgentKills     int            `json:"agentKills"`
+	InjectedFaults map[string]int `json:"injectedFaults"`
+	Calls          map[string]int `json:"calls"`
+	Detaches       int            `json:"detaches"`
+	Deletes        int            `json:"deletes"`
+	// Checks counts the continuous invariant passes.
+	Checks     int      `json:"checks"`
+	Violations []string `json:"violations"`
+	Logs       string   `json:"logs,omitempty"`
+
+	mu sync.Mutex
+}
+
+var secretGVK = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
+
+const namespace = "chaos"
+
+// Run starts a world, applies the volumes, deletes them, and checks the invariants the
+// whole time while the manager and the agents are killed at random.
+func Run(ctx context.Context, cfg Config) (res *Result, err error) {
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	res = &Result{Seed: cfg.Seed, N: cfg.N}
+	rnd := rand.New(rand.NewSource(cfg.Seed))
+
+	w, err := world.New(cfg.Root, fmt.Sprintf("ossea-chaos-%d-", cfg.Seed))
+	if err != nil {
+		return res, err
+	}
+	w.Keep = cfg.Keep
+	defer func() {
+		if err != nil || len(res.Violations) > 0 {
+			w.Keep = true
+		}
+		if cerr := w.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+		}
+		if w.Keep {
+			res.Logs = w.Logs
+		}
+	}()
+
+	logf("seed %d: building and starting the world in %s", cfg.Seed, w.Dir)
+	if err := w.Build(); err != nil {
+		return res, err
+	}
+	if err := w.StartAPIServer(); err != nil {
+		return res, err
+	}
+	c, err := w.Client()
+	if err != nil {
+		return res, err
+	}
+	restCfg, err := w.RESTConfig()
+	if err != nil {
+		return res, err
+	}
+	perVM := (cfg.N + cfg.VMs - 1) / cfg.VMs
+	sim, err := w.StartSimulator(world.SimOptions{VMs: cfg.VMs, MaxDataVolumes: max(perVM, 6), Local: true,
+		JobLatency: cfg.JobLatency, JobJitter: cfg.JobJitter, Seed: cfg.Seed})
+	if err != nil {
+		return res, err
+	}
+	if err := sim.SetFaults(cfg.Faults); err != nil {
+		return res, err
+	}
+	proxy, err := startRecorder(sim.URL)
+	if err != nil {
+		return res, err
+	}
+	defer proxy.Close()
+
+	rec, err := world.Watch(ctx, restCfg, namespace)
+	if err != nil {
+		// The namespace need not exist for the watch to start.
+		return res, err
+	}
+	defer rec.Stop()
+	proxy.before = detachGuard(ctx, c, rec)
+
+	mgr, err := w.StartManager("manager", "--zap-log-level=debug")
+	if err != nil {
+		return res, err
+	}
+	var agents []*world.Process
+	for i, vm := range sim.VMs {
+		p, err := w.StartAgent(fmt.Sprintf("agent-%d", i), vm, "--zap-log-level=debug")
+		if err != nil {
+			return res, err
+		}
+		agents = append(agents, p)
+	}
+	if err := world.CreateConfigs(ctx, c, namespace, sim, proxy.url, int32(max(perVM, 6))); err != nil {
+		return res, err
+	}
+
+	// Chaos and the continuous checks run until the volumes are gone.
+	chaosCtx, stopChaos := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var killsMu sync.Mutex
+	killer := func(p *world.Process, every [2]time.Duration, seed int64, count *int) {
+		defer wg.Done()
+		r := rand.New(rand.NewSource(seed))
+		for {
+			wait := every[0] + time.Duration(r.Int63n(int64(every[1]-every[0])))
+			select {
+			case <-chaosCtx.Done():
+				return
+			case <-time.After(wait):
+			}
+			if !p.Running() {
+				res.addViolation(fmt.Sprintf("%s exited by itself; see %s", p.Name, p.Log))
+			}
+			p.Kill()
+			if err := p.Restart(); err != nil {
+				res.addViolation(fmt.Sprintf("restarting %s: %v", p.Name, err))
+				return
+			}
+			killsMu.Lock()
+			*count++
+			killsMu.Unlock()
+		}
+	}
+	wg.Add(1 + len(agents))
+	go killer(mgr, cfg.ManagerKill, rnd.Int63(), &res.ManagerKills)
+	for _, a := range agents {
+		go killer(a, cfg.AgentKill, rnd.Int63(), &res.AgentKills)
+	}
+	checker := &checker{sim: sim, rec: rec, proxy: proxy, res: res}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-chaosCtx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			checker.check(false)
+		}
+	}()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			stopChaos()
+			wg.Wait()
+		}
+	}
+	defer stop()
+
+	logf("seed %d: applying %d Filesystem-mode volumes over %d VMs", cfg.Seed, cfg.N, cfg.VMs)
+	applied := time.Now()
+	for i := range cfg.N {
+		fs := osseav1.FilesystemExt4
+		if rnd.Intn(2) == 1 {
+			fs = osseav1.FilesystemXFS
+		}
+		mv := &osseav1.MigrationVolume{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: fmt.Sprintf("vol-%03d", i)},
+			Spec: osseav1.MigrationVolumeSpec{
+				OsseaConfigRef: osseav1.LocalObjectReference{Name: world.ConfigName(i % cfg.VMs)},
+				JobID:          fmt.Sprintf("chaos-%d", i%cfg.VMs), VMName: "Chaos VM", DiskName: fmt.Sprintf("disk-%03d", i),
+				SizeGiB: 1, Filesystem: &osseav1.FilesystemSpec{Type: fs},
+			},
+		}
+		if err := c.Create(ctx, mv); err != nil {
+			return res, fmt.Errorf("creating %s: %w", mv.Name, err)
+		}
+	}
+	readyErr := waitFor(ctx, cfg.ReadyTimeout, func() bool {
+		return rec.Count(func(t *world.Trace) bool { return !t.Ready.IsZero() }) == cfg.N
+	})
+	res.ReadySeconds = time.Since(applied).Seconds()
+	for name, t := range rec.Traces() {
+		if t.Ready.IsZero() {
+			res.addViolation(fmt.Sprintf("%s never became Ready within %s", name, cfg.ReadyTimeout))
+		}
+	}
+	logf("seed %d: %d of %d Ready after %.1fs; deleting", cfg.Seed,
+		rec.Count(func(t *world.Trace) bool { return !t.Ready.IsZero() }), cfg.N, res.ReadySeconds)
+	if readyErr != nil && ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+
+	deleted := time.Now()
+	if err := c.DeleteAllOf(ctx, &osseav1.MigrationVolume{}, client.InNamespace(namespace)); err != nil {
+		return res, err
+	}
+	goneErr := waitFor(ctx, cfg.GoneTimeout, func() bool {
+		var list osseav1.MigrationVolumeList
+		return c.List(ctx, &list, client.InNamespace(namespace)) == nil && len(list.Items) == 0
+	})
+	res.GoneSeconds = time.Since(deleted).Seconds()
+	logf("seed %d: deletion took %.1fs; stopping the chaos", cfg.Seed, res.GoneSeconds)
+	stop()
+	if goneErr != nil && ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	for _, p := range append([]*world.Process{mgr}, agents...) {
+		if !p.Running() {
+			if err := p.Restart(); err != nil {
+				return res, err
+			}
+		}
+	}
+
+	// Stuck objects: whatever is left after the timeout, and why.
+	var left osseav1.MigrationVolumeList
+	if err := c.List(ctx, &left, client.InNamespace(namespace)); err != nil {
+		return res, err
+	}
+	for _, mv := range left.Items {
+		res.addViolation(fmt.Sprintf("%s is stuck after deletion: phase %s, finalizers %v", mv.Name, mv.Status.Phase, mv.Finalizers))
+	}
+	checker.check(true)
+	loops, err := world.LoopDevicesUnder(w.Dir)
+	if err != nil {
+		return res, err
+	}
+	for _, l := range loops {
+		res.addViolation(fmt.Sprintf("loop device %s (%s) left after deletion", l.Device, l.Backing))
+	}
+	mounts, err := world.MountsUnder(w.Dir)
+	if err != nil {
+		return res, err
+	}
+	for _, m := range mounts {
+		res.addViolation(fmt.Sprintf("mount %s (%s) left after deletion", m.Target, m.Source))
+	}
+
+	// The configs go too, and with them every finalizer the operator set.
+	if err := c.DeleteAllOf(ctx, &osseav1.OsseaConfig{}, client.InNamespace(namespace)); err != nil {
+		return res, err
+	}
+	if err := waitFor(ctx, time.Minute, func() bool {
+		var list osseav1.OsseaConfigList
+		return c.List(ctx, &list, client.InNamespace(namespace)) == nil && len(list.Items) == 0
+	}); err != nil {
+		res.addViolation("OsseaConfigs not gone a minute after deletion")
+	}
+	if err := waitFor(ctx, 30*time.Second, func() bool {
+		var s metav1.PartialObjectMetadata
+		s.SetGroupVersionKind(secretGVK)
+		err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "credentials"}, &s)
+		return err == nil && !controllerutil.ContainsFinalizer(&s, osseav1.InUseFinalizer)
+	}); err != nil {
+		res.addViolation("the credentials Secret still carries the in-use finalizer")
+	}
+
+	st, err := sim.State()
+	if err != nil {
+		return res, err
+	}
+	res.InjectedFaults, res.Calls = st.InjectedFaults, st.Calls
+	for _, cl := range proxy.Calls() {
+		switch cl.Command {
+		case "detachVolume":
+			res.Detaches++
+		case "deleteVolume":
+			res.Deletes++
+		}
+	}
+	sort.Strings(res.Violations)
+	return res, nil
+}
+
+// detachGuard looks, at the moment the manager asks CloudStack to detach a volume, at the
+// object the volume belongs to, straight from the API server: if the agent's mount finalizer
+// is on it, the manager is detaching a disk that may still be mounted.
+func detachGuard(ctx context.Context, c client.Client, rec *world.Recorder) func(call) string {
+	return func(cl call) string {
+		if cl.Command != "detachVolume" {
+			return ""
+		}
+		name := ""
+		for n, t := range rec.Traces() {
+			if t.VolumeID == cl.VolumeID {
+				name = n
+			}
+		}
+		if name == "" {
+			var list osseav1.MigrationVolumeList
+			if err := c.List(ctx, &list, client.InNamespace(namespace)); err == nil {
+				for _, mv := range list.Items {
+					if mv.Status.VolumeID == cl.VolumeID {
+						name = mv.Name
+					}
+				}
+			}
+		}
+		if name == "" {
+			return fmt.Sprintf("detach of volume %s, which belongs to no MigrationVolume", cl.VolumeID)
+		}
+		mv := &osseav1.MigrationVolume{}
+		err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, mv)
+		switch {
+		case apierrors.IsNotFound(err):
+			return fmt.Sprintf("detach of volume %s after its object %s was gone", cl.VolumeID, name)
+		case err != nil:
+			return ""
+		case mv.DeletionTimestamp.IsZero():
+			return fmt.Sprintf("detach of volume %s while its object %s was not being deleted", cl.VolumeID, name)
+		case controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer):
+			return fmt.Sprintf("detach of volume %s at %s while %s still carried the mount finalizer", cl.VolumeID, cl.At.Format("15:04:05.000"), name)
+		}
+		return ""
+	}
+}
+
+// checker holds the invariants that are checked over and over.
+type checker struct {
+	sim   *world.Sim
+	rec   *world.Recorder
+	proxy *recorder
+	res   *Result
+}
+
+// check looks at CloudStack, the watch and the recorded calls. final adds what only holds
+// once everything is deleted.
+func (k *checker) check(final bool) {
+	st, err := k.sim.State()
+	if err != nil {
+		return // the simulator is never killed; a failed read is retried next time
+	}
+	k.res.mu.Lock()
+	k.res.Checks++
+	k.res.mu.Unlock()
+	traces := k.rec.Traces()
+	byUID8 := map[string]world.Trace{}
+	for _, t := range traces {
+		byUID8[t.UID[:8]] = t
+	}
+	owners := map[string][]string{}
+	for _, v := range world.DataVolumes(st) {
+		uid := world.Tag(v, "ossea.migratekit.io/uid")
+		if uid == "" {
+			if t, ok := byUID8[v.Name[strings.LastIndexByte(v.Name, '_')+1:]]; ok {
+				uid = t.UID
+			}
+		}
+		if uid == "" {
+			if final {
+				k.res.addViolation(fmt.Sprintf("CloudStack volume %s (%s) belongs to no object", v.ID, v.Name))
+			}
+			continue
+		}
+		owners[uid] = append(owners[uid], v.ID)
+		if final {
+			k.res.addViolation(fmt.Sprintf("CloudStack volume %s (%s) left after deletion", v.ID, v.Name))
+		}
+	}
+	for uid, ids := range owners {
+		if len(ids) > 1 {
+			sort.Strings(ids)
+			k.res.addViolation(fmt.Sprintf("object %s has %d CloudStack volumes: %v", uid, len(ids), ids))
+		}
+	}
+	for _, p := range k.proxy.Problems() {
+		k.res.addViolation(p)
+	}
+	for _, c := range k.proxy.Calls() {
+		if c.Command == "deleteVolume" && isAttachedRefusal(c) {
+			k.res.addViolation(fmt.Sprintf("deleteVolume of attached volume %s at %s: CloudStack refused (%d %s)",
+				c.VolumeID, c.At.Format("15:04:05.000"), c.ErrorCode, c.ErrorText))
+		}
+	}
+}
+
+func (r *Result) addViolation(v string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, have := range r.Violations {
+		if have == v {
+			return
+		}
+	}
+	r.Violations = append(r.Violations, v)
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gave up after %s", timeout)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return nil
+}

@@ -1,0 +1,113 @@
+// Command chaos runs the operator through faults and crashes and checks that it stays safe:
+// the simulator answers 10% of calls with 530/534, loses 5% of replies after acting, fails 5%
+// of jobs and varies job latency; the manager is SIGKILLed every 5-10s and each node agent
+// every 7-15s, and all are started again at once. Meanwhile N Filesystem-mode volumes are
+// applied until Ready and then deleted, and these invariants are checked continuously and at
+// the end: never two CloudStack volumes for one object; never a detach while the mount
+// finalizer is on the object; never a delete of an attached volume; every object Ready;
+// afterwards no volume, loop device, mount, finalizer or object left.
+//
+//	go run ./test/chaos                      # 60 volumes over 3 VMs, seeds 1, 2 and 3
+//	go run ./test/chaos --seeds 42 --n 15    # replay one seed
+//
+// The short variant runs in `go test ./test/chaos`.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/migratekit/ossea-operator/test/world"
+)
+
+func main() {
+	cfg := LongConfig()
+	seeds := flag.String("seeds", "1,2,3", "comma-separated seeds; each is one run")
+	flag.IntVar(&cfg.N, "n", cfg.N, "MigrationVolumes per run")
+	flag.IntVar(&cfg.VMs, "vms", cfg.VMs, "OMA VMs, one agent each")
+	flag.DurationVar(&cfg.JobLatency, "job-latency", cfg.JobLatency, "simulator job latency")
+	flag.DurationVar(&cfg.JobJitter, "job-jitter", cfg.JobJitter, "simulator job latency jitter")
+	flag.DurationVar(&cfg.ReadyTimeout, "ready-timeout", cfg.ReadyTimeout, "how long all volumes may take to be Ready")
+	flag.DurationVar(&cfg.GoneTimeout, "gone-timeout", cfg.GoneTimeout, "how long all volumes may take to be gone")
+	flag.BoolVar(&cfg.Keep, "keep", false, "keep the scratch directory (logs) even when the run passes")
+	flag.Parse()
+
+	root, err := world.FindRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		os.Exit(2)
+	}
+	cfg.Root = root
+	cfg.Logf = func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	failed := false
+	for _, s := range strings.Split(*seeds, ",") {
+		seed, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "chaos: bad seed %q\n", s)
+			os.Exit(2)
+		}
+		cfg.Seed = seed
+		res, err := Run(ctx, cfg)
+		printResult(res)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "chaos: seed %d: %v\n", seed, err)
+			failed = true
+		}
+		if len(res.Violations) > 0 {
+			failed = true
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+// LongConfig is the long run: 60 Filesystem-mode volumes over 3 OMA VMs.
+func LongConfig() Config {
+	return Config{
+		N: 60, VMs: 3,
+		JobLatency: time.Second, JobJitter: time.Second,
+		Faults:       DefaultFaults,
+		ManagerKill:  [2]time.Duration{5 * time.Second, 10 * time.Second},
+		AgentKill:    [2]time.Duration{7 * time.Second, 15 * time.Second},
+		ReadyTimeout: 10 * time.Minute, GoneTimeout: 10 * time.Minute,
+	}
+}
+
+func printResult(res *Result) {
+	if res == nil {
+		return
+	}
+	verdict := "PASS"
+	if len(res.Violations) > 0 {
+		verdict = fmt.Sprintf("FAIL (%d violations)", len(res.Violations))
+	}
+	fmt.Printf("\n== chaos seed %d: %s\n", res.Seed, verdict)
+	fmt.Printf("volumes %d  ready after %.1fs  gone after %.1fs\n", res.N, res.ReadySeconds, res.GoneSeconds)
+	fmt.Printf("kills: manager %d, agents %d  injected faults %v\n", res.ManagerKills, res.AgentKills, res.InjectedFaults)
+	fmt.Printf("detaches %d  deletes %d  invariant checks %d\n", res.Detaches, res.Deletes, res.Checks)
+	for _, v := range res.Violations {
+		fmt.Printf("VIOLATION: %s\n", v)
+	}
+	if res.Logs != "" {
+		fmt.Printf("logs: %s\n", res.Logs)
+	}
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+}

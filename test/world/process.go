@@ -1,0 +1,170 @@
+package world
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Process is one binary running in the background, its output appended to a log file that
+// survives restarts.
+type Process struct {
+	Name string
+	Bin  string
+	Args []string
+	Log  string
+
+	w    *World
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start runs bin with args as a tracked process; Close stops it if nobody else did.
+func (w *World) Start(name, bin string, args ...string) (*Process, error) {
+	p := &Process{Name: name, Bin: bin, Args: args, Log: filepath.Join(w.Logs, name+".log"), w: w}
+	if err := p.start(); err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	w.procs = append(w.procs, p)
+	w.mu.Unlock()
+	return p, nil
+}
+
+func (p *Process) start() error {
+	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.Bin, p.Args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// Its own process group, so a Ctrl-C meant for the harness reaches the children only
+	// through the harness, which stops them in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("starting %s: %w", p.Name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(done)
+	}()
+	p.cmd, p.done = cmd, done
+	return nil
+}
+
+// PID is the process id of the current incarnation.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
+// Running reports whether the current incarnation has not exited.
+func (p *Process) Running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop asks the process to end (SIGTERM) and waits; after 15 seconds it is killed.
+func (p *Process) Stop() {
+	if !p.Running() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Kill ends the process and every child it started (mkfs, mount) at once with SIGKILL, as
+// a crash of its container would.
+func (p *Process) Kill() {
+	if !p.Running() {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// Restart starts the process again with the same arguments and log, after it has ended.
+func (p *Process) Restart() error {
+	if p.Running() {
+		return fmt.Errorf("%s is still running", p.Name)
+	}
+	return p.start()
+}
+
+// LogText is everything the process wrote so far, all incarnations.
+func (p *Process) LogText() string {
+	b, _ := os.ReadFile(p.Log)
+	return string(b)
+}
+
+// Usage is what the kernel says a process has used.
+type Usage struct {
+	// PeakRSSBytes is VmHWM, the resident set's high-water mark.
+	PeakRSSBytes int64 `json:"peakRSSBytes"`
+	// RSSBytes is VmRSS, the resident set now.
+	RSSBytes int64 `json:"rssBytes"`
+	// CPUSeconds is user plus system time.
+	CPUSeconds float64 `json:"cpuSeconds"`
+}
+
+// Usage reads /proc/<pid>/status and /proc/<pid>/stat of the current incarnation.
+func (p *Process) Usage() (Usage, error) {
+	return ProcUsage(p.PID())
+}
+
+// clockTicks is USER_HZ, which is 100 on every Linux the project runs on.
+const clockTicks = 100
+
+// ProcUsage reads a process's memory and CPU use from /proc.
+func ProcUsage(pid int) (Usage, error) {
+	var u Usage
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return u, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(val)
+		if len(f) < 1 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[0], 10, 64)
+		switch key {
+		case "VmHWM":
+			u.PeakRSSBytes = kb << 10
+		case "VmRSS":
+			u.RSSBytes = kb << 10
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return u, err
+	}
+	// The command name may hold spaces and parentheses; the fields start after the last ')'.
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return u, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14 of the full line
+	stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
+	u.CPUSeconds = float64(utime+stime) / clockTicks
+	return u, nil
+}
