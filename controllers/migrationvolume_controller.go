@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
@@ -68,12 +70,23 @@ type MigrationVolumeReconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Clouds    CloudFactory
-	// DriftInterval is how often a settled volume is compared with CloudStack.
+	// SecretMetadata reads the credentials Secrets' metadata, from a cache: a client
+	// built for the Secret version it names is reused without reading the Secret's data.
+	// Default: the manager's cache.
+	SecretMetadata client.Reader
+	// DriftInterval is how often each OsseaConfig's settled volumes are compared with
+	// CloudStack, all with one call.
 	DriftInterval time.Duration
 
-	// checked remembers when each volume was last read from CloudStack, so that the many
-	// events of a settled volume do not each cost an API call.
-	checked sync.Map // types.UID -> time.Time
+	// stale marks the volumes whose recorded state CloudStack may no longer share (a call
+	// failed, a job failed or was forgotten, drift was seen): they are read before the
+	// next decision. The others are trusted as recorded, which saves a read per step.
+	stale sync.Map // types.UID -> struct{}
+	// written holds the resourceVersion of our last write of each object, to tell a
+	// cache that lags behind it.
+	written sync.Map // types.UID -> writtenVersion
+	jobs    *jobTimer
+	slots   *slotBook
 }
 
 // +kubebuilder:rbac:groups=ossea.migratekit.io,resources=migrationvolumes,verbs=get;list;watch;update;patch
@@ -86,6 +99,12 @@ type volumeScope struct {
 	conditions conditionSetter
 	cfg        *osseav1.OsseaConfig
 	cloud      cloudstack.Cloud
+	// vol is what CloudStack said about the volume during this reconcile (a read or a
+	// job's result), so later steps need not ask again; nil when nothing was heard.
+	vol *cloudstack.Volume
+	// lookedUp is set when this reconcile found no volume by the object's name, so that
+	// the create right after need not look again.
+	lookedUp bool
 	// stalled is set by a phase that met an error no retry can fix.
 	stalled bool
 }
@@ -94,6 +113,12 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	mv := &osseav1.MigrationVolume{}
 	if err := r.Get(ctx, req.NamespacedName, mv); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if r.behindOwnWrite(mv) {
+		// The cache has not caught up with our last write yet (the event that woke us
+		// came from an earlier one). Acting on the older copy would redo a step already
+		// taken; its write would fail the optimistic lock, but only after the calls.
+		return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, nil
 	}
 	s := &volumeScope{
 		mv:         mv,
@@ -104,7 +129,9 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	defer func() {
 		r.summarize(s)
-		if err := s.helper.patch(ctx, mv); err != nil {
+		err := s.helper.patch(ctx, mv)
+		r.wrote(mv)
+		if err != nil {
 			if apierrors.IsConflict(err) && retErr == nil {
 				// Someone (usually the agent) wrote first; start over from fresh state.
 				res = ctrl.Result{RequeueAfter: 100 * time.Millisecond}
@@ -118,21 +145,22 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if !mv.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, s)
 	}
-	if !controllerutil.ContainsFinalizer(mv, osseav1.VolumeFinalizer) {
-		// The finalizer is stored before any CloudStack call, so nothing can be created
-		// that deletion would not clean up.
-		controllerutil.AddFinalizer(mv, osseav1.VolumeFinalizer)
-		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
-	}
+	// The finalizer is written with the create intent, before the create call (see
+	// ensureVolume), so nothing can be created that deletion would not clean up.
+	controllerutil.AddFinalizer(mv, osseav1.VolumeFinalizer)
 	return r.reconcileNormal(ctx, s)
 }
 
+// reconcileNormal moves the volume on as far as it can in one go: a job found finished
+// leads straight into the next step, so each step costs one status write.
 func (r *MigrationVolumeReconciler) reconcileNormal(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
 	if ok, err := r.connect(ctx, s); !ok || err != nil {
 		return ctrl.Result{}, err
 	}
 	if s.mv.Status.PendingJob != nil {
-		return r.pollPendingJob(ctx, s)
+		if res, done, err := r.pollPendingJob(ctx, s); err != nil || !done {
+			return res, err
+		}
 	}
 	for _, phase := range []func(context.Context, *volumeScope) (ctrl.Result, bool, error){
 		r.ensureVolume,
@@ -144,7 +172,8 @@ func (r *MigrationVolumeReconciler) reconcileNormal(ctx context.Context, s *volu
 			return res, err
 		}
 	}
-	return ctrl.Result{RequeueAfter: r.DriftInterval}, nil
+	// Settled: the drift checker looks at it with the config's other volumes from now on.
+	return ctrl.Result{}, nil
 }
 
 // connect finds the OsseaConfig and its CloudStack client. Creating waits, without a
@@ -172,16 +201,82 @@ func (r *MigrationVolumeReconciler) connect(ctx context.Context, s *volumeScope)
 		}
 		return false, nil
 	}
-	secret := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: cfg.Namespace, Name: cfg.Spec.CredentialsSecretRef.Name}, secret); err != nil {
-		return false, fmt.Errorf("reading the credentials of OsseaConfig %s: %w", cfg.Name, err)
-	}
-	cloud, err := r.Clouds.For(cfg, secret)
+	cloud, err := r.cloudFor(ctx, cfg)
 	if err != nil {
-		return false, fmt.Errorf("building the CloudStack client of OsseaConfig %s: %w", cfg.Name, err)
+		return false, err
 	}
 	s.cfg, s.cloud = cfg, cloud
 	return true, nil
+}
+
+// cachedFactory is a CloudFactory that can hand out the client it built for a Secret
+// version without the Secret's data (cloudstack.Factory is one).
+type cachedFactory interface {
+	Cached(cfg *osseav1.OsseaConfig, secretUID types.UID, secretRV string) (cloudstack.Cloud, bool)
+}
+
+// cloudFor returns the config's CloudStack client. The Secret's data is read from the API
+// server only when the cached metadata shows a version the client was not built from.
+func (r *MigrationVolumeReconciler) cloudFor(ctx context.Context, cfg *osseav1.OsseaConfig) (cloudstack.Cloud, error) {
+	key := types.NamespacedName{Namespace: cfg.Namespace, Name: cfg.Spec.CredentialsSecretRef.Name}
+	if cf, ok := r.Clouds.(cachedFactory); ok && r.SecretMetadata != nil {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		if err := r.SecretMetadata.Get(ctx, key, m); err == nil {
+			if cloud, ok := cf.Cached(cfg, m.UID, m.ResourceVersion); ok {
+				return cloud, nil
+			}
+		}
+	}
+	secret := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, key, secret); err != nil {
+		return nil, fmt.Errorf("reading the credentials of OsseaConfig %s: %w", cfg.Name, err)
+	}
+	cloud, err := r.Clouds.For(cfg, secret)
+	if err != nil {
+		return nil, fmt.Errorf("building the CloudStack client of OsseaConfig %s: %w", cfg.Name, err)
+	}
+	return cloud, nil
+}
+
+// wrote remembers the resourceVersion of our last write of the object.
+func (r *MigrationVolumeReconciler) wrote(mv *osseav1.MigrationVolume) {
+	if !mv.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(mv, osseav1.VolumeFinalizer) {
+		r.written.Delete(mv.UID)
+		return
+	}
+	r.written.Store(mv.UID, writtenVersion{rv: mv.ResourceVersion, at: time.Now()})
+}
+
+type writtenVersion struct {
+	rv string
+	at time.Time
+}
+
+// behindOwnWrite reports whether the cached copy is older than our last write of it.
+// resourceVersions are compared as the numbers etcd makes them; if one is not a number,
+// or the cache has not caught up within two seconds, the copy is taken as it is: every
+// write carries an optimistic lock, so acting on an old copy is wasteful, never unsafe.
+func (r *MigrationVolumeReconciler) behindOwnWrite(mv *osseav1.MigrationVolume) bool {
+	v, ok := r.written.Load(mv.UID)
+	if !ok {
+		return false
+	}
+	w := v.(writtenVersion)
+	have, err1 := strconv.ParseUint(mv.ResourceVersion, 10, 64)
+	want, err2 := strconv.ParseUint(w.rv, 10, 64)
+	if err1 != nil || err2 != nil || have >= want || time.Since(w.at) > 30*time.Second {
+		r.written.Delete(mv.UID)
+		return false
+	}
+	return true
+}
+
+func (r *MigrationVolumeReconciler) markStale(uid types.UID) { r.stale.Store(uid, struct{}{}) }
+
+func (r *MigrationVolumeReconciler) isStale(uid types.UID) bool {
+	_, ok := r.stale.Load(uid)
+	return ok
 }
 
 // cloudError records a CloudStack error on the volume and decides how to go on: terminal
@@ -193,6 +288,8 @@ func (r *MigrationVolumeReconciler) cloudError(s *volumeScope, condType, action 
 		s.mv.Status.LastCloudStackError = &osseav1.CloudStackError{Code: int32(ce.Code), Text: truncate(ce.Text, 1024)}
 	}
 	cloudErrors.WithLabelValues(errorClass(err)).Inc()
+	// Whatever went wrong, CloudStack may have acted: read before deciding again.
+	r.markStale(s.mv.UID)
 	switch {
 	case errors.Is(err, cloudstack.ErrAccountLimit):
 		r.stall(s, condType, ReasonAccountLimit, fmt.Sprintf(
@@ -218,41 +315,61 @@ func (r *MigrationVolumeReconciler) event(s *volumeScope, reason, action, msg st
 
 // SetupWithManager registers the controller. Besides its own objects it watches
 // OsseaConfigs (volumes wait for theirs to be Ready) and other volumes leaving a VM (a
-// volume waiting for a free slot attaches as soon as one frees).
+// volume waiting for a free slot attaches as soon as one frees), and it runs the drift
+// checker, which wakes the volumes it finds changed in CloudStack.
 func (r *MigrationVolumeReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	if opts.RateLimiter == nil {
 		opts.RateLimiter = workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](500*time.Millisecond, time.Minute)
+	}
+	if opts.MaxConcurrentReconciles == 0 {
+		// Reconciles mostly wait: on the API server, on CloudStack, on the rate limit, and
+		// on each other, since reads of many volumes are batched into one call (see
+		// cloudstack's batcher), which works only if many reconciles can wait together.
+		opts.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
+	}
+	if r.SecretMetadata == nil {
+		r.SecretMetadata = mgr.GetCache()
+	}
+	r.jobs, r.slots = newJobTimer(), newSlotBook()
+	drifted := make(chan event.GenericEvent, 1024)
+	if err := mgr.Add(&driftChecker{r: r, events: drifted, log: mgr.GetLogger().WithName("drift")}); err != nil {
+		return fmt.Errorf("adding the drift checker: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&osseav1.MigrationVolume{}).
 		Watches(&osseav1.OsseaConfig{}, handler.EnqueueRequestsFromMapFunc(r.volumesOfConfig),
 			builder.WithPredicates(readyChanged)).
-		Watches(&osseav1.MigrationVolume{}, handler.EnqueueRequestsFromMapFunc(r.volumesWaitingForCapacity),
+		Watches(&osseav1.MigrationVolume{}, handler.EnqueueRequestsFromMapFunc(r.volumesWaitingForSlot),
 			builder.WithPredicates(slotFreed)).
+		WatchesRawSource(source.Channel(drifted, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).
 		Named("migrationvolume").
 		Complete(r)
 }
 
+// DefaultMaxConcurrentReconciles is the number of MigrationVolumes reconciled at once.
+const DefaultMaxConcurrentReconciles = 64
+
 func (r *MigrationVolumeReconciler) volumesOfConfig(ctx context.Context, obj client.Object) []reconcile.Request {
 	var list osseav1.MigrationVolumeList
-	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{indexVolumeConfig: obj.GetName()}); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{indexVolumeConfig: obj.GetName()},
+		client.UnsafeDisableDeepCopy); err != nil {
 		log.FromContext(ctx).Error(err, "Listing volumes of a config", "config", obj.GetName())
 		return nil
 	}
 	return requestsFor(list.Items, func(*osseav1.MigrationVolume) bool { return true })
 }
 
-func (r *MigrationVolumeReconciler) volumesWaitingForCapacity(ctx context.Context, _ client.Object) []reconcile.Request {
+// volumesWaitingForSlot wakes the volumes of the freed volume's config that wait for a slot.
+func (r *MigrationVolumeReconciler) volumesWaitingForSlot(ctx context.Context, obj client.Object) []reconcile.Request {
+	freed := obj.(*osseav1.MigrationVolume)
 	var list osseav1.MigrationVolumeList
-	if err := r.List(ctx, &list); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(freed.Namespace), client.MatchingFields{indexWaitingForSlot: freed.Spec.OsseaConfigRef.Name},
+		client.UnsafeDisableDeepCopy); err != nil {
 		log.FromContext(ctx).Error(err, "Listing volumes waiting for capacity")
 		return nil
 	}
-	return requestsFor(list.Items, func(mv *osseav1.MigrationVolume) bool {
-		c := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionAttached)
-		return c != nil && c.Reason == ReasonCapacityExhausted
-	})
+	return requestsFor(list.Items, func(*osseav1.MigrationVolume) bool { return true })
 }
 
 func requestsFor(items []osseav1.MigrationVolume, keep func(*osseav1.MigrationVolume) bool) []reconcile.Request {

@@ -37,25 +37,29 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 		return ctrl.Result{RequeueAfter: time.Minute}, err
 	}
 	if mv.Status.PendingJob != nil {
-		// Let the job in flight finish before deciding what is left to undo.
-		return r.pollPendingJob(ctx, s)
+		// Let the job in flight finish before deciding what is left to undo; when it has,
+		// go straight on.
+		if res, done, err := r.pollPendingJob(ctx, s); err != nil || !done {
+			return res, err
+		}
 	}
 	if mv.Status.VolumeID == "" {
 		r.forget(s)
 		return ctrl.Result{}, nil
 	}
 
-	vol, err := s.cloud.GetVolume(ctx, mv.Status.VolumeID)
-	if errors.Is(err, cloudstack.ErrNotFound) {
-		r.event(s, "Deleted", "Delete", "CloudStack volume %s is gone", mv.Status.VolumeID)
-		r.forget(s)
-		return ctrl.Result{}, nil
+	// Tear down only what is proven ours, as CloudStack has it now: a read just made by the
+	// poll of the last job will do, else the volume is read (with the other volumes being
+	// torn down, in one call).
+	vol := s.vol
+	if vol == nil {
+		var done bool
+		var res ctrl.Result
+		var err error
+		if vol, done, res, err = r.readVolume(ctx, s); !done {
+			return res, err
+		}
 	}
-	if err != nil {
-		res, _, err := r.cloudError(s, osseav1.ConditionAttached, "reading the volume before teardown", err)
-		return res, err
-	}
-	r.recordVolume(s, vol)
 
 	if !ownedBy(vol.Tags, mv) {
 		if vol.Tags[TagUID] != "" || vol.Name != volumeName(mv) {
@@ -72,7 +76,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 			return res, err
 		}
 		r.startJob(s, opTag, jobID)
-		return pollSoon(mv.Status.PendingJob), nil
+		return r.jobs.firstPoll(mv, mv.Status.PendingJob), nil
 	}
 
 	if vol.Attached() {
@@ -84,8 +88,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 		r.startJob(s, opDetach, jobID)
 		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, ReasonDetaching,
 			fmt.Sprintf("detaching CloudStack volume %s from VM %s", vol.ID, vol.VirtualMachineID))
-		r.event(s, ReasonDetaching, "Detach", "Detaching CloudStack volume %s from VM %s", vol.ID, vol.VirtualMachineID)
-		return pollSoon(mv.Status.PendingJob), nil
+		return r.jobs.firstPoll(mv, mv.Status.PendingJob), nil
 	}
 
 	if mv.Spec.DeletionPolicy == osseav1.DeletionPolicyRetain {
@@ -96,7 +99,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 				return res, err
 			}
 			r.startJob(s, opRetain, jobID)
-			return pollSoon(mv.Status.PendingJob), nil
+			return r.jobs.firstPoll(mv, mv.Status.PendingJob), nil
 		}
 		r.forget(s)
 		return ctrl.Result{}, nil
@@ -106,7 +109,6 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 		fmt.Sprintf("deleting CloudStack volume %s", vol.ID))
 	if err := s.cloud.DeleteVolume(ctx, vol.ID); err != nil && !errors.Is(err, cloudstack.ErrNotFound) {
 		// Whatever the error says, the next pass reads the volume again before acting.
-		r.checked.Delete(mv.UID)
 		res, _, err := r.cloudError(s, osseav1.ConditionAllocated, "deleting the volume", err)
 		return res, err
 	}
@@ -118,5 +120,8 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 // forget lets the object go: nothing of it is left in CloudStack that we own.
 func (r *MigrationVolumeReconciler) forget(s *volumeScope) {
 	controllerutil.RemoveFinalizer(s.mv, osseav1.VolumeFinalizer)
-	r.checked.Delete(s.mv.UID)
+	r.stale.Delete(s.mv.UID)
+	if s.mv.Status.AttachedVirtualMachineID != "" {
+		r.slots.release(s.mv.Status.AttachedVirtualMachineID, s.mv.UID)
+	}
 }

@@ -14,61 +14,130 @@ import (
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
 )
 
-// pollPendingJob looks once at the job in status.pendingJob. When it has finished, its
-// result is recorded and the job cleared, so the next reconcile moves on; whatever went
-// wrong, the volume is read again before anything else is decided.
-func (r *MigrationVolumeReconciler) pollPendingJob(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
-	mv := s.mv
-	job := mv.Status.PendingJob
-	if job.ID == "" {
+// pollPendingJob looks once at the job in status.pendingJob. done is true when the job has
+// finished well: its result is recorded and the job cleared, and the caller goes straight
+// on to the next step. Whatever went wrong, the volume is read again before anything else
+// is decided.
+func (r *MigrationVolumeReconciler) pollPendingJob(ctx context.Context, s *volumeScope) (ctrl.Result, bool, error) {
+	job := s.mv.Status.PendingJob
+	switch {
+	case job.ID == "":
 		// A create whose reply never came: look for what it may have made.
 		return r.resolveLostCreate(ctx, s)
+	case job.Operation == opCreate:
+		// A new volume is listed, Allocated, from the moment it is created, so only the
+		// job can tell that the create has finished.
+		return r.queryJob(ctx, s, job)
 	}
+	return r.pollByRead(ctx, s, job)
+}
+
+// pollByRead looks at the volume rather than at the job: a tag, attach or detach shows on
+// the volume when its job is done, and reads of many volumes share one listVolumes call
+// (see cloudstack's batcher). Only when the change does not show yet is the job itself
+// asked, which also tells a failure.
+func (r *MigrationVolumeReconciler) pollByRead(ctx context.Context, s *volumeScope, job *osseav1.PendingJob) (ctrl.Result, bool, error) {
+	vol, done, res, err := r.readVolume(ctx, s)
+	if !done {
+		if err == nil {
+			// The volume is gone: the job does not matter any more.
+			s.mv.Status.PendingJob = nil
+			r.jobs.forget(job.ID)
+		}
+		return res, false, err
+	}
+	if r.jobShows(s, job, vol) {
+		r.jobSucceeded(s, job, vol)
+		return ctrl.Result{}, true, nil
+	}
+	if r.jobs.missed(job) == 0 {
+		// The first look came a little early, as it is meant to now and then (see
+		// jobTimer); the job itself is asked only if the next look fails too.
+		return r.jobs.stillRunning(job), false, nil
+	}
+	return r.queryJob(ctx, s, job)
+}
+
+// jobShows reports whether the volume shows the job's change.
+func (r *MigrationVolumeReconciler) jobShows(s *volumeScope, job *osseav1.PendingJob, vol *cloudstack.Volume) bool {
+	switch job.Operation {
+	case opTag:
+		return len(missingTags(vol.Tags, volumeTags(s.mv))) == 0
+	case opRetain:
+		return vol.Tags[TagRetained] == "true"
+	case opAttach:
+		return vol.VirtualMachineID == s.cfg.Spec.OMAVirtualMachineID
+	case opDetach:
+		return !vol.Attached()
+	}
+	return false
+}
+
+// queryJob asks CloudStack about the job itself (queryAsyncJobResult).
+func (r *MigrationVolumeReconciler) queryJob(ctx context.Context, s *volumeScope, job *osseav1.PendingJob) (ctrl.Result, bool, error) {
+	mv := s.mv
 	res, err := s.cloud.PollJob(ctx, job.ID)
 	if errors.Is(err, cloudstack.ErrNotFound) {
 		// CloudStack forgot the job (its jobs are purged after a while): the volume's
 		// state is the truth.
 		log.FromContext(ctx).Info("Pending job unknown to CloudStack; re-reading the volume", "job", job.ID, "operation", job.Operation)
 		mv.Status.PendingJob = nil
-		r.checked.Delete(mv.UID)
-		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+		r.jobs.forget(job.ID)
+		r.markStale(mv.UID)
+		return ctrl.Result{RequeueAfter: time.Millisecond}, false, nil
 	}
 	if err != nil {
 		_, _, err := r.cloudError(s, conditionOfOperation(job.Operation), "polling job "+job.ID, err)
-		return ctrl.Result{}, err
+		return ctrl.Result{}, false, err
 	}
 	switch res.Status {
 	case cloudstack.JobPending:
-		return pollSoon(job), nil
+		return r.jobs.stillRunning(job), false, nil
 	case cloudstack.JobSucceeded:
-		stepDuration.WithLabelValues(job.Operation).Observe(time.Since(job.StartedAt.Time).Seconds())
-		mv.Status.PendingJob = nil
-		mv.Status.LastCloudStackError = nil
-		r.jobSucceeded(s, job, res.Volume)
-		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+		var vol *cloudstack.Volume
+		if res.Volume != nil && res.Volume.ID == mv.Status.VolumeID {
+			vol = res.Volume
+		}
+		r.jobSucceeded(s, job, vol)
+		return ctrl.Result{}, true, nil
 	}
-
 	mv.Status.PendingJob = nil
-	r.checked.Delete(mv.UID)
-	return r.jobFailed(ctx, s, job, res.Err)
+	r.jobs.finished(mv, job)
+	r.markStale(mv.UID)
+	if job.Operation == opAttach {
+		r.slots.release(s.cfg.Spec.OMAVirtualMachineID, mv.UID)
+	}
+	res2, err := r.jobFailed(ctx, s, job, res.Err)
+	return res2, false, err
 }
 
+// jobSucceeded records a finished job. vol, when not nil, is the volume as the job left it.
 func (r *MigrationVolumeReconciler) jobSucceeded(s *volumeScope, job *osseav1.PendingJob, vol *cloudstack.Volume) {
 	mv := s.mv
-	if vol != nil && vol.ID == mv.Status.VolumeID {
+	stepDuration.WithLabelValues(job.Operation).Observe(time.Since(job.StartedAt.Time).Seconds())
+	r.jobs.finished(mv, job)
+	mv.Status.PendingJob = nil
+	mv.Status.LastCloudStackError = nil
+	if vol != nil {
 		r.recordVolume(s, vol)
 	}
 	switch job.Operation {
 	case opCreate:
-		r.event(s, ReasonCreated, "Create", "Created CloudStack volume %s", mv.Status.VolumeID)
+		// Events mark outcomes only: each is a write to the API server, and the conditions
+		// already show the steps in progress.
+		r.event(s, ReasonCreated, "Create", "Created CloudStack volume %s (%s, %d GiB)", mv.Status.VolumeID, volumeName(mv), mv.Spec.SizeGiB)
 	case opTag:
-		// ensureTags confirms the tags on the next pass and sets Allocated.
+		// The job put on exactly the tags that were missing: ownership is proven.
+		s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionTrue, ReasonCreated,
+			fmt.Sprintf("CloudStack volume %s exists and carries its ownership tags", mv.Status.VolumeID))
 	case opAttach:
-		r.checked.Store(mv.UID, time.Now())
 		if mv.Status.AttachedVirtualMachineID != "" {
 			s.conditions.set(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached, fmt.Sprintf(
 				"attached to OMA VM %s as device %d", mv.Status.AttachedVirtualMachineID, derefOr(mv.Status.DeviceID, -1)))
 			r.event(s, ReasonAttached, "Attach", "Attached CloudStack volume %s as device %d", mv.Status.VolumeID, derefOr(mv.Status.DeviceID, -1))
+		} else {
+			// The job's result did not say where the volume is: read it next.
+			r.markStale(mv.UID)
 		}
 	case opDetach:
 		r.event(s, "Detached", "Detach", "Detached CloudStack volume %s", mv.Status.VolumeID)
@@ -103,18 +172,18 @@ func (r *MigrationVolumeReconciler) jobFailed(ctx context.Context, s *volumeScop
 }
 
 // resolveLostCreate settles a create whose outcome is unknown: adopt what it made, or
-// forget the intent so the create is tried again.
-func (r *MigrationVolumeReconciler) resolveLostCreate(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
+// forget the intent so the create is tried again. Either way the caller goes on.
+func (r *MigrationVolumeReconciler) resolveLostCreate(ctx context.Context, s *volumeScope) (ctrl.Result, bool, error) {
 	vol, err := r.findOwnVolume(ctx, s)
 	if err != nil {
 		var conflict *nameConflictError
 		if errors.As(err, &conflict) {
 			s.mv.Status.PendingJob = nil
 			r.stall(s, osseav1.ConditionAllocated, ReasonNameConflict, conflict.Error())
-			return ctrl.Result{}, nil
+			return ctrl.Result{}, false, nil
 		}
 		_, _, err := r.cloudError(s, osseav1.ConditionAllocated, "looking for the volume of a lost create", err)
-		return ctrl.Result{}, err
+		return ctrl.Result{}, false, err
 	}
 	s.mv.Status.PendingJob = nil
 	if vol != nil {
@@ -122,7 +191,7 @@ func (r *MigrationVolumeReconciler) resolveLostCreate(ctx context.Context, s *vo
 		r.recordVolume(s, vol)
 		r.event(s, "Adopted", "Create", "Adopted CloudStack volume %s, made by a create whose reply was lost", vol.ID)
 	}
-	return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+	return ctrl.Result{}, true, nil
 }
 
 func conditionOfOperation(op string) string {

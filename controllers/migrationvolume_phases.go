@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -26,14 +25,17 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	if mv.Status.VolumeID != "" {
 		return ctrl.Result{}, true, nil
 	}
-	vol, err := r.findOwnVolume(ctx, s)
-	if err != nil {
-		var conflict *nameConflictError
-		if errors.As(err, &conflict) {
-			r.stall(s, osseav1.ConditionAllocated, ReasonNameConflict, conflict.Error())
-			return ctrl.Result{}, false, nil
+	var vol *cloudstack.Volume
+	if !s.lookedUp {
+		var err error
+		if vol, err = r.findOwnVolume(ctx, s); err != nil {
+			var conflict *nameConflictError
+			if errors.As(err, &conflict) {
+				r.stall(s, osseav1.ConditionAllocated, ReasonNameConflict, conflict.Error())
+				return ctrl.Result{}, false, nil
+			}
+			return r.cloudError(s, osseav1.ConditionAllocated, "looking for an existing volume", err)
 		}
-		return r.cloudError(s, osseav1.ConditionAllocated, "looking for an existing volume", err)
 	}
 	if vol != nil {
 		log.FromContext(ctx).Info("Adopted existing volume", "volumeID", vol.ID)
@@ -43,7 +45,9 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	}
 
 	// Record the intent before the call: if the reply is lost, the untagged volume it made
-	// is recognised as ours by name rather than taken for someone else's.
+	// is recognised as ours by name rather than taken for someone else's. The write carries
+	// the resourceVersion this reconcile read, so it fails if our view is stale, and a
+	// volume is never created twice for an object whose intent we did not see.
 	mv.Status.PendingJob = &osseav1.PendingJob{Operation: opCreate, StartedAt: metav1.Now()}
 	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, ReasonCreating, "creating the CloudStack volume")
 	if err := s.helper.patch(ctx, mv); err != nil {
@@ -67,8 +71,8 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	}
 	mv.Status.VolumeID = volumeID
 	mv.Status.PendingJob.ID = jobID
-	r.event(s, ReasonCreating, "Create", "Creating CloudStack volume %s (%s, %d GiB)", volumeID, volumeName(mv), mv.Spec.SizeGiB)
-	return pollSoon(mv.Status.PendingJob), false, nil
+	r.jobs.started(jobID)
+	return r.jobs.firstPoll(mv, mv.Status.PendingJob), false, nil
 }
 
 type nameConflictError struct{ name, id string }
@@ -78,38 +82,50 @@ func (e *nameConflictError) Error() string {
 		"it is left alone: rename or delete it in CloudStack, or delete and recreate this object", e.id, e.name)
 }
 
-// findOwnVolume looks for this object's volume: by ownership tag first, then by name. A
-// volume with the name but without the tags is ours only if we recorded a create intent.
+// findOwnVolume looks for this object's volume by its name, which holds the object's UID.
+// A lookup by ownership tag would add nothing: tags are put on after the create, and every
+// create is preceded by a recorded intent, so a volume of ours without a recorded id can
+// only be one whose create reply was lost, untagged. A volume with the name but without the
+// tags is ours only if we recorded a create intent. Lookups of many objects at once share
+// one listVolumes (see cloudstack's batcher).
 func (r *MigrationVolumeReconciler) findOwnVolume(ctx context.Context, s *volumeScope) (*cloudstack.Volume, error) {
 	mv := s.mv
-	tagged, err := s.cloud.FindVolumes(ctx, cloudstack.VolumeQuery{Tags: map[string]string{TagUID: string(mv.UID)}})
+	named, err := s.cloud.FindVolumesNamed(ctx, volumeName(mv))
 	if err != nil {
 		return nil, err
 	}
-	if len(tagged) > 0 {
-		return &tagged[0], nil
+	if len(named) == 0 {
+		s.lookedUp = true
+		return nil, nil
 	}
-	named, err := s.cloud.FindVolumes(ctx, cloudstack.VolumeQuery{Name: volumeName(mv)})
-	if err != nil || len(named) == 0 {
-		return nil, err
+	intent := mv.Status.PendingJob != nil && mv.Status.PendingJob.Operation == opCreate
+	for i := range named {
+		if ownedBy(named[i].Tags, mv) {
+			return &named[i], nil
+		}
 	}
 	v := named[0]
-	intent := mv.Status.PendingJob != nil && mv.Status.PendingJob.Operation == opCreate
-	if ownedBy(v.Tags, mv) || (intent && len(v.Tags) == 0 && !v.Attached()) {
+	if intent && len(named) == 1 && len(v.Tags) == 0 && !v.Attached() {
 		return &v, nil
 	}
 	return nil, &nameConflictError{name: v.Name, id: v.ID}
 }
 
-// ensureTags puts the ownership and user tags on the volume.
+// ensureTags puts the ownership and user tags on the volume. Right after the create, the
+// create job's result says what the volume carries; otherwise it is read.
 func (r *MigrationVolumeReconciler) ensureTags(ctx context.Context, s *volumeScope) (ctrl.Result, bool, error) {
 	mv := s.mv
 	if meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAllocated) {
 		return ctrl.Result{}, true, nil
 	}
-	vol, done, res, err := r.readVolume(ctx, s)
-	if !done {
-		return res, false, err
+	vol := s.vol
+	if vol == nil {
+		var done bool
+		var res ctrl.Result
+		var err error
+		if vol, done, res, err = r.readVolume(ctx, s); !done {
+			return res, false, err
+		}
 	}
 	missing := missingTags(vol.Tags, volumeTags(mv))
 	if len(missing) == 0 {
@@ -123,63 +139,81 @@ func (r *MigrationVolumeReconciler) ensureTags(ctx context.Context, s *volumeSco
 	}
 	r.startJob(s, opTag, jobID)
 	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, ReasonTagging, "tagging the CloudStack volume")
-	return pollSoon(mv.Status.PendingJob), false, nil
+	return r.jobs.firstPoll(mv, mv.Status.PendingJob), false, nil
 }
 
-// ensureAttached attaches the volume to the OMA VM and keeps it there.
+// ensureAttached attaches the volume to the OMA VM and keeps it there. A volume whose
+// record is trusted (not stale) is taken as recorded: attached, or, just created and
+// tagged by us, not attached anywhere. Should CloudStack disagree, the attach job fails
+// and the volume is read before the next try.
 func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volumeScope) (ctrl.Result, bool, error) {
 	mv := s.mv
 	omaVM := s.cfg.Spec.OMAVirtualMachineID
 	wasAttached := meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAttached)
-	if wasAttached && !r.dueForDriftCheck(mv) {
+	stale := r.isStale(mv.UID)
+	if wasAttached && !stale && s.vol == nil {
 		return ctrl.Result{}, true, nil
 	}
-	vol, done, res, err := r.readVolume(ctx, s)
-	if !done {
-		return res, false, err
+	vol := s.vol
+	if vol == nil && (stale || mv.Status.AttachedVirtualMachineID != "") {
+		var done bool
+		var res ctrl.Result
+		var err error
+		if vol, done, res, err = r.readVolume(ctx, s); !done {
+			return res, false, err
+		}
 	}
-	switch {
-	case vol.VirtualMachineID == omaVM:
-		r.recordVolume(s, vol)
-		s.conditions.set(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached,
-			fmt.Sprintf("attached to OMA VM %s as device %d", omaVM, derefOr(vol.DeviceID, -1)))
-		return ctrl.Result{}, true, nil
-	case vol.Attached():
-		r.stall(s, osseav1.ConditionAttached, ReasonAttachedElsewhere, fmt.Sprintf(
-			"CloudStack volume %s is attached to VM %s, not to the OMA VM %s; detach it there first", vol.ID, vol.VirtualMachineID, omaVM))
-		return ctrl.Result{}, false, nil
+	if vol != nil {
+		switch {
+		case vol.VirtualMachineID == omaVM:
+			r.recordVolume(s, vol)
+			s.conditions.set(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached,
+				fmt.Sprintf("attached to OMA VM %s as device %d", omaVM, derefOr(vol.DeviceID, -1)))
+			return ctrl.Result{}, true, nil
+		case vol.Attached():
+			r.stall(s, osseav1.ConditionAttached, ReasonAttachedElsewhere, fmt.Sprintf(
+				"CloudStack volume %s is attached to VM %s, not to the OMA VM %s; detach it there first", vol.ID, vol.VirtualMachineID, omaVM))
+			return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
+		}
 	}
 	if wasAttached {
 		r.Recorder.Eventf(mv, nil, corev1.EventTypeWarning, "Detached", "Attach",
-			"CloudStack volume %s was detached outside the operator; attaching it again", vol.ID)
+			"CloudStack volume %s was detached outside the operator; attaching it again", mv.Status.VolumeID)
 	}
 
 	// A full VM would only fail the job; wait for a slot instead.
-	used, err := s.cloud.CountDataVolumes(ctx, omaVM)
+	limit := maxDataVolumes(s.cfg)
+	used, ok, err := r.slots.reserve(ctx, r.Client, s.cloud, omaVM, mv, limit)
 	if err != nil {
 		return r.cloudError(s, osseav1.ConditionAttached, "counting the OMA VM's data volumes", err)
 	}
-	if limit := maxDataVolumes(s.cfg); used >= limit {
+	if !ok {
 		s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, ReasonCapacityExhausted, fmt.Sprintf(
 			"OMA VM %s holds %d of %d data volumes; waiting for one to be detached", omaVM, used, limit))
 		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
 	}
-	jobID, err := s.cloud.AttachVolume(ctx, vol.ID, omaVM)
+	jobID, err := s.cloud.AttachVolume(ctx, mv.Status.VolumeID, omaVM)
 	if err != nil {
+		r.slots.release(omaVM, mv.UID)
 		return r.cloudError(s, osseav1.ConditionAttached, "attaching the volume", err)
 	}
 	r.startJob(s, opAttach, jobID)
 	s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, ReasonAttaching,
-		fmt.Sprintf("attaching CloudStack volume %s to OMA VM %s", vol.ID, omaVM))
-	r.event(s, ReasonAttaching, "Attach", "Attaching CloudStack volume %s to OMA VM %s", vol.ID, omaVM)
-	return pollSoon(mv.Status.PendingJob), false, nil
+		fmt.Sprintf("attaching CloudStack volume %s to OMA VM %s", mv.Status.VolumeID, omaVM))
+	return r.jobs.firstPoll(mv, mv.Status.PendingJob), false, nil
 }
 
 // readVolume reads the volume from CloudStack. A volume that is gone although nothing of
 // ours deleted it is lost: the object stalls rather than silently getting a new empty disk.
+// (Being deleted, a gone volume is simply gone: the object is let go.)
 func (r *MigrationVolumeReconciler) readVolume(ctx context.Context, s *volumeScope) (*cloudstack.Volume, bool, ctrl.Result, error) {
 	vol, err := s.cloud.GetVolume(ctx, s.mv.Status.VolumeID)
 	if errors.Is(err, cloudstack.ErrNotFound) {
+		if !s.mv.DeletionTimestamp.IsZero() {
+			r.event(s, "Deleted", "Delete", "CloudStack volume %s is gone", s.mv.Status.VolumeID)
+			r.forget(s)
+			return nil, false, ctrl.Result{}, nil
+		}
 		r.stall(s, osseav1.ConditionAllocated, ReasonVolumeLost, fmt.Sprintf(
 			"CloudStack volume %s no longer exists; it was deleted outside the operator. Its data is gone: "+
 				"delete this object, and create a new one for a new empty disk", s.mv.Status.VolumeID))
@@ -190,18 +224,14 @@ func (r *MigrationVolumeReconciler) readVolume(ctx context.Context, s *volumeSco
 		res, _, err := r.cloudError(s, osseav1.ConditionAllocated, "reading the volume", err)
 		return nil, false, res, err
 	}
-	r.checked.Store(s.mv.UID, time.Now())
+	r.stale.Delete(s.mv.UID)
 	r.recordVolume(s, vol)
 	return vol, true, ctrl.Result{}, nil
 }
 
-func (r *MigrationVolumeReconciler) dueForDriftCheck(mv *osseav1.MigrationVolume) bool {
-	last, ok := r.checked.Load(mv.UID)
-	return !ok || time.Since(last.(time.Time)) >= r.DriftInterval
-}
-
 // recordVolume copies what CloudStack says about the volume into status.
 func (r *MigrationVolumeReconciler) recordVolume(s *volumeScope, vol *cloudstack.Volume) {
+	s.vol = vol
 	st := &s.mv.Status
 	st.VolumeID = vol.ID
 	if vol.State != "" {
@@ -226,8 +256,11 @@ func (r *MigrationVolumeReconciler) recordVolume(s *volumeScope, vol *cloudstack
 	}
 }
 
+// startJob records a job just started; what was known of the volume before it no longer is.
 func (r *MigrationVolumeReconciler) startJob(s *volumeScope, op, jobID string) {
 	s.mv.Status.PendingJob = &osseav1.PendingJob{ID: jobID, Operation: op, StartedAt: metav1.Now()}
+	s.vol = nil
+	r.jobs.started(jobID)
 }
 
 func maxDataVolumes(cfg *osseav1.OsseaConfig) int {
@@ -238,15 +271,6 @@ func maxDataVolumes(cfg *osseav1.OsseaConfig) int {
 		return int(cfg.Status.Capacity.MaxDataVolumes)
 	}
 	return cloudstack.DefaultMaxDataVolumesPerVM
-}
-
-// pollSoon paces polling of a job: quickly at first, then at most every 5 seconds.
-func pollSoon(job *osseav1.PendingJob) ctrl.Result {
-	if job == nil {
-		return ctrl.Result{RequeueAfter: time.Second}
-	}
-	d := time.Since(job.StartedAt.Time) / 2
-	return ctrl.Result{RequeueAfter: min(max(d, 250*time.Millisecond), 5*time.Second)}
 }
 
 func derefOr(p *int64, def int64) int64 {

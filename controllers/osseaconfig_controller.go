@@ -361,11 +361,25 @@ func (r *OsseaConfigReconciler) protectSecret(ctx context.Context, secret *corev
 		return nil
 	}
 	patch := client.MergeFromWithOptions(secret.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	before := secret.ResourceVersion
 	controllerutil.AddFinalizer(secret, osseav1.InUseFinalizer)
 	if err := r.Patch(ctx, secret, patch); err != nil {
 		return fmt.Errorf("adding finalizer to Secret %s: %w", secret.Name, err)
 	}
+	r.ownSecretEdit(secret.Namespace, before, secret.ResourceVersion)
 	return nil
+}
+
+// ownSecretEdit carries the configs validated with a Secret's version over to the version
+// our own finalizer edit made: the keys did not change, so the connection test need not
+// run again (a new resourceVersion otherwise means rotated credentials).
+func (r *OsseaConfigReconciler) ownSecretEdit(namespace, before, after string) {
+	r.validatedWith.Range(func(k, v any) bool {
+		if k.(types.NamespacedName).Namespace == namespace && v.(string) == before {
+			r.validatedWith.Store(k, after)
+		}
+		return true
+	})
 }
 
 // releaseSecret removes the in-use finalizer from the config's Secret unless another
@@ -390,10 +404,12 @@ func (r *OsseaConfigReconciler) releaseSecret(ctx context.Context, cfg *osseav1.
 		return fmt.Errorf("reading Secret %s: %w", cfg.Spec.CredentialsSecretRef.Name, err)
 	}
 	patch := client.MergeFromWithOptions(secret.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	before := secret.ResourceVersion
 	controllerutil.RemoveFinalizer(secret, osseav1.InUseFinalizer)
 	if err := r.Patch(ctx, secret, patch); err != nil {
 		return fmt.Errorf("removing finalizer from Secret %s: %w", secret.Name, err)
 	}
+	r.ownSecretEdit(secret.Namespace, before, secret.ResourceVersion)
 	return nil
 }
 

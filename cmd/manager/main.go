@@ -12,6 +12,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -37,6 +38,7 @@ func main() {
 		cloudQPS           float64
 		cloudBurst         int
 		cloudTimeout       time.Duration
+		volumeWorkers      int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, for example :8443; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the healthz and readyz endpoints bind to.")
@@ -46,7 +48,8 @@ func main() {
 	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader tries to renew before it gives up leading.")
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often replicas try to take or renew the lease.")
 	flag.DurationVar(&revalidateInterval, "revalidate-interval", 5*time.Minute, "How often each OsseaConfig's connection test is repeated (jittered by up to 10%).")
-	flag.DurationVar(&driftInterval, "drift-interval", 5*time.Minute, "How often a settled MigrationVolume is compared with CloudStack.")
+	flag.DurationVar(&driftInterval, "drift-interval", 5*time.Minute, "How often each OsseaConfig's settled MigrationVolumes are compared with CloudStack (one call per config).")
+	flag.IntVar(&volumeWorkers, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "MigrationVolumes reconciled at once.")
 	flag.Float64Var(&cloudQPS, "cloudstack-qps", cloudstack.DefaultQPS, "CloudStack API calls per second allowed per OsseaConfig.")
 	flag.IntVar(&cloudBurst, "cloudstack-burst", cloudstack.DefaultBurst, "CloudStack API calls allowed in a burst per OsseaConfig.")
 	flag.DurationVar(&cloudTimeout, "cloudstack-timeout", cloudstack.DefaultRequestTimeout, "Timeout of one CloudStack API call.")
@@ -73,6 +76,11 @@ func main() {
 		RetryPeriod:             &retryPeriod,
 		// A replica that stops leading exits at once, so two never act together.
 		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{
+			// Nothing reads managedFields; without them a cached MigrationVolume is about
+			// half the size, which counts with thousands of them.
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
 		Client: client.Options{
 			// Secrets are read straight from the API server, never cached: the manager
 			// needs a handful of them and must not hold every Secret of the cluster.
@@ -111,7 +119,7 @@ func main() {
 		Recorder:      mgr.GetEventRecorder("migrationvolume-controller"),
 		Clouds:        factory,
 		DriftInterval: driftInterval,
-	}).SetupWithManager(mgr, controller.Options{}); err != nil {
+	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: volumeWorkers}); err != nil {
 		log.Error(err, "Unable to set up the controller", "controller", "MigrationVolume")
 		os.Exit(1)
 	}

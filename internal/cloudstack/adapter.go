@@ -28,6 +28,15 @@ type adapter struct {
 	omaVMID               string
 	defaultMaxDataVolumes int
 	jobs                  *jobTargets
+	// volumes and names batch the reads of this client (see batcher).
+	volumes *batcher[Volume]
+	names   *batcher[[]Volume]
+}
+
+// newBatchers wires the adapter's batched lookups to its own calls.
+func (a *adapter) newBatchers() {
+	a.volumes = &batcher[Volume]{call: a.getVolumes, single: a.getVolume}
+	a.names = &batcher[[]Volume]{call: a.findByNames, single: a.findByName}
 }
 
 var _ Cloud = (*adapter)(nil)
@@ -158,28 +167,114 @@ func (a *adapter) DeleteVolume(ctx context.Context, volumeID string) error {
 	return nil
 }
 
+// GetVolume reads one volume. Reads of the same client are batched (see batcher): many
+// volumes waiting on their jobs are read with one listVolumes.
 func (a *adapter) GetVolume(ctx context.Context, volumeID string) (*Volume, error) {
 	if err := required("volume id", volumeID); err != nil {
 		// An empty id would list every volume of the account.
 		return nil, fmt.Errorf("reading volume: %w", err)
 	}
-	cs := a.client(ctx)
-	p := cs.Volume.NewListVolumesParams()
-	p.SetId(volumeID)
-	r, err := cs.Volume.ListVolumes(p)
+	v, found, err := a.volumes.get(ctx, strings.ToLower(volumeID))
 	if err != nil {
-		return nil, a.fail(err, "reading volume %s", volumeID)
+		return nil, fmt.Errorf("reading volume %s: %w", volumeID, err)
 	}
-	for _, v := range r.Volumes {
-		if strings.EqualFold(v.Id, volumeID) {
-			out := volumeFrom(v)
-			return &out, nil
+	if !found {
+		return nil, fmt.Errorf("reading volume %s: %w", volumeID, newError(ErrNotFound, "volume %s not found", volumeID))
+	}
+	return &v, nil
+}
+
+// getVolumes is one listVolumes for up to maxBatch ids, by lower-case id.
+func (a *adapter) getVolumes(ctx context.Context, ids []string) (map[string]Volume, error) {
+	vols, err := a.listVolumes(ctx, VolumeQuery{}, func(p *csgo.ListVolumesParams) {
+		if len(ids) == 1 {
+			p.SetId(ids[0])
+		} else {
+			p.SetIds(ids)
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("reading volume %s: %w", volumeID, newError(ErrNotFound, "volume %s not found", volumeID))
+	out := make(map[string]Volume, len(vols))
+	for _, v := range vols {
+		out[strings.ToLower(v.ID)] = v
+	}
+	return out, nil
+}
+
+func (a *adapter) getVolume(ctx context.Context, id string) (Volume, bool, error) {
+	found, err := a.getVolumes(ctx, []string{id})
+	v, ok := found[id]
+	return v, ok, err
 }
 
 func (a *adapter) FindVolumes(ctx context.Context, q VolumeQuery) ([]Volume, error) {
+	return a.listVolumes(ctx, q, nil)
+}
+
+// FindVolumesNamed is batched with the other name lookups of the client (see batcher).
+func (a *adapter) FindVolumesNamed(ctx context.Context, name string) ([]Volume, error) {
+	if err := required("volume name", name); err != nil {
+		return nil, fmt.Errorf("looking for volumes by name: %w", err)
+	}
+	vols, _, err := a.names.get(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("looking for volumes named %q: %w", name, err)
+	}
+	return vols, nil
+}
+
+// findByNames looks up several names with one listing: CloudStack filters on a single name
+// only, but its keyword matches a substring, and the names the operator gives its volumes
+// share a prefix.
+func (a *adapter) findByNames(ctx context.Context, names []string) (map[string][]Volume, error) {
+	var vols []Volume
+	var err error
+	if len(names) == 1 {
+		vols, err = a.listVolumes(ctx, VolumeQuery{Name: names[0]}, nil)
+	} else {
+		prefix := commonPrefix(names)
+		vols, err = a.listVolumes(ctx, VolumeQuery{}, func(p *csgo.ListVolumesParams) {
+			if prefix != "" {
+				p.SetKeyword(prefix)
+			}
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	out := map[string][]Volume{}
+	for _, v := range vols {
+		if want[v.Name] {
+			out[v.Name] = append(out[v.Name], v)
+		}
+	}
+	return out, nil
+}
+
+func (a *adapter) findByName(ctx context.Context, name string) ([]Volume, bool, error) {
+	vols, err := a.listVolumes(ctx, VolumeQuery{Name: name}, nil)
+	return vols, len(vols) > 0, err
+}
+
+func commonPrefix(names []string) string {
+	p := names[0]
+	for _, n := range names[1:] {
+		for !strings.HasPrefix(n, p) {
+			p = p[:len(p)-1]
+		}
+	}
+	return p
+}
+
+// listVolumes pages through listVolumes with the query's filters, plus whatever extra sets,
+// and keeps what matches the query on the client side too.
+func (a *adapter) listVolumes(ctx context.Context, q VolumeQuery, extra func(*csgo.ListVolumesParams)) ([]Volume, error) {
 	cs := a.client(ctx)
 	var out []Volume
 	seen := 0
@@ -199,6 +294,9 @@ func (a *adapter) FindVolumes(ctx context.Context, q VolumeQuery) ([]Volume, err
 		}
 		if q.Type != "" {
 			p.SetType(q.Type)
+		}
+		if extra != nil {
+			extra(p)
 		}
 		p.SetPage(page)
 		p.SetPagesize(listPageSize)

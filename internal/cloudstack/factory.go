@@ -179,8 +179,31 @@ func (f *Factory) For(cfg *v1alpha1.OsseaConfig, secret *corev1.Secret) (Cloud, 
 		defaultMaxDataVolumes: f.opts.defaultMaxDataVolumes,
 		jobs:                  e.jobs,
 	}
+	e.cloud.newBatchers()
 	f.entries[key] = e
 	return e.cloud, nil
+}
+
+// Cached returns the client For built for this config and for the Secret version named by
+// its UID and resourceVersion, when nothing it was built from has changed since. It lets a
+// caller that holds only the Secret's metadata (from a cache) skip reading the Secret's data
+// on every call; on false it reads the Secret and calls For.
+func (f *Factory) Cached(cfg *v1alpha1.OsseaConfig, secretUID types.UID, secretRV string) (Cloud, bool) {
+	if cfg == nil {
+		return nil, false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.entries[types.NamespacedName{Namespace: cfg.Namespace, Name: cfg.Name}]
+	if e == nil {
+		return nil, false
+	}
+	s := e.settings
+	if s.apiURL != strings.TrimSpace(cfg.Spec.APIURL) || s.caBundle != cfg.Spec.CABundle || s.insecure != cfg.Spec.InsecureSkipTLSVerify ||
+		s.omaVMID != cfg.Spec.OMAVirtualMachineID || s.secretUID != secretUID || s.secretRV != secretRV || secretRV == "" {
+		return nil, false
+	}
+	return e.cloud, true
 }
 
 // Forget drops the cached client of a deleted OsseaConfig.

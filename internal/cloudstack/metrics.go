@@ -26,6 +26,12 @@ var (
 		Buckets: []float64{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 	})
 
+	batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "ossea_cloudstack_batched_lookups",
+		Help:    "Lookups (volume reads, name searches) answered by one batched CloudStack call.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 100},
+	})
+
 	jobsFinished = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ossea_cloudstack_async_jobs_finished_total",
 		Help: "CloudStack async jobs seen finished by PollJob, by result (succeeded, failed).",
@@ -35,5 +41,5 @@ var (
 // init registers on controller-runtime's registry so the manager's /metrics serves these
 // without any wiring; init runs once per process, so there is no double registration.
 func init() {
-	metrics.Registry.MustRegister(apiCalls, apiLatency, rateLimitWait, jobsFinished)
+	metrics.Registry.MustRegister(apiCalls, apiLatency, rateLimitWait, batchSize, jobsFinished)
 }

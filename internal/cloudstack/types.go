@@ -33,9 +33,14 @@ type Cloud interface {
 	DeleteVolume(ctx context.Context, volumeID string) error
 
 	// GetVolume reads one volume; ErrNotFound when CloudStack does not know the id.
+	// Concurrent reads of one client share listVolumes calls, each call starting after
+	// every read it answers was asked for, so a read is never older than the request.
 	GetVolume(ctx context.Context, volumeID string) (*Volume, error)
 	// FindVolumes lists the volumes that match every field set in the query.
 	FindVolumes(ctx context.Context, q VolumeQuery) ([]Volume, error)
+	// FindVolumesNamed lists the volumes with exactly this name. Concurrent lookups of one
+	// client share listVolumes calls, as GetVolume's do.
+	FindVolumesNamed(ctx context.Context, name string) ([]Volume, error)
 	// CountDataVolumes counts the DATADISK volumes attached to a VM.
 	CountDataVolumes(ctx context.Context, vmID string) (int, error)
 
