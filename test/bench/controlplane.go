@@ -31,6 +31,11 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 	if err != nil {
 		return rep, err
 	}
+	others := e.otherUsage()
+	writesBefore, err := world.APIServerWrites(ctx, e.rest)
+	if err != nil {
+		return rep, err
+	}
 
 	progress("applying %d Block-mode volumes over %d configs", o.n, o.vms)
 	applied := time.Now()
@@ -72,6 +77,10 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 	if err != nil {
 		return rep, err
 	}
+	writesAfter, err := world.APIServerWrites(ctx, e.rest)
+	if err != nil {
+		return rep, err
+	}
 
 	rep.add("applyToAllAttachedSeconds", secs(allAttached.Sub(applied)), "")
 	rep.add("deleteToAllGoneSeconds", secs(allGone.Sub(deleted)), "")
@@ -94,6 +103,16 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 	}
 	rep.add("managerPeakRSSMiB", mib(after.PeakRSSBytes), fmt.Sprintf("%.1f MiB", mib(after.PeakRSSBytes)))
 	rep.add("managerCPUSeconds", round(after.CPUSeconds-before.CPUSeconds, 2), "")
+	writes := world.Sub(writesAfter, writesBefore)
+	totalWrites := 0.0
+	for k, v := range writes {
+		writes[k] = v / float64(o.n)
+		totalWrites += v / float64(o.n)
+	}
+	rep.add("apiServerWritesPerVolume", round(totalWrites, 2), "")
+	rep.addCounts("apiServerWritesPerVolumeByResource", writes, "")
+	e.addOtherCPU(rep, others)
+	e.addManagerMetrics(rep)
 	return rep, nil
 }
 

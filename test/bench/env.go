@@ -28,6 +28,8 @@ type env struct {
 	agents []*world.Process
 	rec    *world.Recorder
 	o      options
+	// metricsURL is the manager's Prometheus endpoint.
+	metricsURL string
 }
 
 // setup starts the world: API server, simulator, manager, one OsseaConfig per VM (all
@@ -66,7 +68,12 @@ func setup(ctx context.Context, o options, simOpts world.SimOptions, agents bool
 	if e.sim, err = w.StartSimulator(simOpts); err != nil {
 		return e, err
 	}
-	args := []string{fmt.Sprintf("--cloudstack-qps=%g", o.qps)}
+	port, err := world.FreePort()
+	if err != nil {
+		return e, err
+	}
+	e.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+	args := []string{fmt.Sprintf("--cloudstack-qps=%g", o.qps), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port)}
 	if o.burst > 0 {
 		args = append(args, fmt.Sprintf("--cloudstack-burst=%d", o.burst))
 	}
@@ -132,6 +139,44 @@ func (e *env) waitFor(ctx context.Context, timeout time.Duration, what string, c
 		time.Sleep(200 * time.Millisecond)
 	}
 	return nil
+}
+
+// otherUsage is the CPU time the API server (with etcd) and the simulator have used so far.
+func (e *env) otherUsage() map[string]float64 {
+	out := map[string]float64{}
+	for _, p := range e.w.Processes() {
+		if p.Name == "apiserver" || p.Name == "cloudsim" {
+			if u, err := world.TreeUsage(p.PID()); err == nil {
+				out[p.Name] = u.CPUSeconds
+			}
+		}
+	}
+	return out
+}
+
+// addOtherCPU reports the CPU the API server and the simulator used since before.
+func (e *env) addOtherCPU(rep *report, before map[string]float64) {
+	for name, now := range e.otherUsage() {
+		rep.add(name+"CPUSeconds", round(now-before[name], 2), "")
+	}
+}
+
+// addManagerMetrics reports from the manager's own metrics how well reads were batched and
+// how long calls waited for the rate limit.
+func (e *env) addManagerMetrics(rep *report) {
+	m, err := world.ScrapeSums(e.metricsURL, "ossea_cloudstack_batched_lookups", "ossea_cloudstack_rate_limit_wait_seconds")
+	if err != nil {
+		progress("reading the manager's metrics: %v", err)
+		return
+	}
+	if n := m["ossea_cloudstack_batched_lookups_count"]; n > 0 {
+		avg := m["ossea_cloudstack_batched_lookups_sum"] / n
+		rep.add("batchedLookupsPerCall", round(avg, 2), fmt.Sprintf("%.2f lookups per batched call (%d calls)", avg, int(n)))
+	}
+	if n := m["ossea_cloudstack_rate_limit_wait_seconds_count"]; n > 0 {
+		avg := m["ossea_cloudstack_rate_limit_wait_seconds_sum"] / n
+		rep.add("rateLimitWaitMeanSeconds", round(avg, 3), fmt.Sprintf("%.3fs mean wait for the rate limit over %d calls", avg, int(n)))
+	}
 }
 
 // volumeSpec describes the i-th volume of a scenario.

@@ -295,3 +295,38 @@ func Sub(after, before map[string]float64) map[string]float64 {
 	}
 	return out
 }
+
+// ScrapeSums reads a Prometheus text endpoint and returns the _sum and _count series of the
+// named histograms, summed over their labels.
+func ScrapeSums(url string, histograms ...string) (map[string]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	want := map[string]bool{}
+	for _, h := range histograms {
+		want[h+"_sum"], want[h+"_count"] = true, true
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		name, rest, ok := strings.Cut(line, " ")
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name = name[:i]
+			rest = line[strings.LastIndexByte(line, '}')+1:]
+		}
+		if !ok || !want[name] {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64); err == nil {
+			out[name] += v
+		}
+	}
+	return out, sc.Err()
+}

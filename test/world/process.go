@@ -168,3 +168,45 @@ func ProcUsage(pid int) (Usage, error) {
 	u.CPUSeconds = float64(utime+stime) / clockTicks
 	return u, nil
 }
+
+// TreeUsage sums the usage of a process and all its descendants (the API server's etcd and
+// kube-apiserver are children of localapi). Peak RSS is the largest single one.
+func TreeUsage(pid int) (Usage, error) {
+	children := map[int][]int{}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return Usage{}, err
+	}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 {
+			if ppid, err := strconv.Atoi(f[1]); err == nil {
+				children[ppid] = append(children[ppid], p)
+			}
+		}
+	}
+	var total Usage
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		queue = append(queue, children[p]...)
+		u, err := ProcUsage(p)
+		if err != nil {
+			continue
+		}
+		total.CPUSeconds += u.CPUSeconds
+		total.RSSBytes += u.RSSBytes
+		total.PeakRSSBytes = max(total.PeakRSSBytes, u.PeakRSSBytes)
+	}
+	return total, nil
+}

@@ -155,6 +155,13 @@ func (w *World) Client() (client.Client, error) {
 	return client.New(cfg, client.Options{Scheme: testenv.NewScheme()})
 }
 
+// Processes are the processes started so far.
+func (w *World) Processes() []*Process {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]*Process(nil), w.procs...)
+}
+
 // StopAll stops the processes in reverse order of starting: agents and the manager first,
 // the simulator (which removes its loop devices on the way out) and the API server last.
 func (w *World) StopAll() {
