@@ -86,7 +86,19 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	interrupted, err := r.marks.interrupted(mv.Status.VolumeID, mv.UID)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	switch {
+	case interrupted && policy == osseav1.FormatIfBlank &&
+		(content.kind == contentBlank || (content.kind == contentFilesystem && content.fsType == fsType)):
+		// Our own format of this disk was cut short: what is there is a partial filesystem
+		// of ours, never mounted, holding nothing.
+		s.log.Info("An earlier format of this device was interrupted; formatting it again", "device", dev.Path, "found", content.String())
+		if res, err := r.format(ctx, s, dev, fsType, true); err != nil || !res.IsZero() {
+			return res, err
+		}
 	case content.kind == contentPartitioned:
 		return r.refuse(ctx, s, dev, ReasonDeviceNotBlank, fmt.Sprintf(
 			"%s (%s) holds a partition table; the agent never formats a device that holds anything. "+
@@ -103,7 +115,7 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 				"Check that the right volume is attached, or recreate the object with formatPolicy IfBlank",
 			dev.Link, dev.Path))
 	case content.kind == contentBlank:
-		if res, err := r.format(ctx, s, dev, fsType); err != nil || !res.IsZero() {
+		if res, err := r.format(ctx, s, dev, fsType, false); err != nil || !res.IsZero() {
 			return res, err
 		}
 	}
@@ -131,12 +143,17 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 	return r.reportMounted(ctx, s, dev, dir, fsType)
 }
 
-// format creates the filesystem on a blank device and checks that it is there. An empty
-// result means go on.
-func (r *Reconciler) format(ctx context.Context, s *volumeScope, dev *Device, fsType string) (ctrl.Result, error) {
+// format creates the filesystem on a blank device (or, with redo, over the remains of an
+// interrupted format of ours) and checks that it is there. The format is marked on the node
+// from before mkfs starts until it is seen done (see formatMarks). An empty result means
+// go on.
+func (r *Reconciler) format(ctx context.Context, s *volumeScope, dev *Device, fsType string, redo bool) (ctrl.Result, error) {
 	s.log.Info("Formatting blank device", "device", dev.Path, "filesystem", fsType)
 	start := time.Now()
-	if err := r.formatter.format(ctx, dev.Path, fsType); err != nil {
+	if err := r.marks.set(s.mv.Status.VolumeID, s.mv.UID); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.formatter.format(ctx, dev.Path, fsType, redo); err != nil {
 		return r.fail(ctx, s, dev, ReasonFormatFailed, err)
 	}
 	content, err := r.formatter.detect(dev.Path)
@@ -145,6 +162,9 @@ func (r *Reconciler) format(ctx context.Context, s *volumeScope, dev *Device, fs
 	}
 	if content.kind != contentFilesystem || content.fsType != fsType {
 		return r.fail(ctx, s, dev, ReasonFormatFailed, fmt.Errorf("after mkfs.%s, %s holds %s", fsType, dev.Path, content))
+	}
+	if err := r.marks.clear(s.mv.Status.VolumeID); err != nil {
+		return ctrl.Result{}, err
 	}
 	r.event(s, ReasonFormatted, "Format", "Created a %s filesystem on blank device %s (%s)", fsType, dev.Link, dev.Path)
 	s.log.Info("Formatted device", "device", dev.Path, "filesystem", fsType, "took", time.Since(start).Round(time.Millisecond))

@@ -71,19 +71,28 @@ func (f *formatter) detect(device string) (diskContent, error) {
 // format creates a filesystem of the given type on a device the caller found blank. It
 // passes no force flag (-F / -f): should the device have changed since it was probed, mkfs
 // itself refuses a device that holds a filesystem or is in use, a second line of defence.
-func (f *formatter) format(ctx context.Context, device, fsType string) error {
+// The one exception is redo: the device holds what an interrupted format of the agent's
+// own left (see formatMarks), which mkfs would otherwise refuse to overwrite.
+func (f *formatter) format(ctx context.Context, device, fsType string, redo bool) error {
 	var args []string
 	switch fsType {
 	case "ext4":
 		// No blocks reserved for root (the disk holds migration data, not a system), and no
 		// discard pass: a fresh CloudStack volume holds nothing, and discarding a large
 		// thin-provisioned disk can take minutes.
-		args = []string{"-q", "-m", "0", "-E", "nodiscard", device}
+		args = []string{"-q", "-m", "0", "-E", "nodiscard"}
+		if redo {
+			args = append(args, "-F")
+		}
 	case "xfs":
-		args = []string{"-q", "-K", device}
+		args = []string{"-q", "-K"}
+		if redo {
+			args = append(args, "-f")
+		}
 	default:
 		return fmt.Errorf("cannot create a filesystem of type %q", fsType)
 	}
+	args = append(args, device)
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	// Stdin stays empty: should mkfs ever want to ask a question, it reads EOF and gives up.

@@ -82,6 +82,7 @@ type Reconciler struct {
 
 	mounter   *mounter
 	formatter *formatter
+	marks     formatMarks
 	devices   deviceLocks
 	// unmountAttempts counts busy unmounts per object, for the backoff.
 	unmountAttempts sync.Map // types.UID -> int
@@ -117,6 +118,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 	r.MountRoot = root
 	r.mounter = newMounter()
 	r.formatter = newFormatter(r.mounter.m, r.FormatTimeout)
+	r.marks = formatMarks{root: root}
 
 	if opts.RateLimiter == nil {
 		opts.RateLimiter = workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](250*time.Millisecond, time.Minute)

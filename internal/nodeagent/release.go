@@ -109,6 +109,9 @@ func (r *Reconciler) release(ctx context.Context, s *volumeScope) (done bool, _ 
 	if err != nil {
 		return false, ctrl.Result{}, err
 	}
+	if err := r.marks.clear(mv.Status.VolumeID); err != nil {
+		return false, ctrl.Result{}, err
+	}
 	if !removed {
 		// Files in the bare directory were written while nothing was mounted there. They
 		// are not the volume's, and the agent never deletes data: leave them, and say so.
