@@ -35,6 +35,8 @@ type Config struct {
 	// started again at once.
 	ManagerKill [2]time.Duration
 	AgentKill   [2]time.Duration
+	// Hold keeps the volumes Ready, and the chaos going, this long before deleting them.
+	Hold time.Duration
 	// How long all volumes may take to become Ready, and to be gone after deletion.
 	ReadyTimeout time.Duration
 	GoneTimeout  time.Duration
@@ -235,10 +237,15 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			res.addViolation(fmt.Sprintf("%s never became Ready within %s", name, cfg.ReadyTimeout))
 		}
 	}
-	logf("seed %d: %d of %d Ready after %.1fs; deleting", cfg.Seed,
-		rec.Count(func(t *world.Trace) bool { return !t.Ready.IsZero() }), cfg.N, res.ReadySeconds)
+	logf("seed %d: %d of %d Ready after %.1fs; deleting in %s", cfg.Seed,
+		rec.Count(func(t *world.Trace) bool { return !t.Ready.IsZero() }), cfg.N, res.ReadySeconds, cfg.Hold)
 	if readyErr != nil && ctx.Err() != nil {
 		return res, ctx.Err()
+	}
+	select {
+	case <-ctx.Done():
+		return res, ctx.Err()
+	case <-time.After(cfg.Hold):
 	}
 
 	deleted := time.Now()

@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// TestChaosShort is the short chaos run: 15 volumes over 3 VMs with the long run's faults
-// and kills, on faster jobs. The seed is printed; OSSEA_CHAOS_SEED replays one.
+// TestChaosShort is the short chaos run: 15 volumes over 3 VMs with the long run's faults,
+// kills and job latency, held Ready under chaos for 20s. The seed is printed;
+// OSSEA_CHAOS_SEED replays one.
 func TestChaosShort(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("chaos needs root: the agents format and mount loop devices")
@@ -26,7 +27,7 @@ func TestChaosShort(t *testing.T) {
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
 	cfg := LongConfig()
 	cfg.N, cfg.Seed, cfg.Root = 15, seed, root
-	cfg.JobLatency, cfg.JobJitter = 300*time.Millisecond, 700*time.Millisecond
+	cfg.Hold = 20 * time.Second
 	cfg.ReadyTimeout, cfg.GoneTimeout = 3*time.Minute, 2*time.Minute
 	cfg.Logf = t.Logf
 

@@ -35,6 +35,7 @@ func main() {
 	flag.IntVar(&cfg.VMs, "vms", cfg.VMs, "OMA VMs, one agent each")
 	flag.DurationVar(&cfg.JobLatency, "job-latency", cfg.JobLatency, "simulator job latency")
 	flag.DurationVar(&cfg.JobJitter, "job-jitter", cfg.JobJitter, "simulator job latency jitter")
+	flag.DurationVar(&cfg.Hold, "hold", cfg.Hold, "how long the volumes stay Ready, under chaos, before they are deleted")
 	flag.DurationVar(&cfg.ReadyTimeout, "ready-timeout", cfg.ReadyTimeout, "how long all volumes may take to be Ready")
 	flag.DurationVar(&cfg.GoneTimeout, "gone-timeout", cfg.GoneTimeout, "how long all volumes may take to be gone")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the scratch directory (logs) even when the run passes")
@@ -86,6 +87,7 @@ func LongConfig() Config {
 		Faults:       DefaultFaults,
 		ManagerKill:  [2]time.Duration{5 * time.Second, 10 * time.Second},
 		AgentKill:    [2]time.Duration{7 * time.Second, 15 * time.Second},
+		Hold:         30 * time.Second,
 		ReadyTimeout: 10 * time.Minute, GoneTimeout: 10 * time.Minute,
 	}
 }
