@@ -17,6 +17,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // options are the flags; zero values mean "the scenario's default".
@@ -43,6 +46,8 @@ func (s *stringList) String() string     { return strings.Join(*s, " ") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func main() {
+	// The watch logs through controller-runtime; the bench reports what matters itself.
+	ctrllog.SetLogger(logr.Discard())
 	var o options
 	flag.StringVar(&o.scenario, "scenario", "control-plane", "control-plane, full-path or steady-state")
 	flag.IntVar(&o.n, "n", 0, "number of MigrationVolumes (default 500, 50 or 2000 by scenario)")

@@ -7,12 +7,16 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // TestChaosShort is the short chaos run: 15 volumes over 3 VMs with the long run's faults,
 // kills and job latency, held Ready under chaos for 20s. The seed is printed;
 // OSSEA_CHAOS_SEED replays one.
 func TestChaosShort(t *testing.T) {
+	ctrllog.SetLogger(logr.Discard())
 	if os.Geteuid() != 0 {
 		t.Fatal("chaos needs root: the agents format and mount loop devices")
 	}

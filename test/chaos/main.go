@@ -25,10 +25,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
 func main() {
+	// The watch logs through controller-runtime; the run reports what matters itself.
+	ctrllog.SetLogger(logr.Discard())
 	cfg := LongConfig()
 	seeds := flag.String("seeds", "1,2,3", "comma-separated seeds; each is one run")
 	flag.IntVar(&cfg.N, "n", cfg.N, "MigrationVolumes per run")
