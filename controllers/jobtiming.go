@@ -53,6 +53,9 @@ type jobRun struct {
 	// was, as time since started.
 	misses   int
 	lastMiss time.Duration
+	// next is when the job is to be looked at next. Reconciles come for many reasons (every
+	// write to the object is one); only the one at or after next polls.
+	next time.Time
 }
 
 func newJobTimer() *jobTimer {
@@ -86,7 +89,27 @@ func (t *jobTimer) firstPoll(mv *osseav1.MigrationVolume, job *osseav1.PendingJo
 	if e := t.estimate[timerKey(mv, job.Operation)]; e != nil {
 		est = e.d
 	}
-	return ctrl.Result{RequeueAfter: onSlot(est - time.Since(t.startOf(job)))}
+	return t.schedule(job, onSlot(est-time.Since(t.startOf(job))))
+}
+
+// schedule notes when the job is due to be polled and returns the result that comes back
+// then.
+func (t *jobTimer) schedule(job *osseav1.PendingJob, after time.Duration) ctrl.Result {
+	if run := t.running[job.ID]; run != nil {
+		run.next = time.Now().Add(after)
+	}
+	return ctrl.Result{RequeueAfter: after}
+}
+
+// notYet says how long a reconcile that came before the job's poll is due should wait;
+// zero when it is due (or the job is not one this process is timing).
+func (t *jobTimer) notYet(job *osseav1.PendingJob) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if run := t.running[job.ID]; run != nil {
+		return max(time.Until(run.next), 0)
+	}
+	return 0
 }
 
 // onSlot lengthens a wait to end on the next pollSlot boundary.
@@ -117,7 +140,7 @@ func (t *jobTimer) stillRunning(job *osseav1.PendingJob) ctrl.Result {
 		run.misses++
 		run.lastMiss = elapsed
 	}
-	return ctrl.Result{RequeueAfter: onSlot(min(max(elapsed/3, minRepoll), maxRepoll))}
+	return t.schedule(job, onSlot(min(max(elapsed/3, minRepoll), maxRepoll)))
 }
 
 // finished records a job seen done (or failed) and adjusts the estimate. Jobs this process

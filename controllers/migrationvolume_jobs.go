@@ -20,6 +20,10 @@ import (
 // is decided.
 func (r *MigrationVolumeReconciler) pollPendingJob(ctx context.Context, s *volumeScope) (ctrl.Result, bool, error) {
 	job := s.mv.Status.PendingJob
+	if wait := r.jobs.notYet(job); wait > 0 {
+		// Woken by something else (a write to the object) before the poll is due.
+		return ctrl.Result{RequeueAfter: wait}, false, nil
+	}
 	switch {
 	case job.ID == "":
 		// A create whose reply never came: look for what it may have made.
