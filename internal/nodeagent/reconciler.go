@@ -242,8 +242,15 @@ func (r *Reconciler) setStatus(ctx context.Context, s *volumeScope, rep *report)
 		rep.nodeName = strp(r.NodeName)
 	}
 	key := client.ObjectKeyFromObject(s.mv)
-	if err := writeStatus(ctx, r.Client, r.APIReader, key, s.mv.Generation, s.mv.Status.VolumeID, rep); err != nil {
+	seen := &osseav1.MigrationVolume{}
+	if err := writeStatusSeen(ctx, r.Client, r.APIReader, key, s.mv.Generation, s.mv.Status.VolumeID, rep, seen); err != nil {
 		return fmt.Errorf("writing the status of %s: %w", key, err)
+	}
+	if seen.UID == s.mv.UID {
+		// Our own write made the cached copy's resourceVersion stale: a finalizer patch
+		// from it would fail its optimistic lock every time. Go on from what we just saw,
+		// finalizers included, so that patch neither fails nor drops anyone's finalizer.
+		s.mv.ResourceVersion, s.mv.Finalizers = seen.ResourceVersion, seen.Finalizers
 	}
 	changed := s.prev == nil || s.prev.Reason != rep.reason || s.prev.Status != rep.status
 	if changed && rep.status == metav1.ConditionFalse && warningReasons[rep.reason] {

@@ -92,6 +92,15 @@ func (r *report) apply(st *osseav1.MigrationVolumeStatus, generation int64) {
 // volumeID, when not empty, must still be the object's volume: a report about a device is
 // dropped if the manager replaced the volume meanwhile.
 func writeStatus(ctx context.Context, c client.Client, reader client.Reader, key client.ObjectKey, generation int64, volumeID string, r *report) error {
+	return writeStatusSeen(ctx, c, reader, key, generation, volumeID, r, nil)
+}
+
+// writeStatusSeen is writeStatus that also hands back, in seen, the object as it stands
+// after the write (or as read, when there was nothing to write): a caller that writes the
+// object next starts from its current resourceVersion and finalizers instead of a cached
+// copy the write has just made stale.
+func writeStatusSeen(ctx context.Context, c client.Client, reader client.Reader, key client.ObjectKey, generation int64, volumeID string,
+	r *report, seen *osseav1.MigrationVolume) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		fresh := &osseav1.MigrationVolume{}
 		if err := reader.Get(ctx, key, fresh); err != nil {
@@ -105,14 +114,16 @@ func writeStatus(ctx context.Context, c client.Client, reader client.Reader, key
 		}
 		base := fresh.DeepCopy()
 		r.apply(&fresh.Status, generation)
-		if equality.Semantic.DeepEqual(base.Status, fresh.Status) {
-			return nil
-		}
-		if err := c.Status().Patch(ctx, fresh, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil
+		if !equality.Semantic.DeepEqual(base.Status, fresh.Status) {
+			if err := c.Status().Patch(ctx, fresh, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+				if apierrors.IsNotFound(err) {
+					return nil
+				}
+				return err // a Conflict is retried by RetryOnConflict
 			}
-			return err // a Conflict is retried by RetryOnConflict
+		}
+		if seen != nil {
+			fresh.DeepCopyInto(seen)
 		}
 		return nil
 	})
