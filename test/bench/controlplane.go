@@ -77,6 +77,7 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 	if err != nil {
 		return rep, err
 	}
+	e.keepState(st)
 	writesAfter, err := world.APIServerWrites(ctx, e.rest)
 	if err != nil {
 		return rep, err

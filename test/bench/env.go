@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/cloudsim"
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
@@ -84,7 +88,7 @@ func setup(ctx context.Context, o options, simOpts world.SimOptions, agents bool
 	}
 	if agents {
 		for i, vm := range e.sim.VMs {
-			p, err := w.StartAgent(fmt.Sprintf("agent-%d", i), vm)
+			p, err := w.StartAgent(fmt.Sprintf("agent-%d", i), vm, o.agentArgs...)
 			if err != nil {
 				return e, err
 			}
@@ -176,6 +180,16 @@ func (e *env) addManagerMetrics(rep *report) {
 	if n := m["ossea_cloudstack_rate_limit_wait_seconds_count"]; n > 0 {
 		avg := m["ossea_cloudstack_rate_limit_wait_seconds_sum"] / n
 		rep.add("rateLimitWaitMeanSeconds", round(avg, 3), fmt.Sprintf("%.3fs mean wait for the rate limit over %d calls", avg, int(n)))
+	}
+}
+
+// keepState writes the simulator's final state next to the logs when they are kept.
+func (e *env) keepState(st cloudsim.State) {
+	if !e.o.keep {
+		return
+	}
+	if b, err := json.Marshal(st); err == nil {
+		_ = os.WriteFile(filepath.Join(e.w.Logs, "cloudsim-state.json"), b, 0o644)
 	}
 }
 

@@ -111,6 +111,7 @@ func fullPath(ctx context.Context, o options) (*report, error) {
 	if err != nil {
 		return rep, err
 	}
+	e.keepState(st)
 	left, err := world.MountsUnder(e.w.Dir)
 	if err != nil {
 		return rep, err
@@ -130,10 +131,13 @@ func fullPath(ctx context.Context, o options) (*report, error) {
 	rep.add("applyToAllReadySeconds", secs(allReady.Sub(applied)), "")
 	rep.add("deleteToAllGoneSeconds", secs(allGone.Sub(deleted)), "")
 	total := 0
-	for _, n := range st.Calls {
+	perVolume := map[string]float64{}
+	for cmd, n := range st.Calls {
 		total += n
+		perVolume[cmd] = float64(n) / float64(o.n)
 	}
 	rep.add("cloudStackCallsPerVolume", round(float64(total)/float64(o.n), 2), "")
+	rep.addCounts("callsPerVolumeByCommand", perVolume, "")
 	rep.add("leftAfterDelete", map[string]int{"mounts": len(left), "loopDevices": len(loops), "dataVolumes": len(world.DataVolumes(st))},
 		fmt.Sprintf("%d mounts, %d loop devices, %d data volumes", len(left), len(loops), len(world.DataVolumes(st))))
 	return rep, nil

@@ -35,6 +35,7 @@ type options struct {
 	timeout        time.Duration
 	keep           bool
 	managerArgs    stringList
+	agentArgs      stringList
 	deleteAtEnd    bool
 	settle         time.Duration
 	reportInterval time.Duration
@@ -63,6 +64,7 @@ func main() {
 	flag.BoolVar(&o.deleteAtEnd, "delete", false, "steady-state: delete the volumes at the end and time it")
 	flag.DurationVar(&o.reportInterval, "progress", 10*time.Second, "how often to print progress")
 	flag.Var(&o.managerArgs, "manager-arg", "extra manager flag, repeatable (e.g. --manager-arg=--drift-interval=1m)")
+	flag.Var(&o.agentArgs, "agent-arg", "extra node agent flag, repeatable")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
