@@ -61,6 +61,23 @@ demo: build envtest ## Run the operator end to end on the local world (DEMO_ARGS
 	go build -o $(LOCALBIN)/localapi ./hack/localapi
 	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) hack/demo.sh $(DEMO_ARGS)
 
+##@ Benchmarks
+
+# make bench BENCH_ARGS="--scenario control-plane --n 100" for a quick run; see
+# `go run ./test/bench -h` for the knobs.
+BENCH_ARGS ?= --scenario all
+CHAOS_ARGS ?=
+
+.PHONY: bench
+bench: envtest ## Measure the operator on the local world: control plane, full path, steady state (BENCH_ARGS).
+	@hack/install-deps.sh
+	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) go run ./test/bench $(BENCH_ARGS)
+
+.PHONY: chaos
+chaos: envtest ## Faults and kills while 60 volumes come and go, seeds 1-5; zero invariant violations or it fails (CHAOS_ARGS).
+	@hack/install-deps.sh
+	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) go run ./test/chaos $(CHAOS_ARGS)
+
 ##@ Tools
 
 .PHONY: controller-gen

@@ -1,7 +1,8 @@
 // Command bench measures the operator on the local world: a real kube-apiserver, the
 // CloudStack simulator, the manager and, where a scenario needs them, node agents, each a
-// real process built from this tree. It runs one scenario, prints a table and then one JSON
-// line with the same numbers. It never judges them: targets are for people to compare.
+// real process built from this tree. It runs a scenario (or all three, each in a fresh
+// world), prints a table and then one JSON line with the same numbers per scenario. It never
+// judges them: targets are for people to compare.
 //
 //	go run ./test/bench --scenario control-plane --n 500
 //	go run ./test/bench --scenario full-path --n 50
@@ -50,7 +51,7 @@ func main() {
 	// The watch logs through controller-runtime; the bench reports what matters itself.
 	ctrllog.SetLogger(logr.Discard())
 	var o options
-	flag.StringVar(&o.scenario, "scenario", "control-plane", "control-plane, full-path or steady-state")
+	flag.StringVar(&o.scenario, "scenario", "all", "control-plane, full-path, steady-state, or all of them one after the other")
 	flag.IntVar(&o.n, "n", 0, "number of MigrationVolumes (default 500, 50 or 2000 by scenario)")
 	flag.IntVar(&o.vms, "vms", 0, "OMA VMs, one OsseaConfig each (default: enough for n at --per-vm; 5 for full-path)")
 	flag.IntVar(&o.perVM, "per-vm", 0, "data volume slots per OMA VM (default 64, the schema's maximum; 16 for full-path)")
@@ -69,24 +70,35 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	var run func(context.Context, options) (*report, error)
-	switch o.scenario {
-	case "control-plane":
-		run = controlPlane
-	case "full-path":
-		run = fullPath
-	case "steady-state":
-		run = steadyState
-	default:
-		fmt.Fprintf(os.Stderr, "bench: unknown scenario %q\n", o.scenario)
-		os.Exit(2)
+	scenarios := map[string]func(context.Context, options) (*report, error){
+		"control-plane": controlPlane,
+		"full-path":     fullPath,
+		"steady-state":  steadyState,
 	}
-	rep, err := run(ctx, o)
-	if rep != nil {
-		rep.print(os.Stdout)
+	names := []string{o.scenario}
+	if o.scenario == "all" {
+		names = []string{"control-plane", "full-path", "steady-state"}
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
+	failed := false
+	for _, name := range names {
+		run := scenarios[name]
+		if run == nil {
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (control-plane, full-path, steady-state or all)\n", name)
+			os.Exit(2)
+		}
+		rep, err := run(ctx, o)
+		if rep != nil {
+			rep.print(os.Stdout)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", name, err)
+			failed = true
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if failed {
 		os.Exit(1)
 	}
 }

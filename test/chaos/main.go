@@ -7,7 +7,7 @@
 // finalizer is on the object; never a delete of an attached volume; every object Ready;
 // afterwards no volume, loop device, mount, finalizer or object left.
 //
-//	go run ./test/chaos                      # 60 volumes over 3 VMs, seeds 1, 2 and 3
+//	go run ./test/chaos                      # 60 volumes over 3 VMs, seeds 1 to 5
 //	go run ./test/chaos --seeds 42 --n 15    # replay one seed
 //
 // The short variant runs in `go test ./test/chaos`.
@@ -35,7 +35,7 @@ func main() {
 	// The watch logs through controller-runtime; the run reports what matters itself.
 	ctrllog.SetLogger(logr.Discard())
 	cfg := LongConfig()
-	seeds := flag.String("seeds", "1,2,3", "comma-separated seeds; each is one run")
+	seeds := flag.String("seeds", "1,2,3,4,5", "comma-separated seeds; each is one run")
 	flag.IntVar(&cfg.N, "n", cfg.N, "MigrationVolumes per run")
 	flag.IntVar(&cfg.VMs, "vms", cfg.VMs, "OMA VMs, one agent each")
 	flag.DurationVar(&cfg.JobLatency, "job-latency", cfg.JobLatency, "simulator job latency")
