@@ -20,18 +20,15 @@ const (
 	// estimateDecay is how much an estimate shrinks per decayPeriod without a miss, so
 	// that it follows jobs that got faster, slowly enough that jobs started together do
 	// not all miss together.
-	estimateDecay = 0.97
-	decayPeriod   = 30 * time.Second
-	// pollSlot aligns polls to a common beat, so that the polls of jobs that finish about
-	// together are asked about together, and share one batched read.
-	pollSlot = 250 * time.Millisecond
+	estimateDecay = 0.98
+	decayPeriod   = 10 * time.Second
 )
 
 // jobTimer learns how long each kind of CloudStack job takes for each OsseaConfig, so that
 // a job is polled about once, just after it is likely done, instead of every few hundred
 // milliseconds from the start. It aims a little late rather than early: a job that was
-// still running at its first poll raises the estimate to a tenth above the middle of what
-// that job was seen to take; without such a miss, the estimate shrinks by 3% every 30s.
+// still running at its first poll raises the estimate to 5% above the middle of what that
+// job was seen to take; without such a miss, the estimate shrinks by 2% every 10s.
 type jobTimer struct {
 	mu       sync.Mutex
 	estimate map[string]*jobEstimate // by config and operation
@@ -89,7 +86,7 @@ func (t *jobTimer) firstPoll(mv *osseav1.MigrationVolume, job *osseav1.PendingJo
 	if e := t.estimate[timerKey(mv, job.Operation)]; e != nil {
 		est = e.d
 	}
-	return t.schedule(job, onSlot(est-time.Since(t.startOf(job))))
+	return t.schedule(job, max(est-time.Since(t.startOf(job)), time.Millisecond))
 }
 
 // schedule notes when the job is due to be polled and returns the result that comes back
@@ -112,12 +109,6 @@ func (t *jobTimer) notYet(job *osseav1.PendingJob) time.Duration {
 	return 0
 }
 
-// onSlot lengthens a wait to end on the next pollSlot boundary.
-func onSlot(d time.Duration) time.Duration {
-	at := time.Now().Add(max(d, 0))
-	return time.Until(at.Truncate(pollSlot).Add(pollSlot))
-}
-
 // missed reports how many polls of a job this process started found it running; -1 for a
 // job it did not start, whose history it does not know.
 func (t *jobTimer) missed(job *osseav1.PendingJob) int {
@@ -130,8 +121,8 @@ func (t *jobTimer) missed(job *osseav1.PendingJob) int {
 }
 
 // stillRunning records a poll that found the job running and says when to look again: a
-// third of the time it has run so far, so a job that is much slower than expected is not
-// polled at the pace of a fast one.
+// fifth of the time it has run so far, so a job that is much slower than expected is not
+// polled at the pace of a fast one, and one just missed is looked at again soon.
 func (t *jobTimer) stillRunning(job *osseav1.PendingJob) ctrl.Result {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -140,7 +131,7 @@ func (t *jobTimer) stillRunning(job *osseav1.PendingJob) ctrl.Result {
 		run.misses++
 		run.lastMiss = elapsed
 	}
-	return t.schedule(job, onSlot(min(max(elapsed/3, minRepoll), maxRepoll)))
+	return t.schedule(job, min(max(elapsed/5, minRepoll), maxRepoll))
 }
 
 // finished records a job seen done (or failed) and adjusts the estimate. Jobs this process
@@ -163,7 +154,7 @@ func (t *jobTimer) finished(mv *osseav1.MigrationVolume, job *osseav1.PendingJob
 	if run.misses > 0 {
 		// It ran longer than lastMiss and at most until now.
 		seen := (run.lastMiss + time.Since(run.started)) / 2
-		e.d = max(e.d, seen*11/10)
+		e.d = max(e.d, seen*21/20)
 		e.decayed = time.Now()
 	} else if time.Since(e.decayed) >= decayPeriod {
 		e.d = time.Duration(float64(e.d) * estimateDecay)

@@ -191,6 +191,9 @@ func (e *env) keepState(st cloudsim.State) {
 	if b, err := json.Marshal(st); err == nil {
 		_ = os.WriteFile(filepath.Join(e.w.Logs, "cloudsim-state.json"), b, 0o644)
 	}
+	if b, err := json.Marshal(e.rec.Traces()); err == nil {
+		_ = os.WriteFile(filepath.Join(e.w.Logs, "traces.json"), b, 0o644)
+	}
 }
 
 // volumeSpec describes the i-th volume of a scenario.
