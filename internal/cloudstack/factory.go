@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -39,17 +38,20 @@ const (
 type Option func(*options)
 
 type options struct {
-	qps                   rate.Limit
+	qps                   float64
 	burst                 int
 	timeout               time.Duration
 	log                   logr.Logger
 	defaultMaxDataVolumes int
 }
 
-// WithRateLimit sets the client-side rate limit, per OsseaConfig.
+// WithRateLimit sets the client-side rate limit, per CloudStack endpoint: every OsseaConfig
+// whose apiURL names the same endpoint draws on one budget, since CloudStack throttles by
+// account and its management server is shared, however many OMA VMs a cluster has.
+// qps <= 0 turns the limit off.
 func WithRateLimit(qps float64, burst int) Option {
 	return func(o *options) {
-		o.qps = rate.Limit(qps)
+		o.qps = qps
 		o.burst = max(burst, 1)
 	}
 }
@@ -76,8 +78,9 @@ func WithDefaultMaxDataVolumes(n int) Option {
 type Factory struct {
 	opts options
 
-	mu      sync.Mutex
-	entries map[types.NamespacedName]*entry
+	mu       sync.Mutex
+	entries  map[types.NamespacedName]*entry
+	limiters map[string]*budget // by endpointKey
 }
 
 // settings is everything a client is built from; a change in any of it means a rebuild.
@@ -99,9 +102,10 @@ type entry struct {
 	settings settings
 	cloud    *adapter
 	http     *http.Transport
-	// The limiter and the job memo outlive rebuilds: rotating a key must not reset the
-	// request budget or forget what running attach jobs were for.
-	limiter *rate.Limiter
+	// The limiter is the endpoint's, shared with other configs. It and the job memo outlive
+	// rebuilds: rotating a key must not reset the request budget or forget what running
+	// attach jobs were for.
+	limiter *budget
 	jobs    *jobTargets
 }
 
@@ -117,7 +121,7 @@ func NewFactory(opts ...Option) *Factory {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Factory{opts: o, entries: map[types.NamespacedName]*entry{}}
+	return &Factory{opts: o, entries: map[types.NamespacedName]*entry{}, limiters: map[string]*budget{}}
 }
 
 // For returns the Cloud for an OsseaConfig and its credentials Secret, reusing the cached
@@ -143,12 +147,11 @@ func (f *Factory) For(cfg *v1alpha1.OsseaConfig, secret *corev1.Secret) (Cloud, 
 	if err != nil {
 		return nil, err
 	}
-	e := &entry{settings: s}
+	e := &entry{settings: s, limiter: f.limiterFor(s.apiURL)}
 	if old != nil {
-		e.limiter, e.jobs = old.limiter, old.jobs
+		e.jobs = old.jobs
 		old.http.CloseIdleConnections()
 	} else {
-		e.limiter = rate.NewLimiter(f.opts.qps, f.opts.burst)
 		e.jobs = newJobTargets()
 	}
 	e.http = &http.Transport{
@@ -181,6 +184,9 @@ func (f *Factory) For(cfg *v1alpha1.OsseaConfig, secret *corev1.Secret) (Cloud, 
 	}
 	e.cloud.newBatchers()
 	f.entries[key] = e
+	if old != nil {
+		f.dropUnusedLimiters() // the apiURL may have moved to another endpoint
+	}
 	return e.cloud, nil
 }
 
@@ -213,7 +219,42 @@ func (f *Factory) Forget(key types.NamespacedName) {
 	if e := f.entries[key]; e != nil {
 		e.http.CloseIdleConnections()
 		delete(f.entries, key)
+		f.dropUnusedLimiters()
 	}
+}
+
+// limiterFor returns the endpoint's shared limiter, creating it on first use. f.mu is held.
+func (f *Factory) limiterFor(apiURL string) *budget {
+	k := endpointKey(apiURL)
+	l := f.limiters[k]
+	if l == nil {
+		l = newBudget(f.opts.qps, f.opts.burst)
+		f.limiters[k] = l
+	}
+	return l
+}
+
+// dropUnusedLimiters forgets the limiters no cached client uses any more. f.mu is held.
+func (f *Factory) dropUnusedLimiters() {
+	used := map[string]bool{}
+	for _, e := range f.entries {
+		used[endpointKey(e.settings.apiURL)] = true
+	}
+	for k := range f.limiters {
+		if !used[k] {
+			delete(f.limiters, k)
+		}
+	}
+}
+
+// endpointKey names the CloudStack endpoint of an apiURL that settingsFor accepted, so
+// that spellings of one URL (host case, a trailing slash) share a budget.
+func endpointKey(apiURL string) string {
+	u, err := url.Parse(apiURL)
+	if err != nil {
+		return apiURL
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimRight(u.Path, "/")
 }
 
 func settingsFor(cfg *v1alpha1.OsseaConfig, secret *corev1.Secret) (settings, error) {

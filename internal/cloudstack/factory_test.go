@@ -120,6 +120,20 @@ func TestFactoryCacheAndRebuild(t *testing.T) {
 	}
 	limiter := f.entries[key].limiter
 
+	// A second config on the same endpoint (another OMA VM) shares its budget, and keeps
+	// the endpoint's limiter alive while the first one moves away and back below.
+	sibling := cfg.DeepCopy()
+	sibling.Name = "osc2"
+	sibling.Spec.APIURL = "https://CLOUD.example.com/client/api/"
+	s2, err := f.For(sibling, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	siblingKey := types.NamespacedName{Namespace: "ns", Name: "osc2"}
+	if s2 == first || f.entries[siblingKey].limiter != limiter {
+		t.Fatal("two configs on one endpoint must have their own clients and one rate limiter")
+	}
+
 	changes := map[string]func(*v1alpha1.OsseaConfig, *corev1.Secret){
 		"secret resourceVersion": func(_ *v1alpha1.OsseaConfig, s *corev1.Secret) { s.ResourceVersion = "2" },
 		"secret keys":            func(_ *v1alpha1.OsseaConfig, s *corev1.Secret) { s.Data[SecretKeySecretKey] = []byte("other") },
@@ -140,22 +154,31 @@ func TestFactoryCacheAndRebuild(t *testing.T) {
 		if got == prev {
 			t.Fatalf("a change of %s must rebuild the client", name)
 		}
-		if f.entries[key].limiter != limiter {
-			t.Fatalf("a rebuild for %s must keep the config's rate limiter", name)
+		sameEndpoint := name != "apiURL"
+		if (f.entries[key].limiter == limiter) != sameEndpoint {
+			t.Fatalf("after a change of %s: shares the rate limiter = %v, want %v (one budget per endpoint)",
+				name, f.entries[key].limiter == limiter, sameEndpoint)
 		}
 		prev = got
 	}
-
-	other := cfg.DeepCopy()
-	other.Name = "osc2"
-	o, _ := f.For(other, secret)
-	if o == prev || f.entries[types.NamespacedName{Namespace: "ns", Name: "osc2"}].limiter == limiter {
-		t.Fatal("each config has its own client and rate limiter")
+	elsewhere := cfg.DeepCopy()
+	elsewhere.Name = "osc3"
+	elsewhere.Spec.APIURL = "https://third.example.com/client/api"
+	if _, err := f.For(elsewhere, secret); err != nil {
+		t.Fatal(err)
+	}
+	if f.entries[types.NamespacedName{Namespace: "ns", Name: "osc3"}].limiter == limiter {
+		t.Fatal("a config on another endpoint must have its own rate limiter")
 	}
 
 	f.Forget(key)
 	if _, ok := f.entries[key]; ok {
 		t.Fatal("Forget left the entry")
+	}
+	f.Forget(siblingKey)
+	f.Forget(types.NamespacedName{Namespace: "ns", Name: "osc3"})
+	if len(f.limiters) != 0 {
+		t.Fatalf("limiters of forgotten endpoints are kept: %v", len(f.limiters))
 	}
 }
 

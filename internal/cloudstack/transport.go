@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.org/x/time/rate"
 )
 
 // maxReplyBytes bounds what one reply may hold; a listVolumes of thousands of volumes is
@@ -40,11 +39,11 @@ func (e *httpStatusError) Error() string {
 }
 
 // transport sits under cloudstack-go, which has no context support: it applies the
-// caller's context, the per-config rate limit and a per-request timeout, reads the reply
+// caller's context, the endpoint's rate limit and a per-request timeout, reads the reply
 // completely, and records metrics and a redacted debug log line per call.
 type transport struct {
 	next    http.RoundTripper
-	limiter *rate.Limiter
+	limiter *budget
 	timeout time.Duration
 	red     *redactor
 	log     logr.Logger
@@ -66,11 +65,8 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	log = log.WithValues("command", command)
 
 	waitStart := time.Now()
-	if err := t.limiter.Wait(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, errRateLimitWait
+	if err := t.limiter.wait(ctx, laneOf(command)); err != nil {
+		return nil, err
 	}
 	rateLimitWait.Observe(time.Since(waitStart).Seconds())
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.org/x/time/rate"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
@@ -50,10 +49,10 @@ func metricValue(t *testing.T, name string, labels map[string]string) float64 {
 	return 0
 }
 
-func newTestTransport(limit rate.Limit, burst int, timeout time.Duration) *transport {
+func newTestTransport(qps float64, burst int, timeout time.Duration) *transport {
 	return &transport{
 		next:    http.DefaultTransport,
-		limiter: rate.NewLimiter(limit, burst),
+		limiter: newBudget(qps, burst),
 		timeout: timeout,
 		red:     testRedactor,
 		log:     logr.Discard(),
@@ -81,7 +80,7 @@ func TestTransportCommandsBodiesAndMetrics(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	client := &http.Client{Transport: newTestTransport(rate.Inf, 1, 5*time.Second)}
+	client := &http.Client{Transport: newTestTransport(0, 1, 5*time.Second)}
 
 	before := metricValue(t, "ossea_cloudstack_api_calls_total", map[string]string{"command": "createVolume", "code": "200"})
 	form := url.Values{"command": {"createVolume"}, "apiKey": {testAPIKey}, "name": {"vol 1"}}
@@ -134,7 +133,7 @@ func TestTransportRequestTimeout(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	client := &http.Client{Transport: newTestTransport(rate.Inf, 1, 200*time.Millisecond)}
+	client := &http.Client{Transport: newTestTransport(0, 1, 200*time.Millisecond)}
 
 	_, err := client.Get(srv.URL + "?command=listZones")
 	e := classify(err, testRedactor)

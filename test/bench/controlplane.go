@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
@@ -97,7 +96,7 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 		pendingWindows(traces, deleted, func(t world.Trace) time.Time { return t.Gone })...)
 	r := callRate(st, windows, o.qps)
 	rep.add("callRateWhilePending", round(r.achieved, 1), fmt.Sprintf("%.1f calls/s", r.achieved))
-	rep.add("configuredQPSWhilePending", round(r.configured, 1), fmt.Sprintf("%.1f calls/s (%g per config with work pending)", r.configured, o.qps))
+	rep.add("configuredQPSWhilePending", round(r.configured, 1), fmt.Sprintf("%.1f calls/s (one endpoint, %g QPS)", r.configured, o.qps))
 	rep.add("callRateFractionOfQPS", round(r.fraction, 3), fmt.Sprintf("%.1f%%", 100*r.fraction))
 	if st.CallTimes != nil && r.truncated {
 		rep.add("callTimesTruncated", true, "the simulator kept only the last 10000 call times of a command")
@@ -155,9 +154,10 @@ type rate struct {
 	truncated                      bool
 }
 
-// callRate compares the calls CloudStack received with the budget the configs with pending
-// work had: per 100ms, qps × 0.1 × (configs with work pending). Calls in slices where no
-// config had work pending are left out.
+// callRate compares the calls CloudStack received with the manager's budget while any
+// config had work pending. All configs point at the one simulator, so they share one
+// budget (the limit is per endpoint): qps × 0.1 per 100ms slice in which any window is
+// open. Calls in slices where no config had work pending are left out.
 func callRate(st cloudsim.State, windows []window, qps float64) rate {
 	if len(windows) == 0 {
 		return rate{}
@@ -169,10 +169,10 @@ func callRate(st cloudsim.State, windows []window, qps float64) rate {
 			start = w.from
 		}
 	}
-	active := map[int]int{}
+	active := map[int]bool{}
 	for _, w := range windows {
 		for i := int(w.from.Sub(start) / slice); i <= int(w.to.Sub(start)/slice); i++ {
-			active[i]++
+			active[i] = true
 		}
 	}
 	var r rate
@@ -185,21 +185,13 @@ func callRate(st cloudsim.State, windows []window, qps float64) rate {
 			if at.Before(start) {
 				continue
 			}
-			if active[int(at.Sub(start)/slice)] > 0 {
+			if active[int(at.Sub(start)/slice)] {
 				calls++
 			}
 		}
 	}
-	budget, seconds := 0.0, 0.0
-	slices := make([]int, 0, len(active))
-	for i := range active {
-		slices = append(slices, i)
-	}
-	sort.Ints(slices)
-	for _, i := range slices {
-		budget += qps * slice.Seconds() * float64(active[i])
-		seconds += slice.Seconds()
-	}
+	seconds := float64(len(active)) * slice.Seconds()
+	budget := qps * seconds
 	if seconds > 0 {
 		r.achieved = float64(calls) / seconds
 		r.configured = budget / seconds

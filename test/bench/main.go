@@ -56,7 +56,7 @@ func main() {
 	flag.IntVar(&o.vms, "vms", 0, "OMA VMs, one OsseaConfig each (default: enough for n at --per-vm; 5 for full-path)")
 	flag.IntVar(&o.perVM, "per-vm", 0, "data volume slots per OMA VM (default 64, the schema's maximum; 16 for full-path)")
 	flag.DurationVar(&o.jobLatency, "job-latency", time.Second, "simulator async job latency")
-	flag.Float64Var(&o.qps, "qps", 50, "the manager's --cloudstack-qps (per OsseaConfig)")
+	flag.Float64Var(&o.qps, "qps", 50, "the manager's --cloudstack-qps (per CloudStack endpoint; every config uses the one simulator)")
 	flag.IntVar(&o.burst, "burst", 0, "the manager's --cloudstack-burst (default: its own default)")
 	flag.DurationVar(&o.idle, "idle", 5*time.Minute, "steady-state: how long the attached volumes stay idle")
 	flag.DurationVar(&o.settle, "settle", 15*time.Second, "steady-state: pause between all Attached and the idle window")

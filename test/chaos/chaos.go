@@ -138,7 +138,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	defer rec.Stop()
 	proxy.before = detachGuard(ctx, c, rec)
 
-	mgr, err := w.StartManager("manager", "--zap-log-level=debug")
+	mgr, err := w.StartManager("manager", "--zap-log-level=debug", "--cloudstack-qps=30")
 	if err != nil {
 		return res, err
 	}

@@ -1,0 +1,180 @@
+package cloudstack
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+)
+
+// lane orders the calls waiting for an endpoint's budget.
+type lane int
+
+const (
+	// laneInFlight: calls that carry work already started (reads, polls, tag, attach,
+	// detach, delete). They go first, so that a flood of new volumes cannot hold back the
+	// attaches and mounts of the ones already on their way, nor their deletion.
+	laneInFlight lane = iota
+	// laneNew: calls that start new work (createVolume).
+	laneNew
+	lanes
+)
+
+// laneOf puts the commands that start new work in the second lane.
+func laneOf(command string) lane {
+	if command == "createVolume" {
+		return laneNew
+	}
+	return laneInFlight
+}
+
+// budget is a token bucket of qps tokens per second, holding at most burst, shared by the
+// configs of one CloudStack endpoint. Unlike rate.Limiter, whose reservations are served
+// in the order they were made, it hands each freed token to the oldest waiter of the
+// first non-empty lane. It is safe for concurrent use.
+type budget struct {
+	qps   float64
+	burst float64
+	now   func() time.Time
+
+	mu      sync.Mutex
+	tokens  float64
+	last    time.Time
+	waiting [lanes][]*waiter
+	timer   *time.Timer
+}
+
+type waiter struct {
+	ready   chan struct{} // closed when the waiter has its token
+	granted bool
+}
+
+// newBudget returns a full bucket. qps <= 0 means no limit.
+func newBudget(qps float64, burst int) *budget {
+	b := &budget{qps: qps, burst: float64(max(burst, 1)), now: time.Now}
+	b.tokens, b.last = b.burst, b.now()
+	return b
+}
+
+// wait takes a token, waiting for one in its lane if none is free. It gives up at once with
+// errRateLimitWait when ctx's deadline would pass before a token could come even if no
+// other call arrived, and with ctx's error when ctx ends while it waits.
+func (b *budget) wait(ctx context.Context, l lane) error {
+	if b.qps <= 0 {
+		return ctx.Err()
+	}
+	b.mu.Lock()
+	now := b.now()
+	b.refill(now)
+	ahead := 0
+	for i := lane(0); i <= l; i++ {
+		ahead += len(b.waiting[i])
+	}
+	if ahead == 0 && b.tokens >= 1 {
+		b.tokens--
+		b.mu.Unlock()
+		return nil
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		earliest := now.Add(b.timeFor(float64(ahead) + 1 - b.tokens))
+		if earliest.After(deadline) {
+			b.mu.Unlock()
+			return errRateLimitWait
+		}
+	}
+	w := &waiter{ready: make(chan struct{})}
+	b.waiting[l] = append(b.waiting[l], w)
+	b.dispatch(now)
+	b.mu.Unlock()
+
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if w.granted {
+			// The token came as the caller gave up: hand it on rather than lose it.
+			b.tokens++
+		} else {
+			b.remove(l, w)
+		}
+		b.dispatch(b.now())
+		return ctx.Err()
+	}
+}
+
+// refill adds the tokens earned since the last refill. b.mu is held.
+func (b *budget) refill(now time.Time) {
+	if now.After(b.last) {
+		b.tokens = math.Min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.qps)
+		b.last = now
+	}
+}
+
+// timeFor is how long n more tokens take to come.
+func (b *budget) timeFor(n float64) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	return time.Duration(n / b.qps * float64(time.Second))
+}
+
+// dispatch hands the free tokens to waiters, first lane first, and sets the timer for the
+// next token while anyone still waits. b.mu is held.
+func (b *budget) dispatch(now time.Time) {
+	b.refill(now)
+	for b.tokens >= 1 {
+		w := b.next()
+		if w == nil {
+			return
+		}
+		b.tokens--
+		w.granted = true
+		close(w.ready)
+	}
+	if b.queued() {
+		d := b.timeFor(1 - b.tokens)
+		if b.timer == nil {
+			b.timer = time.AfterFunc(d, b.tick)
+		} else {
+			b.timer.Reset(d)
+		}
+	}
+}
+
+func (b *budget) tick() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dispatch(b.now())
+}
+
+// next pops the oldest waiter of the first non-empty lane. b.mu is held.
+func (b *budget) next() *waiter {
+	for i := range b.waiting {
+		if q := b.waiting[i]; len(q) > 0 {
+			b.waiting[i] = q[1:]
+			return q[0]
+		}
+	}
+	return nil
+}
+
+func (b *budget) queued() bool {
+	for _, q := range b.waiting {
+		if len(q) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *budget) remove(l lane, w *waiter) {
+	q := b.waiting[l]
+	for i := range q {
+		if q[i] == w {
+			b.waiting[l] = append(q[:i:i], q[i+1:]...)
+			return
+		}
+	}
+}
