@@ -35,8 +35,12 @@ type adapter struct {
 
 // newBatchers wires the adapter's batched lookups to its own calls.
 func (a *adapter) newBatchers() {
-	a.volumes = &batcher[Volume]{call: a.getVolumes, single: a.getVolume}
-	a.names = &batcher[[]Volume]{call: a.findByNames, single: a.findByName}
+	var reserve func(context.Context) (context.Context, error)
+	if t, ok := a.rt.(*transport); ok {
+		reserve = t.reserve
+	}
+	a.volumes = &batcher[Volume]{call: a.getVolumes, single: a.getVolume, reserve: reserve}
+	a.names = &batcher[[]Volume]{call: a.findByNames, single: a.findByName, reserve: reserve}
 }
 
 var _ Cloud = (*adapter)(nil)

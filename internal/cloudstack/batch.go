@@ -20,14 +20,19 @@ const gather = 100 * time.Millisecond
 // whatever is asked meanwhile waits for the next call, which starts the moment the current
 // one ends. An idle client therefore answers a lone lookup almost at once (after gather)
 // with a call of its own, and a busy one, whose calls queue behind the rate limit, answers
-// many lookups with one call. Every answer comes from a call that started after the lookup was asked for, so a
-// batched read is exactly as fresh as a direct one.
+// many lookups with one call: the batcher takes its rate-limit token first and only then
+// picks the keys, so lookups asked while it waited for the budget ride along. Every answer
+// comes from a call that started after the lookup was asked for, so a batched read is
+// exactly as fresh as a direct one.
 type batcher[V any] struct {
 	// call looks up keys (at most maxBatch) and returns what it found by key; a key it did
 	// not find is simply absent.
 	call func(ctx context.Context, keys []string) (map[string]V, error)
 	// single looks up one key, for when a batch failed in a way one bad key can cause.
 	single func(ctx context.Context, key string) (V, bool, error)
+	// reserve, if set, takes a rate-limit token before the keys are picked and returns the
+	// context that carries it to the call.
+	reserve func(ctx context.Context) (context.Context, error)
 
 	mu      sync.Mutex
 	waiting map[string][]chan batchAnswer[V]
@@ -69,7 +74,6 @@ func (b *batcher[V]) get(ctx context.Context, key string) (V, bool, error) {
 // run makes calls until nobody waits. Its calls belong to no single caller, so they run
 // without a caller's deadline; the transport's request timeout bounds each.
 func (b *batcher[V]) run() {
-	ctx := context.Background()
 	time.Sleep(gather)
 	for {
 		b.mu.Lock()
@@ -78,6 +82,17 @@ func (b *batcher[V]) run() {
 			b.mu.Unlock()
 			return
 		}
+		b.mu.Unlock()
+		// Only run takes keys out of order, so there is still work after the wait.
+		ctx := context.Background()
+		if b.reserve != nil {
+			// Without a deadline the wait only ends with a token; should it fail anyway,
+			// the call waits in the transport as any other.
+			if held, err := b.reserve(ctx); err == nil {
+				ctx = held
+			}
+		}
+		b.mu.Lock()
 		n := min(len(b.order), maxBatch)
 		keys := b.order[:n:n]
 		b.order = b.order[n:]

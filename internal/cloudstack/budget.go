@@ -3,27 +3,36 @@ package cloudstack
 import (
 	"context"
 	"math"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// lane orders the calls waiting for an endpoint's budget.
+// lane orders the calls waiting for an endpoint's budget: the calls that finish work go
+// before the calls that start it, so that a flood of new volumes cannot hold back the
+// attaches and mounts of the ones already on their way, nor their deletion.
 type lane int
 
 const (
-	// laneInFlight: calls that carry work already started (reads, polls, tag, attach,
-	// detach, delete). They go first, so that a flood of new volumes cannot hold back the
-	// attaches and mounts of the ones already on their way, nor their deletion.
-	laneInFlight lane = iota
+	// laneRead: reads and polls (list*, queryAsyncJobResult). They find the jobs that
+	// have ended, and each finished job lets a volume take its next step.
+	laneRead lane = iota
+	// laneInFlight: the next step of a volume already created (tag, attach, detach,
+	// delete).
+	laneInFlight
 	// laneNew: calls that start new work (createVolume).
 	laneNew
 	lanes
 )
 
-// laneOf puts the commands that start new work in the second lane.
+// laneOf sorts a command into its lane.
 func laneOf(command string) lane {
-	if command == "createVolume" {
+	switch {
+	case command == "createVolume":
 		return laneNew
+	case strings.HasPrefix(command, "list"), command == "queryAsyncJobResult":
+		return laneRead
 	}
 	return laneInFlight
 }
@@ -31,7 +40,7 @@ func laneOf(command string) lane {
 // budget is a token bucket of qps tokens per second, holding at most burst, shared by the
 // configs of one CloudStack endpoint. Unlike rate.Limiter, whose reservations are served
 // in the order they were made, it hands each freed token to the oldest waiter of the
-// first non-empty lane. It is safe for concurrent use.
+// first lane that may go (see next). It is safe for concurrent use.
 type budget struct {
 	qps   float64
 	burst float64
@@ -41,7 +50,9 @@ type budget struct {
 	tokens  float64
 	last    time.Time
 	waiting [lanes][]*waiter
-	timer   *time.Timer
+	// readCredit is how many tokens reads may take ahead of other waiting calls.
+	readCredit float64
+	timer      *time.Timer
 }
 
 type waiter struct {
@@ -51,7 +62,7 @@ type waiter struct {
 
 // newBudget returns a full bucket. qps <= 0 means no limit.
 func newBudget(qps float64, burst int) *budget {
-	b := &budget{qps: qps, burst: float64(max(burst, 1)), now: time.Now}
+	b := &budget{qps: qps, burst: float64(max(burst, 1)), now: time.Now, readCredit: maxReadCredit}
 	b.tokens, b.last = b.burst, b.now()
 	return b
 }
@@ -149,15 +160,36 @@ func (b *budget) tick() {
 	b.dispatch(b.now())
 }
 
-// next pops the oldest waiter of the first non-empty lane. b.mu is held.
+// Reads go first, but while other calls wait they get at most readShare of the tokens:
+// when the budget binds, a poll that waits a little covers more volumes in one call
+// instead of spending the budget on one volume at a time.
+const (
+	readShare     = 0.25
+	maxReadCredit = 2
+)
+
+// next pops the oldest waiter of the first lane that may go. b.mu is held.
 func (b *budget) next() *waiter {
-	for i := range b.waiting {
-		if q := b.waiting[i]; len(q) > 0 {
-			b.waiting[i] = q[1:]
-			return q[0]
+	othersWait := len(b.waiting[laneInFlight])+len(b.waiting[laneNew]) > 0
+	if len(b.waiting[laneRead]) > 0 && (!othersWait || b.readCredit >= 1) {
+		if othersWait {
+			b.readCredit--
+		}
+		return b.pop(laneRead)
+	}
+	for _, l := range []lane{laneInFlight, laneNew} {
+		if len(b.waiting[l]) > 0 {
+			b.readCredit = math.Min(maxReadCredit, b.readCredit+readShare/(1-readShare))
+			return b.pop(l)
 		}
 	}
 	return nil
+}
+
+func (b *budget) pop(l lane) *waiter {
+	w := b.waiting[l][0]
+	b.waiting[l] = b.waiting[l][1:]
+	return w
 }
 
 func (b *budget) queued() bool {
@@ -177,4 +209,20 @@ func (b *budget) remove(l lane, w *waiter) {
 			return
 		}
 	}
+}
+
+// heldToken is a token taken before the request it pays for was built (see
+// batcher.reserve); the transport spends it instead of waiting, once.
+type heldToken struct{ spent atomic.Bool }
+
+type heldTokenKey struct{}
+
+func withHeldToken(ctx context.Context) context.Context {
+	return context.WithValue(ctx, heldTokenKey{}, &heldToken{})
+}
+
+// spendHeldToken reports whether ctx carried an unspent token, and spends it.
+func spendHeldToken(ctx context.Context) bool {
+	t, ok := ctx.Value(heldTokenKey{}).(*heldToken)
+	return ok && t.spent.CompareAndSwap(false, true)
 }

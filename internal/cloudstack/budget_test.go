@@ -41,8 +41,9 @@ func TestBudgetSpacesCalls(t *testing.T) {
 	}
 }
 
-// A call that carries work in flight overtakes new work that has been waiting longer.
-func TestBudgetServesInFlightBeforeNew(t *testing.T) {
+// Reads overtake the next steps of volumes in flight, and those overtake new volumes,
+// however long the later lanes have waited.
+func TestBudgetServesLanesInOrder(t *testing.T) {
 	b := newBudget(5, 1)
 	ctx := context.Background()
 	if err := b.wait(ctx, laneNew); err != nil { // empties the bucket
@@ -66,13 +67,48 @@ func TestBudgetServesInFlightBeforeNew(t *testing.T) {
 		waitQueued(t, b, laneNew, i+1)
 	}
 	wg.Add(1)
-	go call("poll", laneInFlight)
+	go call("attach", laneInFlight)
+	waitQueued(t, b, laneInFlight, 1)
+	wg.Add(1)
+	go call("poll", laneRead)
 	wg.Wait()
-	want := []string{"poll", "new1", "new2", "new3"}
+	want := []string{"poll", "attach", "new1", "new2", "new3"}
 	for i := range want {
 		if order[i] != want[i] {
 			t.Fatalf("served in order %v, want %v", order, want)
 		}
+	}
+}
+
+// While other calls wait, reads take at most about a quarter of the tokens (after a head
+// start of two), so that polls gather more volumes per call when the budget binds.
+func TestBudgetBoundsReadsWhileOthersWait(t *testing.T) {
+	b := newBudget(10, 1)
+	ctx := context.Background()
+	if err := b.wait(ctx, laneNew); err != nil { // empties the bucket
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var order []byte
+	var wg sync.WaitGroup
+	for i := range 6 {
+		for _, l := range []lane{laneRead, laneInFlight} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := b.wait(ctx, l); err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				order = append(order, "RF"[l])
+				mu.Unlock()
+			}()
+			waitQueued(t, b, l, i+1)
+		}
+	}
+	wg.Wait()
+	if got, want := string(order[:8]), "RRFFFRFF"; got != want {
+		t.Fatalf("served %s, want %s first", order, want)
 	}
 }
 
@@ -117,8 +153,8 @@ func TestBudgetOff(t *testing.T) {
 
 func TestLaneOf(t *testing.T) {
 	for cmd, want := range map[string]lane{
-		"createVolume": laneNew, "listVolumes": laneInFlight, "attachVolume": laneInFlight,
-		"queryAsyncJobResult": laneInFlight, "deleteVolume": laneInFlight,
+		"createVolume": laneNew, "listVolumes": laneRead, "attachVolume": laneInFlight, "createTags": laneInFlight,
+		"queryAsyncJobResult": laneRead, "deleteVolume": laneInFlight, "detachVolume": laneInFlight,
 	} {
 		if got := laneOf(cmd); got != want {
 			t.Errorf("laneOf(%s) = %d, want %d", cmd, got, want)

@@ -49,6 +49,15 @@ type transport struct {
 	log     logr.Logger
 }
 
+// reserve takes a token for a read that is not built yet, and returns the context to send
+// it with.
+func (t *transport) reserve(ctx context.Context) (context.Context, error) {
+	if err := t.limiter.wait(ctx, laneRead); err != nil {
+		return ctx, err
+	}
+	return withHeldToken(ctx), nil
+}
+
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	// A shallow copy, so that putting the body back after reading the command does not
@@ -65,8 +74,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	log = log.WithValues("command", command)
 
 	waitStart := time.Now()
-	if err := t.limiter.wait(ctx, laneOf(command)); err != nil {
-		return nil, err
+	if !spendHeldToken(ctx) {
+		if err := t.limiter.wait(ctx, laneOf(command)); err != nil {
+			return nil, err
+		}
 	}
 	rateLimitWait.Observe(time.Since(waitStart).Seconds())
 
