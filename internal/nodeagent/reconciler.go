@@ -243,14 +243,14 @@ func (r *Reconciler) setStatus(ctx context.Context, s *volumeScope, rep *report)
 	}
 	key := client.ObjectKeyFromObject(s.mv)
 	seen := &osseav1.MigrationVolume{}
-	if err := writeStatusSeen(ctx, r.Client, r.APIReader, key, s.mv.Generation, s.mv.Status.VolumeID, rep, seen); err != nil {
+	if err := writeStatusSeen(ctx, r.Client, r.APIReader, key, s.mv.Generation, s.mv.Status.VolumeID, rep, seen, s.mv); err != nil {
 		return fmt.Errorf("writing the status of %s: %w", key, err)
 	}
 	if seen.UID == s.mv.UID {
-		// Our own write made the cached copy's resourceVersion stale: a finalizer patch
-		// from it would fail its optimistic lock every time. Go on from what we just saw,
-		// finalizers included, so that patch neither fails nor drops anyone's finalizer.
-		s.mv.ResourceVersion, s.mv.Finalizers = seen.ResourceVersion, seen.Finalizers
+		// Our own write made the cached copy stale: a finalizer or status patch from it
+		// would fail its optimistic lock every time. Go on from what we just saw, so that
+		// the next write neither fails nor drops anyone's finalizer or condition.
+		seen.DeepCopyInto(s.mv)
 	}
 	changed := s.prev == nil || s.prev.Reason != rep.reason || s.prev.Status != rep.status
 	if changed && rep.status == metav1.ConditionFalse && warningReasons[rep.reason] {

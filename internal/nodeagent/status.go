@@ -83,24 +83,33 @@ func (r *report) apply(st *osseav1.MigrationVolumeStatus, generation int64) {
 
 // writeStatus records r on the object. The manager writes the same status concurrently
 // (Allocated, Attached, Ready, phase, ...), and a JSON merge patch replaces the conditions
-// list whole, so every write starts from a fresh read straight from the API server, changes
-// only the agent's condition and fields, and carries that read's resourceVersion: if the
-// manager wrote in between, the API server answers Conflict and the write is redone on the
-// newer object instead of reverting the manager's change. A write that would change
-// nothing is not sent, so an agent restart leaves the object untouched.
+// list whole, so every write changes only the agent's condition and fields of a copy that
+// carries its resourceVersion: if the manager wrote in between, the API server answers
+// Conflict and the write is redone on a fresh read instead of reverting the manager's
+// change. A write that would change nothing is not sent, so an agent restart leaves the
+// object untouched.
 //
 // volumeID, when not empty, must still be the object's volume: a report about a device is
 // dropped if the manager replaced the volume meanwhile.
 func writeStatus(ctx context.Context, c client.Client, reader client.Reader, key client.ObjectKey, generation int64, volumeID string, r *report) error {
-	return writeStatusSeen(ctx, c, reader, key, generation, volumeID, r, nil)
+	return writeStatusSeen(ctx, c, reader, key, generation, volumeID, r, nil, nil)
 }
 
-// writeStatusSeen is writeStatus that also hands back, in seen, the object as it stands
-// after the write (or as read, when there was nothing to write): a caller that writes the
-// object next starts from its current resourceVersion and finalizers instead of a cached
-// copy the write has just made stale.
+// writeStatusSeen is writeStatus that first tries from cached, the caller's copy (when
+// given), which saves a read when it is current, as it is right after the event that
+// started the reconcile. A stale copy costs one Conflict; a copy by which nothing would
+// change proves nothing, so then the object is read. It also hands back, in seen, the
+// object as it stands after the write (or as read, when there was nothing to write): a
+// caller that writes the object next starts from its current resourceVersion instead of a
+// cached copy the write has just made stale.
 func writeStatusSeen(ctx context.Context, c client.Client, reader client.Reader, key client.ObjectKey, generation int64, volumeID string,
-	r *report, seen *osseav1.MigrationVolume) error {
+	r *report, seen, cached *osseav1.MigrationVolume) error {
+	if cached != nil && cached.ResourceVersion != "" {
+		wrote, err := patchStatus(ctx, c, cached.DeepCopy(), generation, volumeID, r, seen, true)
+		if wrote || (err != nil && !apierrors.IsConflict(err)) {
+			return err
+		}
+	}
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		fresh := &osseav1.MigrationVolume{}
 		if err := reader.Get(ctx, key, fresh); err != nil {
@@ -109,24 +118,36 @@ func writeStatusSeen(ctx context.Context, c client.Client, reader client.Reader,
 			}
 			return fmt.Errorf("reading %s before writing its status: %w", key, err)
 		}
-		if volumeID != "" && fresh.Status.VolumeID != volumeID {
-			return nil
-		}
-		base := fresh.DeepCopy()
-		r.apply(&fresh.Status, generation)
-		if !equality.Semantic.DeepEqual(base.Status, fresh.Status) {
-			if err := c.Status().Patch(ctx, fresh, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-				if apierrors.IsNotFound(err) {
-					return nil
-				}
-				return err // a Conflict is retried by RetryOnConflict
-			}
-		}
-		if seen != nil {
-			fresh.DeepCopyInto(seen)
-		}
-		return nil
+		_, err := patchStatus(ctx, c, fresh, generation, volumeID, r, seen, false)
+		return err
 	})
+}
+
+// patchStatus applies r to obj and patches the difference with obj's resourceVersion as
+// the lock. wrote is true when the question is settled: the patch went through, or the
+// object is gone, or the report is not for its volume. onlyChange skips the no-change
+// case (wrote stays false) for a caller that must confirm it on a fresh read.
+func patchStatus(ctx context.Context, c client.Client, obj *osseav1.MigrationVolume, generation int64, volumeID string,
+	r *report, seen *osseav1.MigrationVolume, onlyChange bool) (wrote bool, err error) {
+	if volumeID != "" && obj.Status.VolumeID != volumeID {
+		return !onlyChange, nil
+	}
+	base := obj.DeepCopy()
+	r.apply(&obj.Status, generation)
+	if equality.Semantic.DeepEqual(base.Status, obj.Status) {
+		if onlyChange {
+			return false, nil
+		}
+	} else if err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, err // a Conflict is retried from a fresh read
+	}
+	if seen != nil {
+		obj.DeepCopyInto(seen)
+	}
+	return true, nil
 }
 
 func truncate(s string, n int) string {

@@ -83,3 +83,66 @@ func TestWriteStatusNeverRevertsAConcurrentWrite(t *testing.T) {
 		t.Errorf("a report about another volume was written: %+v", m)
 	}
 }
+
+// From a current copy the write needs no read; from a stale one it is refused, read again
+// and redone without reverting the manager's write.
+func TestWriteStatusFromCachedCopy(t *testing.T) {
+	w := newWorld(t)
+	mv := w.newVolume("cached", "job-cached", "disk-0", 1)
+	w.attach(mv, "0b3f5c2e-9a41-4d6e-8f00-123456789abc")
+	current := w.get(mv)
+
+	raw, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gets, patches := 0, 0
+	reader := interceptor.NewClient(raw, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			gets++
+			return c.Get(ctx, key, obj, opts...)
+		},
+	})
+	c := interceptor.NewClient(raw, interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			patches++
+			return c.Status().Patch(ctx, obj, patch, opts...)
+		},
+	})
+	key := client.ObjectKeyFromObject(mv)
+	claim := &report{status: metav1.ConditionUnknown, reason: "Claimed", message: "claimed", nodeName: strp("node-a")}
+	seen := &osseav1.MigrationVolume{}
+	if err := writeStatusSeen(testCtx, c, reader, key, current.Generation, current.Status.VolumeID, claim, seen, current); err != nil {
+		t.Fatal(err)
+	}
+	if gets != 0 || patches != 1 || seen.ResourceVersion == current.ResourceVersion || seen.Status.NodeName != "node-a" {
+		t.Fatalf("from a current copy: %d reads, %d patches, seen %s (was %s); want 0, 1 and a newer version",
+			gets, patches, seen.ResourceVersion, current.ResourceVersion)
+	}
+
+	// The manager writes; the agent still holds the copy from before.
+	w.updateStatus(w.get(mv), func(st *osseav1.MigrationVolumeStatus) { st.CloudStackState = "Ready" })
+	gets, patches = 0, 0
+	mounted := &report{status: metav1.ConditionTrue, reason: ReasonMounted, message: "mounted", mountPath: strp("/mnt/migration/job-cached/disk-0")}
+	if err := writeStatusSeen(testCtx, c, reader, key, seen.Generation, seen.Status.VolumeID, mounted, nil, seen); err != nil {
+		t.Fatal(err)
+	}
+	if gets != 1 || patches != 2 {
+		t.Errorf("from a stale copy: %d reads, %d patches; want 1 and 2 (the stale one refused)", gets, patches)
+	}
+	got := w.get(mv)
+	if got.Status.CloudStackState != "Ready" || got.Status.MountPath != "/mnt/migration/job-cached/disk-0" || got.Status.NodeName != "node-a" {
+		t.Errorf("a write was lost: %+v", got.Status)
+	}
+
+	// A stale copy by which nothing would change is not trusted: the object is read.
+	w.updateStatus(w.get(mv), func(st *osseav1.MigrationVolumeStatus) { st.MountPath = "" })
+	gets, patches = 0, 0
+	if err := writeStatusSeen(testCtx, c, reader, key, got.Generation, got.Status.VolumeID, mounted, nil, got); err != nil {
+		t.Fatal(err)
+	}
+	if gets != 1 || patches != 1 || w.get(mv).Status.MountPath != "/mnt/migration/job-cached/disk-0" {
+		t.Errorf("an unchanged report on a stale copy: %d reads, %d patches, mountPath %q; want 1, 1 and the path restored",
+			gets, patches, w.get(mv).Status.MountPath)
+	}
+}
