@@ -40,7 +40,7 @@ func laneOf(command string) lane {
 // budget is a token bucket of qps tokens per second, holding at most burst, shared by the
 // configs of one CloudStack endpoint. Unlike rate.Limiter, whose reservations are served
 // in the order they were made, it hands each freed token to the oldest waiter of the
-// first lane that may go (see next). It is safe for concurrent use.
+// first non-empty lane. It is safe for concurrent use.
 type budget struct {
 	qps   float64
 	burst float64
@@ -50,9 +50,7 @@ type budget struct {
 	tokens  float64
 	last    time.Time
 	waiting [lanes][]*waiter
-	// readCredit is how many tokens reads may take ahead of other waiting calls.
-	readCredit float64
-	timer      *time.Timer
+	timer   *time.Timer
 }
 
 type waiter struct {
@@ -62,7 +60,7 @@ type waiter struct {
 
 // newBudget returns a full bucket. qps <= 0 means no limit.
 func newBudget(qps float64, burst int) *budget {
-	b := &budget{qps: qps, burst: float64(max(burst, 1)), now: time.Now, readCredit: maxReadCredit}
+	b := &budget{qps: qps, burst: float64(max(burst, 1)), now: time.Now}
 	b.tokens, b.last = b.burst, b.now()
 	return b
 }
@@ -160,36 +158,15 @@ func (b *budget) tick() {
 	b.dispatch(b.now())
 }
 
-// Reads go first, but while other calls wait they get at most readShare of the tokens:
-// when the budget binds, a poll that waits a little covers more volumes in one call
-// instead of spending the budget on one volume at a time.
-const (
-	readShare     = 0.25
-	maxReadCredit = 2
-)
-
-// next pops the oldest waiter of the first lane that may go. b.mu is held.
+// next pops the oldest waiter of the first non-empty lane. b.mu is held.
 func (b *budget) next() *waiter {
-	othersWait := len(b.waiting[laneInFlight])+len(b.waiting[laneNew]) > 0
-	if len(b.waiting[laneRead]) > 0 && (!othersWait || b.readCredit >= 1) {
-		if othersWait {
-			b.readCredit--
-		}
-		return b.pop(laneRead)
-	}
-	for _, l := range []lane{laneInFlight, laneNew} {
-		if len(b.waiting[l]) > 0 {
-			b.readCredit = math.Min(maxReadCredit, b.readCredit+readShare/(1-readShare))
-			return b.pop(l)
+	for i := range b.waiting {
+		if q := b.waiting[i]; len(q) > 0 {
+			b.waiting[i] = q[1:]
+			return q[0]
 		}
 	}
 	return nil
-}
-
-func (b *budget) pop(l lane) *waiter {
-	w := b.waiting[l][0]
-	b.waiting[l] = b.waiting[l][1:]
-	return w
 }
 
 func (b *budget) queued() bool {

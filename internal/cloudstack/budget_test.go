@@ -80,38 +80,6 @@ func TestBudgetServesLanesInOrder(t *testing.T) {
 	}
 }
 
-// While other calls wait, reads take at most about a quarter of the tokens (after a head
-// start of two), so that polls gather more volumes per call when the budget binds.
-func TestBudgetBoundsReadsWhileOthersWait(t *testing.T) {
-	b := newBudget(10, 1)
-	ctx := context.Background()
-	if err := b.wait(ctx, laneNew); err != nil { // empties the bucket
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var order []byte
-	var wg sync.WaitGroup
-	for i := range 6 {
-		for _, l := range []lane{laneRead, laneInFlight} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := b.wait(ctx, l); err != nil {
-					t.Error(err)
-				}
-				mu.Lock()
-				order = append(order, "RF"[l])
-				mu.Unlock()
-			}()
-			waitQueued(t, b, l, i+1)
-		}
-	}
-	wg.Wait()
-	if got, want := string(order[:8]), "RRFFFRFF"; got != want {
-		t.Fatalf("served %s, want %s first", order, want)
-	}
-}
-
 func TestBudgetDeadlineAndCancel(t *testing.T) {
 	b := newBudget(1, 1)
 	if err := b.wait(context.Background(), laneInFlight); err != nil {

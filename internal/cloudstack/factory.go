@@ -81,6 +81,20 @@ type Factory struct {
 	mu       sync.Mutex
 	entries  map[types.NamespacedName]*entry
 	limiters map[string]*budget // by endpointKey
+	// readers batch the reads by volume id of every config that sees the same account
+	// through the same endpoint: what one listVolumes by ids returns depends on nothing
+	// else, so the OMA VMs of one cloud share their polls.
+	readers map[account]*batcher[Volume]
+}
+
+// account is what decides what a client sees.
+type account struct {
+	endpoint, apiKey, secretKey, caBundle string
+	insecure                              bool
+}
+
+func accountOf(s settings) account {
+	return account{endpoint: endpointKey(s.apiURL), apiKey: s.apiKey, secretKey: s.secretKey, caBundle: s.caBundle, insecure: s.insecure}
 }
 
 // settings is everything a client is built from; a change in any of it means a rebuild.
@@ -121,7 +135,7 @@ func NewFactory(opts ...Option) *Factory {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Factory{opts: o, entries: map[types.NamespacedName]*entry{}, limiters: map[string]*budget{}}
+	return &Factory{opts: o, entries: map[types.NamespacedName]*entry{}, limiters: map[string]*budget{}, readers: map[account]*batcher[Volume]{}}
 }
 
 // For returns the Cloud for an OsseaConfig and its credentials Secret, reusing the cached
@@ -183,9 +197,16 @@ func (f *Factory) For(cfg *v1alpha1.OsseaConfig, secret *corev1.Secret) (Cloud, 
 		jobs:                  e.jobs,
 	}
 	e.cloud.newBatchers()
+	// The first config of an account lends its client to the account's reads; any other
+	// would send the same request. (Its name is the one in their debug logs.)
+	if shared := f.readers[accountOf(s)]; shared != nil {
+		e.cloud.volumes = shared
+	} else {
+		f.readers[accountOf(s)] = e.cloud.volumes
+	}
 	f.entries[key] = e
 	if old != nil {
-		f.dropUnusedLimiters() // the apiURL may have moved to another endpoint
+		f.dropUnused() // the config may have moved to another endpoint or account
 	}
 	return e.cloud, nil
 }
@@ -219,7 +240,7 @@ func (f *Factory) Forget(key types.NamespacedName) {
 	if e := f.entries[key]; e != nil {
 		e.http.CloseIdleConnections()
 		delete(f.entries, key)
-		f.dropUnusedLimiters()
+		f.dropUnused()
 	}
 }
 
@@ -234,15 +255,21 @@ func (f *Factory) limiterFor(apiURL string) *budget {
 	return l
 }
 
-// dropUnusedLimiters forgets the limiters no cached client uses any more. f.mu is held.
-func (f *Factory) dropUnusedLimiters() {
-	used := map[string]bool{}
+// dropUnused forgets the limiters and readers no cached client uses any more. f.mu is held.
+func (f *Factory) dropUnused() {
+	endpoints, accounts := map[string]bool{}, map[account]bool{}
 	for _, e := range f.entries {
-		used[endpointKey(e.settings.apiURL)] = true
+		endpoints[endpointKey(e.settings.apiURL)] = true
+		accounts[accountOf(e.settings)] = true
 	}
 	for k := range f.limiters {
-		if !used[k] {
+		if !endpoints[k] {
 			delete(f.limiters, k)
+		}
+	}
+	for k := range f.readers {
+		if !accounts[k] {
+			delete(f.readers, k)
 		}
 	}
 }

@@ -133,6 +133,9 @@ func TestFactoryCacheAndRebuild(t *testing.T) {
 	if s2 == first || f.entries[siblingKey].limiter != limiter {
 		t.Fatal("two configs on one endpoint must have their own clients and one rate limiter")
 	}
+	if f.entries[siblingKey].cloud.volumes != f.entries[key].cloud.volumes || f.entries[siblingKey].cloud.names == f.entries[key].cloud.names {
+		t.Fatal("two configs of one account must share their reads by id, and only those")
+	}
 
 	changes := map[string]func(*v1alpha1.OsseaConfig, *corev1.Secret){
 		"secret resourceVersion": func(_ *v1alpha1.OsseaConfig, s *corev1.Secret) { s.ResourceVersion = "2" },
@@ -167,8 +170,8 @@ func TestFactoryCacheAndRebuild(t *testing.T) {
 	if _, err := f.For(elsewhere, secret); err != nil {
 		t.Fatal(err)
 	}
-	if f.entries[types.NamespacedName{Namespace: "ns", Name: "osc3"}].limiter == limiter {
-		t.Fatal("a config on another endpoint must have its own rate limiter")
+	if e3 := f.entries[types.NamespacedName{Namespace: "ns", Name: "osc3"}]; e3.limiter == limiter || e3.cloud.volumes == f.entries[siblingKey].cloud.volumes {
+		t.Fatal("a config on another endpoint must have its own rate limiter and reads")
 	}
 
 	f.Forget(key)
@@ -177,8 +180,8 @@ func TestFactoryCacheAndRebuild(t *testing.T) {
 	}
 	f.Forget(siblingKey)
 	f.Forget(types.NamespacedName{Namespace: "ns", Name: "osc3"})
-	if len(f.limiters) != 0 {
-		t.Fatalf("limiters of forgotten endpoints are kept: %v", len(f.limiters))
+	if len(f.limiters) != 0 || len(f.readers) != 0 {
+		t.Fatalf("limiters (%d) or readers (%d) of forgotten configs are kept", len(f.limiters), len(f.readers))
 	}
 }
 
