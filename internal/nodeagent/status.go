@@ -95,18 +95,19 @@ func writeStatus(ctx context.Context, c client.Client, reader client.Reader, key
 	return writeStatusSeen(ctx, c, reader, key, generation, volumeID, r, nil, nil)
 }
 
-// writeStatusSeen is writeStatus that first tries from cached, the caller's copy (when
-// given), which saves a read when it is current, as it is right after the event that
-// started the reconcile. A stale copy costs one Conflict; a copy by which nothing would
-// change proves nothing, so then the object is read. It also hands back, in seen, the
-// object as it stands after the write (or as read, when there was nothing to write): a
-// caller that writes the object next starts from its current resourceVersion instead of a
-// cached copy the write has just made stale.
+// writeStatusSeen is writeStatus that starts from cached, the caller's copy, when given:
+// that saves a read, since the copy is current right after the event that started the
+// reconcile. A stale copy costs one Conflict and then a read. A report by which the copy
+// would not change is not sent: should the copy be stale and the object differ, the watch
+// event that brings the newer version starts another reconcile, which writes then. It also
+// hands back, in seen, the object as it stands after the write (or as read or cached, when
+// there was nothing to write): a caller that writes the object next starts from its
+// current resourceVersion instead of a copy the write has just made stale.
 func writeStatusSeen(ctx context.Context, c client.Client, reader client.Reader, key client.ObjectKey, generation int64, volumeID string,
 	r *report, seen, cached *osseav1.MigrationVolume) error {
 	if cached != nil && cached.ResourceVersion != "" {
-		wrote, err := patchStatus(ctx, c, cached.DeepCopy(), generation, volumeID, r, seen, true)
-		if wrote || (err != nil && !apierrors.IsConflict(err)) {
+		err := patchStatus(ctx, c, cached.DeepCopy(), generation, volumeID, r, seen)
+		if !apierrors.IsConflict(err) {
 			return err
 		}
 	}
@@ -118,36 +119,31 @@ func writeStatusSeen(ctx context.Context, c client.Client, reader client.Reader,
 			}
 			return fmt.Errorf("reading %s before writing its status: %w", key, err)
 		}
-		_, err := patchStatus(ctx, c, fresh, generation, volumeID, r, seen, false)
-		return err
+		return patchStatus(ctx, c, fresh, generation, volumeID, r, seen)
 	})
 }
 
-// patchStatus applies r to obj and patches the difference with obj's resourceVersion as
-// the lock. wrote is true when the question is settled: the patch went through, or the
-// object is gone, or the report is not for its volume. onlyChange skips the no-change
-// case (wrote stays false) for a caller that must confirm it on a fresh read.
+// patchStatus applies r to obj and, if that changes anything, patches the difference
+// with obj's resourceVersion as the lock (a Conflict is for the caller to retry).
 func patchStatus(ctx context.Context, c client.Client, obj *osseav1.MigrationVolume, generation int64, volumeID string,
-	r *report, seen *osseav1.MigrationVolume, onlyChange bool) (wrote bool, err error) {
+	r *report, seen *osseav1.MigrationVolume) error {
 	if volumeID != "" && obj.Status.VolumeID != volumeID {
-		return !onlyChange, nil
+		return nil // the report is about a volume the object no longer has
 	}
 	base := obj.DeepCopy()
 	r.apply(&obj.Status, generation)
-	if equality.Semantic.DeepEqual(base.Status, obj.Status) {
-		if onlyChange {
-			return false, nil
+	if !equality.Semantic.DeepEqual(base.Status, obj.Status) {
+		if err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return err
 		}
-	} else if err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsNotFound(err) {
-			return true, nil
-		}
-		return false, err // a Conflict is retried from a fresh read
 	}
 	if seen != nil {
 		obj.DeepCopyInto(seen)
 	}
-	return true, nil
+	return nil
 }
 
 func truncate(s string, n int) string {
