@@ -32,6 +32,7 @@ func main() {
 		resyncInterval  time.Duration
 		unmountRetryMax time.Duration
 		formatTimeout   time.Duration
+		workers         int
 		metricsAddr     string
 		probeAddr       string
 	)
@@ -44,6 +45,7 @@ func main() {
 	flag.DurationVar(&resyncInterval, "resync-interval", nodeagent.DefaultResyncInterval, "How often a settled volume is checked again, behind the watches.")
 	flag.DurationVar(&unmountRetryMax, "unmount-retry-max", nodeagent.DefaultUnmountRetryMax, "Longest wait between attempts to unmount a busy filesystem.")
 	flag.DurationVar(&formatTimeout, "format-timeout", nodeagent.DefaultFormatTimeout, "Longest time one mkfs may take.")
+	flag.IntVar(&workers, "max-concurrent-reconciles", nodeagent.DefaultMaxConcurrentReconciles, "Volumes handled at once (mkfs and mount included).")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, for example :8443; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8082", "Address the healthz and readyz endpoints bind to.")
 	zapOpts := zap.Options{}
@@ -106,7 +108,7 @@ func main() {
 		ResyncInterval:  resyncInterval,
 		UnmountRetryMax: unmountRetryMax,
 		FormatTimeout:   formatTimeout,
-	}).SetupWithManager(mgr, controller.Options{}); err != nil {
+	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: workers}); err != nil {
 		log.Error(err, "Unable to set up the controller", "controller", "nodeagent")
 		os.Exit(1)
 	}

@@ -38,6 +38,9 @@ const (
 	DefaultResyncInterval  = time.Minute
 	DefaultUnmountRetryMax = 30 * time.Second
 	DefaultFormatTimeout   = 30 * time.Minute
+	// DefaultMaxConcurrentReconciles: the disks of one migration job arrive together, and
+	// each waits mostly on the API server; a long mkfs of one must not hold up the others.
+	DefaultMaxConcurrentReconciles = 4
 )
 
 // attachedVMField is the selectable field the agent's cache is narrowed by.
@@ -124,8 +127,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 		opts.RateLimiter = workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](250*time.Millisecond, time.Minute)
 	}
 	if opts.MaxConcurrentReconciles == 0 {
-		// A long mkfs of one volume must not hold up mounting the others.
-		opts.MaxConcurrentReconciles = 4
+		opts.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
 	}
 
 	deviceEvents := make(chan event.GenericEvent, 64)
