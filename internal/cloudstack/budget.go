@@ -104,7 +104,7 @@ func (b *budget) wait(ctx context.Context, l lane) error {
 		defer b.mu.Unlock()
 		if w.granted {
 			// The token came as the caller gave up: hand it on rather than lose it.
-			b.tokens++
+			b.tokens = math.Min(b.burst, b.tokens+1)
 		} else {
 			b.remove(l, w)
 		}
