@@ -52,9 +52,11 @@ type transport struct {
 // reserve takes a token for a read that is not built yet, and returns the context to send
 // it with.
 func (t *transport) reserve(ctx context.Context) (context.Context, error) {
+	waitStart := time.Now()
 	if err := t.limiter.wait(ctx, laneRead); err != nil {
 		return ctx, err
 	}
+	rateLimitWait.Observe(time.Since(waitStart).Seconds())
 	return withHeldToken(ctx), nil
 }
 
@@ -73,13 +75,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	log = log.WithValues("command", command)
 
-	waitStart := time.Now()
-	if !spendHeldToken(ctx) {
+	if !spendHeldToken(ctx) { // a held token's wait was observed when it was taken
+		waitStart := time.Now()
 		if err := t.limiter.wait(ctx, laneOf(command)); err != nil {
 			return nil, err
 		}
+		rateLimitWait.Observe(time.Since(waitStart).Seconds())
 	}
-	rateLimitWait.Observe(time.Since(waitStart).Seconds())
 
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
