@@ -52,12 +52,20 @@ type transport struct {
 // reserve takes a token for a read that is not built yet, and returns the context to send
 // it with.
 func (t *transport) reserve(ctx context.Context) (context.Context, error) {
-	waitStart := time.Now()
-	if err := t.limiter.wait(ctx, laneRead); err != nil {
+	if err := t.wait(ctx, laneRead); err != nil {
 		return ctx, err
 	}
-	rateLimitWait.Observe(time.Since(waitStart).Seconds())
 	return withHeldToken(ctx), nil
+}
+
+// wait takes a token from the endpoint's budget and records how long that took.
+func (t *transport) wait(ctx context.Context, l lane) error {
+	start := time.Now()
+	if err := t.limiter.wait(ctx, l); err != nil {
+		return err
+	}
+	rateLimitWait.Observe(time.Since(start).Seconds())
+	return nil
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -75,12 +83,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	log = log.WithValues("command", command)
 
-	if !spendHeldToken(ctx) { // a held token's wait was observed when it was taken
-		waitStart := time.Now()
-		if err := t.limiter.wait(ctx, laneOf(command)); err != nil {
+	if !spendHeldToken(ctx) {
+		if err := t.wait(ctx, laneOf(command)); err != nil {
 			return nil, err
 		}
-		rateLimitWait.Observe(time.Since(waitStart).Seconds())
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
