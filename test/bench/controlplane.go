@@ -41,13 +41,7 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 	if _, err := e.createAll(ctx, o.n, blockVolumes(o.vms)); err != nil {
 		return rep, err
 	}
-	if err := e.waitFor(ctx, o.timeout, fmt.Sprintf("%d volumes Attached", o.n), func() bool {
-		return e.rec.Count(func(t *world.Trace) bool { return !t.Attached.IsZero() }) == o.n
-	}); err != nil {
-		return rep, err
-	}
-	traces := e.rec.Traces()
-	allAttached, err := lastOf(traces, func(t world.Trace) time.Time { return t.Attached })
+	allAttached, err := e.waitAll(ctx, "Attached", func(t world.Trace) time.Time { return t.Attached })
 	if err != nil {
 		return rep, err
 	}
@@ -57,17 +51,12 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 	if err := e.deleteAll(ctx); err != nil {
 		return rep, err
 	}
-	if err := e.waitFor(ctx, o.timeout, fmt.Sprintf("%d volumes gone", o.n), func() bool {
-		return e.rec.Count(func(t *world.Trace) bool { return !t.Gone.IsZero() }) == o.n
-	}); err != nil {
-		return rep, err
-	}
-	traces = e.rec.Traces()
-	allGone, err := lastOf(traces, func(t world.Trace) time.Time { return t.Gone })
+	allGone, err := e.waitAll(ctx, "gone", func(t world.Trace) time.Time { return t.Gone })
 	if err != nil {
 		return rep, err
 	}
 	progress("all gone after %s", allGone.Sub(deleted).Round(time.Millisecond))
+	traces := e.rec.Traces()
 	after, err := e.mgr.Usage()
 	if err != nil {
 		return rep, err

@@ -250,6 +250,17 @@ func (e *env) deleteAll(ctx context.Context) error {
 	return g.Wait()
 }
 
+// waitAll waits until all o.n volumes have a time in field (what names it for progress),
+// and returns the latest of those times.
+func (e *env) waitAll(ctx context.Context, what string, field func(world.Trace) time.Time) (time.Time, error) {
+	if err := e.waitFor(ctx, e.o.timeout, fmt.Sprintf("%d volumes %s", e.o.n, what), func() bool {
+		return e.rec.Count(func(t *world.Trace) bool { return !field(*t).IsZero() }) == e.o.n
+	}); err != nil {
+		return time.Time{}, err
+	}
+	return lastOf(e.rec.Traces(), field)
+}
+
 // lastOf is the latest of a time field over the traces, zero if any is still zero.
 func lastOf(traces map[string]world.Trace, field func(world.Trace) time.Time) (time.Time, error) {
 	var last time.Time

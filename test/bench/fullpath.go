@@ -64,17 +64,12 @@ func fullPath(ctx context.Context, o options) (*report, error) {
 	if err != nil {
 		return rep, err
 	}
-	if err := e.waitFor(ctx, o.timeout, fmt.Sprintf("%d volumes Ready", o.n), func() bool {
-		return e.rec.Count(func(t *world.Trace) bool { return !t.Ready.IsZero() }) == o.n
-	}); err != nil {
-		return rep, err
-	}
-	traces := e.rec.Traces()
-	allReady, err := lastOf(traces, func(t world.Trace) time.Time { return t.Ready })
+	allReady, err := e.waitAll(ctx, "Ready", func(t world.Trace) time.Time { return t.Ready })
 	if err != nil {
 		return rep, err
 	}
 	progress("all Ready after %s", allReady.Sub(applied).Round(time.Millisecond))
+	traces := e.rec.Traces()
 	mounts, err := world.MountsUnder(e.w.Dir)
 	if err != nil {
 		return rep, err
@@ -97,12 +92,7 @@ func fullPath(ctx context.Context, o options) (*report, error) {
 	if err := e.deleteAll(ctx); err != nil {
 		return rep, err
 	}
-	if err := e.waitFor(ctx, o.timeout, fmt.Sprintf("%d volumes gone", o.n), func() bool {
-		return e.rec.Count(func(t *world.Trace) bool { return !t.Gone.IsZero() }) == o.n
-	}); err != nil {
-		return rep, err
-	}
-	allGone, err := lastOf(e.rec.Traces(), func(t world.Trace) time.Time { return t.Gone })
+	allGone, err := e.waitAll(ctx, "gone", func(t world.Trace) time.Time { return t.Gone })
 	if err != nil {
 		return rep, err
 	}
