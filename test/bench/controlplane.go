@@ -13,10 +13,7 @@ import (
 // until all are Attached, then deleted until all are gone.
 func controlPlane(ctx context.Context, o options) (*report, error) {
 	o = defaults(o, 500, 64)
-	rep := newReport("control-plane", map[string]any{
-		"n": o.n, "vms": o.vms, "perVM": o.perVM, "jobLatency": o.jobLatency.String(), "qps": o.qps, "burst": o.burst,
-		"managerArgs": o.managerArgs.String(),
-	})
+	rep := newReport("control-plane", o, nil)
 	e, err := setup(ctx, o, world.SimOptions{VMs: o.vms, MaxDataVolumes: o.perVM, JobLatency: o.jobLatency, Seed: 1}, false)
 	if err != nil {
 		return rep, err

@@ -20,10 +20,7 @@ func fullPath(ctx context.Context, o options) (*report, error) {
 		o.vms = 5
 	}
 	o = defaults(o, 50, 16)
-	rep := newReport("full-path", map[string]any{
-		"n": o.n, "vms": o.vms, "perVM": o.perVM, "jobLatency": o.jobLatency.String(), "qps": o.qps, "burst": o.burst,
-		"managerArgs": o.managerArgs.String(),
-	})
+	rep := newReport("full-path", o, nil)
 	if (o.n+o.vms-1)/o.vms > o.perVM {
 		return rep, fmt.Errorf("%d volumes do not fit on %d VMs of %d slots", o.n, o.vms, o.perVM)
 	}

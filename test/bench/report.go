@@ -34,7 +34,16 @@ type machine struct {
 	Kernel   string `json:"kernel"`
 }
 
-func newReport(scenario string, params map[string]any) *report {
+// newReport starts a scenario's report; its params are the options every scenario has,
+// plus extra.
+func newReport(scenario string, o options, extra map[string]any) *report {
+	params := map[string]any{
+		"n": o.n, "vms": o.vms, "perVM": o.perVM, "jobLatency": o.jobLatency.String(), "qps": o.qps, "burst": o.burst,
+		"managerArgs": o.managerArgs.String(),
+	}
+	for k, v := range extra {
+		params[k] = v
+	}
 	return &report{Scenario: scenario, Machine: thisMachine(), Params: params, Results: map[string]any{}}
 }
 

@@ -12,10 +12,7 @@ import (
 // while nothing happens?
 func steadyState(ctx context.Context, o options) (*report, error) {
 	o = defaults(o, 2000, 64)
-	rep := newReport("steady-state", map[string]any{
-		"n": o.n, "vms": o.vms, "perVM": o.perVM, "jobLatency": o.jobLatency.String(), "qps": o.qps, "burst": o.burst,
-		"idle": o.idle.String(), "managerArgs": o.managerArgs.String(),
-	})
+	rep := newReport("steady-state", o, map[string]any{"idle": o.idle.String()})
 	e, err := setup(ctx, o, world.SimOptions{VMs: o.vms, MaxDataVolumes: o.perVM, JobLatency: o.jobLatency, Seed: 1}, false)
 	if err != nil {
 		return rep, err
