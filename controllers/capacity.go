@@ -18,8 +18,8 @@ import (
 const reservationTTL = 10 * time.Minute
 
 // slotBook counts the data volume slots of the OMA VMs from the manager's own records: the
-// MigrationVolumes the cache shows attached to a VM, plus the attaches this process has
-// started and the cache does not show yet. CloudStack is asked only when a VM is nearly
+// MigrationVolumes the cache shows attached (or being attached) to a VM, plus the attaches
+// this process has started and the cache does not show yet. CloudStack is asked only when a VM is nearly
 // full, where a miscount would cost a failed job, and where data disks the operator does
 // not manage would make the difference.
 type slotBook struct {

@@ -110,6 +110,7 @@ func (r *MigrationVolumeReconciler) queryJob(ctx context.Context, s *volumeScope
 	r.markStale(mv.UID)
 	if job.Operation == opAttach {
 		r.slots.release(s.cfg.Spec.OMAVirtualMachineID, mv.UID)
+		mv.Status.AttachedVirtualMachineID = "" // until a read says where the volume is
 	}
 	res2, err := r.jobFailed(ctx, s, job, res.Err)
 	return res2, false, err
@@ -135,7 +136,7 @@ func (r *MigrationVolumeReconciler) jobSucceeded(s *volumeScope, job *osseav1.Pe
 		s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionTrue, ReasonCreated,
 			fmt.Sprintf("CloudStack volume %s exists and carries its ownership tags", mv.Status.VolumeID))
 	case opAttach:
-		if mv.Status.AttachedVirtualMachineID != "" {
+		if vol != nil && mv.Status.AttachedVirtualMachineID != "" {
 			s.conditions.set(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached, fmt.Sprintf(
 				"attached to OMA VM %s as device %d", mv.Status.AttachedVirtualMachineID, derefOr(mv.Status.DeviceID, -1)))
 			r.event(s, ReasonAttached, "Attach", "Attached CloudStack volume %s as device %d", mv.Status.VolumeID, derefOr(mv.Status.DeviceID, -1))

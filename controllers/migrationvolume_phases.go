@@ -198,6 +198,10 @@ func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volum
 		return r.cloudError(s, osseav1.ConditionAttached, "attaching the volume", err)
 	}
 	r.startJob(s, opAttach, jobID)
+	// Name the VM now rather than when the job is seen done: the VM's node agent watches
+	// the volumes that name its VM, and claims this one while the job runs, so that its
+	// disk is mounted the moment it appears. (It also counts for the VM's slots.)
+	mv.Status.AttachedVirtualMachineID = omaVM
 	s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, ReasonAttaching,
 		fmt.Sprintf("attaching CloudStack volume %s to OMA VM %s", mv.Status.VolumeID, omaVM))
 	return r.jobs.firstPoll(mv, mv.Status.PendingJob), false, nil
@@ -240,7 +244,10 @@ func (r *MigrationVolumeReconciler) recordVolume(s *volumeScope, vol *cloudstack
 	if vol.SizeBytes > 0 {
 		st.SizeBytes = vol.SizeBytes
 	}
-	st.AttachedVirtualMachineID = vol.VirtualMachineID
+	if vol.Attached() || !attaching(st) {
+		// (While the attach job runs, the VM it attaches to stays named: see ensureAttached.)
+		st.AttachedVirtualMachineID = vol.VirtualMachineID
+	}
 	st.DeviceID = vol.DeviceID
 	if vol.Attached() {
 		// The agent replaces the expected path with the link it actually found (virtio or
@@ -254,6 +261,11 @@ func (r *MigrationVolumeReconciler) recordVolume(s *volumeScope, vol *cloudstack
 			s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, "NotAttached", "the volume is not attached")
 		}
 	}
+}
+
+// attaching reports whether an attach job is in flight.
+func attaching(st *osseav1.MigrationVolumeStatus) bool {
+	return st.PendingJob != nil && st.PendingJob.Operation == opAttach
 }
 
 // startJob records a job just started; what was known of the volume before it no longer is.

@@ -222,7 +222,8 @@ type MigrationVolumeStatus struct {
 	// +optional
 	SizeBytes int64 `json:"sizeBytes,omitempty"`
 
-	// attachedVirtualMachineID is the UUID of the VM the volume is attached to.
+	// attachedVirtualMachineID is the UUID of the VM the volume is attached to, or is being
+	// attached to while the attach job runs (the Attached condition tells which).
 	// +optional
 	AttachedVirtualMachineID string `json:"attachedVirtualMachineID,omitempty"`
 

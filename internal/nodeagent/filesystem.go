@@ -22,11 +22,21 @@ import (
 // agent restart) changes nothing once the volume is mounted.
 func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
 	mv := s.mv
+	dev, waiting, res, err := r.lookForDevice(s)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	if !controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) {
 		// Claim first, then hold: nodeName says which agent the finalizer belongs to, and
 		// the finalizer is stored before the device is touched, so the manager can never
-		// detach a disk from under a mount this agent is about to make.
-		if err := r.setStatus(ctx, s, &report{}); err != nil {
+		// detach a disk from under a mount this agent is about to make. A volume whose
+		// disk has not appeared yet (usually: its attach is still running) is claimed
+		// with the report that it waits for it, in the same write.
+		claim := waiting
+		if claim == nil {
+			claim = &report{}
+		}
+		if err := r.setStatus(ctx, s, claim); err != nil {
 			return ctrl.Result{}, err
 		}
 		if ok, err := r.patchFinalizers(ctx, mv, controllerutil.AddFinalizer); !ok || err != nil {
@@ -42,12 +52,12 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 			message: fmt.Sprintf("cannot mount under %s: %v; jobID and diskName must be DNS labels: recreate the object with valid values", r.MountRoot, err)})
 	}
 
-	at, err := mountsAt(path)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if len(at) > 0 && meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionMounted) {
-		if dev, err := findDevice(r.ByIDDir, mv.Status.VolumeID); err == nil && dev == nil {
+	if dev == nil {
+		at, err := mountsAt(path)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if len(at) > 0 && meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionMounted) {
 			// Mounted, and the link is gone while the manager still reports the disk
 			// attached: udev rewriting its links, usually. The mount itself works; calling
 			// it missing would only make the status flap. A disk that really left is
@@ -55,11 +65,7 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 			s.log.V(1).Info("By-id link missing while mounted; keeping the mount", "path", path)
 			return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
 		}
-	}
-
-	dev, res, err := r.waitForDevice(ctx, s)
-	if dev == nil || err != nil {
-		return res, err
+		return res, r.setStatus(ctx, s, waiting)
 	}
 	if msg := sizeMismatch(dev, mv.Spec.SizeGiB); msg != "" {
 		return r.refuse(ctx, s, dev, ReasonDeviceSizeMismatch, msg)
@@ -68,7 +74,8 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 	defer unlock()
 
 	// Already mounted: an agent restart or a resync. Recognise it, never mount twice.
-	if at, err = mountsAt(path); err != nil {
+	at, err := mountsAt(path)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if len(at) > 0 {
@@ -201,36 +208,52 @@ func (r *Reconciler) reportMounted(ctx context.Context, s *volumeScope, dev *Dev
 	return ctrl.Result{RequeueAfter: r.ResyncInterval}, err
 }
 
-// waitForDevice finds the volume's disk. While it has not appeared, the volume waits
-// (Reason WaitingForDevice) until DeviceTimeout after its attachment, then is reported
-// missing (DeviceNotFound); the by-id watcher brings the volume back the moment a link
-// appears, the timers are only for the reports.
+// waitForDevice finds the volume's disk, or reports what it waits for (see lookForDevice).
 func (r *Reconciler) waitForDevice(ctx context.Context, s *volumeScope) (*Device, ctrl.Result, error) {
+	dev, waiting, res, err := r.lookForDevice(s)
+	if dev != nil || err != nil {
+		return dev, res, err
+	}
+	return nil, res, r.setStatus(ctx, s, waiting)
+}
+
+// lookForDevice finds the volume's disk. When it is not there, it returns the report to
+// make and when to look again: while the attach job runs, the disk is simply awaited;
+// once the manager has seen the attach finish, it is awaited (Reason WaitingForDevice)
+// until DeviceTimeout after that, then reported missing (DeviceNotFound). The by-id
+// watcher brings the volume back the moment a link appears; the timers are only for the
+// reports.
+func (r *Reconciler) lookForDevice(s *volumeScope) (*Device, *report, ctrl.Result, error) {
 	mv := s.mv
 	dev, err := findDevice(r.ByIDDir, mv.Status.VolumeID)
 	if err != nil || dev != nil {
-		return dev, ctrl.Result{}, err
+		return dev, nil, ctrl.Result{}, err
 	}
 	names := LinkNames(mv.Status.VolumeID)
 	if names == nil {
-		return nil, ctrl.Result{}, r.setStatus(ctx, s, &report{status: metav1.ConditionFalse, reason: ReasonDeviceNotFound,
-			message: fmt.Sprintf("status.volumeID %q is not a CloudStack volume UUID, so its disk serial is unknown", mv.Status.VolumeID)})
+		return nil, &report{status: metav1.ConditionFalse, reason: ReasonDeviceNotFound,
+			message: fmt.Sprintf("status.volumeID %q is not a CloudStack volume UUID, so its disk serial is unknown", mv.Status.VolumeID)}, ctrl.Result{}, nil
 	}
 	links := make([]string, len(names))
 	for i, n := range names {
 		links[i] = r.ByIDDir + "/" + n
 	}
 	want := strings.Join(links, " or ")
+	if !attachConfirmed(mv) {
+		return nil, &report{status: metav1.ConditionFalse, reason: ReasonWaitingForDevice,
+			message: fmt.Sprintf("CloudStack is attaching volume %s to this VM; waiting for its disk to appear as %s", mv.Status.VolumeID, want),
+		}, ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
+	}
 	waited := time.Since(attachedSince(mv))
 	if waited < r.DeviceTimeout {
-		return nil, ctrl.Result{RequeueAfter: r.DeviceTimeout - waited + 100*time.Millisecond}, r.setStatus(ctx, s, &report{
-			status: metav1.ConditionFalse, reason: ReasonWaitingForDevice,
-			message: fmt.Sprintf("waiting up to %s for the disk of CloudStack volume %s to appear as %s", r.DeviceTimeout, mv.Status.VolumeID, want)})
+		return nil, &report{status: metav1.ConditionFalse, reason: ReasonWaitingForDevice,
+			message: fmt.Sprintf("waiting up to %s for the disk of CloudStack volume %s to appear as %s", r.DeviceTimeout, mv.Status.VolumeID, want),
+		}, ctrl.Result{RequeueAfter: r.DeviceTimeout - waited + 100*time.Millisecond}, nil
 	}
-	return nil, ctrl.Result{RequeueAfter: r.ResyncInterval}, r.setStatus(ctx, s, &report{
-		status: metav1.ConditionFalse, reason: ReasonDeviceNotFound,
+	return nil, &report{status: metav1.ConditionFalse, reason: ReasonDeviceNotFound,
 		message: fmt.Sprintf("no disk appeared as %s within %s of the attachment: check in CloudStack that volume %s is attached to VM %s, "+
-			"and on the node that the guest sees a new disk (lsblk, dmesg); the agent keeps watching", want, r.DeviceTimeout, mv.Status.VolumeID, r.VMID)})
+			"and on the node that the guest sees a new disk (lsblk, dmesg); the agent keeps watching", want, r.DeviceTimeout, mv.Status.VolumeID, r.VMID),
+	}, ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
 }
 
 // attachedSince is when the manager last reported the volume attached.

@@ -188,7 +188,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !mv.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, s)
 	}
-	if !r.attachedHere(mv) {
+	if !r.placedHere(mv) {
 		return r.reconcileDetached(ctx, s)
 	}
 	if mv.Spec.Mode == osseav1.VolumeModeBlock {
@@ -232,10 +232,17 @@ func holds(mv *osseav1.MigrationVolume, vmID, nodeName string) bool {
 		(mv.Status.NodeName == nodeName || (mv.Status.NodeName == "" && mv.Status.AttachedVirtualMachineID == vmID))
 }
 
-// attachedHere reports whether the manager says the volume is attached to this VM.
-func (r *Reconciler) attachedHere(mv *osseav1.MigrationVolume) bool {
-	return mv.Status.AttachedVirtualMachineID == r.VMID && mv.Status.VolumeID != "" &&
-		meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAttached)
+// placedHere reports whether the manager has the volume on this VM: attached, or being
+// attached (the manager names the VM as soon as it starts the attach job). The agent claims
+// a volume being attached straight away, so that once its disk appears only the mount is
+// left to do.
+func (r *Reconciler) placedHere(mv *osseav1.MigrationVolume) bool {
+	return mv.Status.AttachedVirtualMachineID == r.VMID && mv.Status.VolumeID != ""
+}
+
+// attachConfirmed reports whether the manager has seen the attach finish.
+func attachConfirmed(mv *osseav1.MigrationVolume) bool {
+	return meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAttached)
 }
 
 // setStatus writes the report and, on a transition into a failure, a Warning event.

@@ -25,7 +25,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *volumeScope) (ctrl.
 	if !controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) || !r.holds(mv) {
 		return ctrl.Result{}, nil // Block mode, already released, or another node's
 	}
-	done, res, err := r.release(ctx, s)
+	done, _, res, err := r.release(ctx, s)
 	if !done || err != nil {
 		return res, err
 	}
@@ -40,11 +40,12 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *volumeScope) (ctrl.
 	return ctrl.Result{}, nil
 }
 
-// reconcileDetached handles a volume the manager no longer reports attached to this VM. If
-// the agent still holds it and its disk is really gone from the node (no by-id link left),
-// the mount is dead: every access fails. It is released, so that the object can be deleted
-// and a re-attachment gets a clean mount. While the link is still there the disk is still
-// here, whatever the status says, and nothing is touched.
+// reconcileDetached handles a volume the manager no longer reports attached (or being
+// attached) to this VM. If the agent still holds it and its disk is really gone from the
+// node (no by-id link left), the mount is dead: every access fails. It is released, so that
+// the object can be deleted and a re-attachment gets a clean mount. A claim that never got
+// as far as a mount (its attach failed) is simply let go. While the link is still there the
+// disk is still here, whatever the status says, and nothing is touched.
 func (r *Reconciler) reconcileDetached(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
 	mv := s.mv
 	if !r.holds(mv) {
@@ -53,13 +54,19 @@ func (r *Reconciler) reconcileDetached(ctx context.Context, s *volumeScope) (ctr
 	if dev, err := findDevice(r.ByIDDir, mv.Status.VolumeID); err != nil || dev != nil {
 		return ctrl.Result{RequeueAfter: r.ResyncInterval}, err
 	}
-	done, res, err := r.release(ctx, s)
+	done, unmounted, res, err := r.release(ctx, s)
 	if !done || err != nil {
 		return res, err
 	}
-	if err := r.setStatus(ctx, s, &report{status: metav1.ConditionFalse, reason: ReasonDeviceDetached,
+	rep := &report{status: metav1.ConditionFalse, reason: ReasonDeviceDetached,
 		message:   "the volume's disk left this node while mounted; the agent unmounted it and mounts it again when the volume is attached again",
-		mountPath: strp("")}); err != nil {
+		mountPath: strp("")}
+	if !unmounted && (s.prev == nil || s.prev.Status != metav1.ConditionTrue) {
+		rep = &report{status: metav1.ConditionFalse, reason: ReasonNotAttached,
+			message:   fmt.Sprintf("volume %s is not attached to this VM (%s); the agent mounts it once it is", mv.Status.VolumeID, r.VMID),
+			mountPath: strp("")}
+	}
+	if err := r.setStatus(ctx, s, rep); err != nil {
 		return ctrl.Result{}, err
 	}
 	if ok, err := r.patchFinalizers(ctx, mv, controllerutil.RemoveFinalizer); !ok || err != nil {
@@ -69,20 +76,19 @@ func (r *Reconciler) reconcileDetached(ctx context.Context, s *volumeScope) (ctr
 }
 
 // release unmounts whatever is mounted at the volume's path and removes the empty mount
-// and job directories. done is false while the filesystem is busy; then the result says
-// when to try again. The unmount is never lazy: a lazy unmount would report success while
+// and job directories; unmounted says whether there was anything to unmount. done is
+// false while the filesystem is busy; then the result says when to try again. The unmount is never lazy: a lazy unmount would report success while
 // writers still write, and the manager would detach a disk in use.
-func (r *Reconciler) release(ctx context.Context, s *volumeScope) (done bool, _ ctrl.Result, _ error) {
+func (r *Reconciler) release(ctx context.Context, s *volumeScope) (done, unmounted bool, _ ctrl.Result, _ error) {
 	mv := s.mv
 	path, err := MountPath(r.MountRoot, mv.Spec.JobID, mv.Spec.DiskName)
 	if err != nil {
-		return true, ctrl.Result{}, nil // no such path was ever made
+		return true, false, ctrl.Result{}, nil // no such path was ever made
 	}
-	unmounted := false
 	for range maxStackedMounts {
 		at, err := mountsAt(path)
 		if err != nil {
-			return false, ctrl.Result{}, err
+			return false, unmounted, ctrl.Result{}, err
 		}
 		if len(at) == 0 {
 			break
@@ -90,15 +96,15 @@ func (r *Reconciler) release(ctx context.Context, s *volumeScope) (done bool, _ 
 		err = r.mounter.unmount(path)
 		if errors.Is(err, ErrBusy) {
 			res, err := r.busy(ctx, s, path)
-			return false, res, err
+			return false, unmounted, res, err
 		}
 		if err != nil {
-			return false, ctrl.Result{}, err
+			return false, unmounted, ctrl.Result{}, err
 		}
 		unmounted = true
 	}
 	if at, err := mountsAt(path); err != nil || len(at) > 0 {
-		return false, ctrl.Result{}, errors.Join(err, fmt.Errorf("%s still has %d mounts stacked on it after %d unmounts", path, len(at), maxStackedMounts))
+		return false, unmounted, ctrl.Result{}, errors.Join(err, fmt.Errorf("%s still has %d mounts stacked on it after %d unmounts", path, len(at), maxStackedMounts))
 	}
 	r.unmountAttempts.Delete(mv.UID)
 	if unmounted {
@@ -107,10 +113,10 @@ func (r *Reconciler) release(ctx context.Context, s *volumeScope) (done bool, _ 
 	}
 	removed, err := removeMountDir(r.MountRoot, mv.Spec.JobID, mv.Spec.DiskName)
 	if err != nil {
-		return false, ctrl.Result{}, err
+		return false, unmounted, ctrl.Result{}, err
 	}
 	if err := r.marks.clear(mv.Status.VolumeID); err != nil {
-		return false, ctrl.Result{}, err
+		return false, unmounted, ctrl.Result{}, err
 	}
 	if !removed {
 		// Files in the bare directory were written while nothing was mounted there. They
@@ -119,7 +125,7 @@ func (r *Reconciler) release(ctx context.Context, s *volumeScope) (done bool, _ 
 		r.Recorder.Eventf(mv, nil, corev1.EventTypeWarning, "DirectoryNotEmpty", "Unmount",
 			"%s holds files written while the volume was not mounted; left in place", path)
 	}
-	return true, ctrl.Result{}, nil
+	return true, unmounted, ctrl.Result{}, nil
 }
 
 // busy reports a busy filesystem and schedules the next attempt with exponential backoff.

@@ -24,6 +24,7 @@ const (
 	ReasonWaitingForDevice = "WaitingForDevice"
 	ReasonUnmounting       = "Unmounting"
 	ReasonUnmounted        = "Unmounted"
+	ReasonNotAttached      = "NotAttached" // a claim let go: the attach did not finish
 
 	// False, a person has to act (the agent keeps watching and recovers by itself once
 	// the cause is gone).
