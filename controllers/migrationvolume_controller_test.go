@@ -407,6 +407,75 @@ func TestVolumeManagerRestartMidJob(t *testing.T) {
 	}
 }
 
+// TestVolumeNamesItsVMWhileAttaching: status names the OMA VM from the moment its attach
+// job starts, so that the VM's node agent can claim the volume while the job runs, and no
+// longer once an attach job has failed. Every version of the object the API server stores
+// is checked, through two failed attaches and the one that works.
+func TestVolumeNamesItsVMWhileAttaching(t *testing.T) {
+	s := startVolumeSim(t, cloudsim.Options{JobLatency: time.Second})
+	s.SetFaults(cloudsim.Faults{JobFailureRate: 1, Commands: []string{"attachVolume"}})
+	e := newVolumeEnv(t, s, nil)
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(testCtx, 90*time.Second)
+	defer cancel()
+	w, err := wc.Watch(ctx, &osseav1.MigrationVolumeList{}, client.InNamespace(e.ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	mv := e.newVolume("disk0", nil)
+	create(t, mv)
+
+	attachJobs, failures := map[string]bool{}, map[string]bool{}
+	lastJob := ""
+	for {
+		var got *osseav1.MigrationVolume
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatalf("the watch ended before the volume was attached (attach jobs %d, failed %d)", len(attachJobs), len(failures))
+			}
+			got, _ = ev.Object.(*osseav1.MigrationVolume)
+		case <-ctx.Done():
+			t.Fatalf("not attached in time (attach jobs %d, failed %d)", len(attachJobs), len(failures))
+		}
+		if got == nil {
+			continue
+		}
+		st := got.Status
+		switch {
+		case st.PendingJob != nil && st.PendingJob.Operation == opAttach:
+			if st.AttachedVirtualMachineID != cloudsim.DefaultOMAVMID {
+				t.Errorf("attach job %s running, attachedVirtualMachineID %q, want the OMA VM %s", st.PendingJob.ID, st.AttachedVirtualMachineID, cloudsim.DefaultOMAVMID)
+			}
+			attachJobs[st.PendingJob.ID] = true
+			lastJob = st.PendingJob.ID
+		case meta.IsStatusConditionTrue(st.Conditions, osseav1.ConditionAttached):
+			if st.AttachedVirtualMachineID != cloudsim.DefaultOMAVMID {
+				t.Errorf("attached, attachedVirtualMachineID %q, want %s", st.AttachedVirtualMachineID, cloudsim.DefaultOMAVMID)
+			}
+			if len(failures) < 2 || len(attachJobs) < 3 {
+				t.Errorf("attached after %d attach jobs of which %d failed; want the test to see 2 failures first", len(attachJobs), len(failures))
+			}
+			return
+		default:
+			if st.AttachedVirtualMachineID != "" {
+				t.Errorf("neither attached nor attaching (conditions %s; last error %+v), yet attachedVirtualMachineID is %q",
+					describe(st.Conditions), st.LastCloudStackError, st.AttachedVirtualMachineID)
+			}
+			if st.LastCloudStackError != nil && lastJob != "" {
+				failures[lastJob] = true
+				if len(failures) == 2 {
+					s.SetFaults(cloudsim.Faults{})
+				}
+			}
+		}
+	}
+}
+
 // TestVolumeCapacity: with room for two data volumes, two of four wait and attach as soon
 // as the first two are deleted.
 func TestVolumeCapacity(t *testing.T) {

@@ -683,3 +683,81 @@ func TestSameDiskForTwoObjectsMountsOnce(t *testing.T) {
 	w.deleteAndWaitGone(refused, 20*time.Second)
 	w.deleteAndWaitGone(mounted, 20*time.Second)
 }
+
+// attaching plays the manager starting an attach job: the volume names this world's VM,
+// and Attached is False until the job is seen done.
+func (w *world) attaching(mv *osseav1.MigrationVolume, volumeID string) {
+	w.t.Helper()
+	w.updateStatus(mv, func(st *osseav1.MigrationVolumeStatus) {
+		st.VolumeID = volumeID
+		st.AttachedVirtualMachineID = w.vmID
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: osseav1.ConditionAttached, Status: metav1.ConditionFalse,
+			Reason: "Attaching", Message: "attaching, says the test", ObservedGeneration: mv.Generation})
+	})
+}
+
+// TestClaimedWhileAttaching: a volume is claimed (node, finalizer) while its attach job
+// runs, and mounted as soon as its disk appears, before the manager has seen the job
+// finish. A claim whose attach fails is let go without a warning.
+func TestClaimedWhileAttaching(t *testing.T) {
+	w := newWorld(t)
+	w.startAgent()
+	claimed := func(mv *osseav1.MigrationVolume) {
+		t.Helper()
+		got := w.waitMounted(mv, metav1.ConditionFalse, ReasonWaitingForDevice, 20*time.Second)
+		c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted)
+		if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName ||
+			!strings.Contains(c.Message, "is attaching") {
+			t.Fatalf("while attaching: finalizers %v, nodeName %q, Mounted %q; want the claim of node %s",
+				got.Finalizers, got.Status.NodeName, c.Message, w.nodeName)
+		}
+	}
+
+	volID := uuid.NewString()
+	mv := w.newVolume("early", "job-e", "disk-0", 1)
+	w.attaching(mv, volID)
+	claimed(mv)
+	dev := w.loopDevice(1 << 30)
+	w.link(volID, dev)
+	got := w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 20*time.Second)
+	if meta.IsStatusConditionTrue(got.Status.Conditions, osseav1.ConditionAttached) {
+		t.Fatal("the test never reported the attach done, yet Attached is True")
+	}
+	path := w.mountPath("job-e", "disk-0")
+	if n := mountCount(t, path); n != 1 {
+		t.Fatalf("%d mounts at %s, want 1", n, path)
+	}
+	w.attach(mv, volID) // the manager sees the job done: nothing changes on the node
+	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 5*time.Second)
+	if n := mountCount(t, path); n != 1 {
+		t.Fatalf("%d mounts at %s after the attach was confirmed, want 1", n, path)
+	}
+
+	// The attach job fails: the manager stops naming the VM, and the claim goes.
+	failed := w.newVolume("failed", "job-e", "disk-1", 1)
+	w.attaching(failed, uuid.NewString())
+	claimed(failed)
+	w.updateStatus(failed, func(st *osseav1.MigrationVolumeStatus) {
+		st.AttachedVirtualMachineID = ""
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: osseav1.ConditionAttached, Status: metav1.ConditionFalse,
+			Reason: "CloudStackError", Message: "the attach job failed, says the test", ObservedGeneration: failed.Generation})
+	})
+	w.waitMounted(failed, metav1.ConditionFalse, ReasonNotAttached, 20*time.Second)
+	eventually(t, 10*time.Second, func() string {
+		if got := w.get(failed); controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
+			return fmt.Sprintf("the failed attach still carries the mount finalizer: %v", got.Finalizers)
+		}
+		return ""
+	})
+	if note := w.findEvent(failed, corev1.EventTypeWarning, ReasonDeviceDetached); note != "" {
+		t.Errorf("a claim that never mounted was reported as a disk lost while mounted: %s", note)
+	}
+	if _, err := os.Stat(w.mountPath("job-e", "disk-1")); !isNotExist(err) {
+		t.Errorf("a mount directory was made for the failed attach: %v", err)
+	}
+	w.deleteAndWaitGone(failed, 10*time.Second)
+	w.deleteAndWaitGone(mv, 20*time.Second)
+	if n := mountCount(t, path); n != 0 {
+		t.Errorf("%d mounts left at %s after delete", n, path)
+	}
+}
