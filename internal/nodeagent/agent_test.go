@@ -755,6 +755,17 @@ func TestClaimedWhileAttaching(t *testing.T) {
 	if _, err := os.Stat(w.mountPath("job-e", "disk-1")); !isNotExist(err) {
 		t.Errorf("a mount directory was made for the failed attach: %v", err)
 	}
+
+	// Block mode has nothing to claim: its disk is published once it is there.
+	blk := w.newVolume("early-block", "job-e", "disk-2", 1, blockMode)
+	blkID := uuid.NewString()
+	w.attaching(blk, blkID)
+	w.link(blkID, w.loopDevice(1<<30))
+	if got := w.waitMounted(blk, metav1.ConditionTrue, ReasonPublished, 20*time.Second); controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
+		t.Errorf("a Block-mode volume got the mount finalizer: %v", got.Finalizers)
+	}
+
+	w.deleteAndWaitGone(blk, 10*time.Second)
 	w.deleteAndWaitGone(failed, 10*time.Second)
 	w.deleteAndWaitGone(mv, 20*time.Second)
 	if n := mountCount(t, path); n != 0 {

@@ -13,6 +13,13 @@ import (
 // staying, so the manager may detach it whenever the object goes.
 func (r *Reconciler) reconcileBlock(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
 	mv := s.mv
+	if !attachConfirmed(mv) {
+		// Nothing to claim in Block mode: publish the disk if it is already there, else
+		// leave the status alone (Attached tells of the attach); its link wakes us.
+		if dev, err := findDevice(r.ByIDDir, mv.Status.VolumeID); dev == nil || err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	dev, res, err := r.waitForDevice(ctx, s)
 	if dev == nil || err != nil {
 		return res, err
