@@ -89,14 +89,7 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 	}
 	rep.add("managerPeakRSSMiB", mib(after.PeakRSSBytes), fmt.Sprintf("%.1f MiB", mib(after.PeakRSSBytes)))
 	rep.add("managerCPUSeconds", round(after.CPUSeconds-before.CPUSeconds, 2), "")
-	writes := world.Sub(writesAfter, writesBefore)
-	totalWrites := 0.0
-	for k, v := range writes {
-		writes[k] = v / float64(o.n)
-		totalWrites += v / float64(o.n)
-	}
-	rep.add("apiServerWritesPerVolume", round(totalWrites, 2), "")
-	rep.addCounts("apiServerWritesPerVolumeByResource", writes, "")
+	rep.addPerVolume("apiServerWritesPerVolume", writesBefore, writesAfter, o.n)
 	e.addOtherCPU(rep, others)
 	e.addManagerMetrics(rep)
 	return rep, nil

@@ -41,6 +41,14 @@ func fullPath(ctx context.Context, o options) (*report, error) {
 	if err := e.sim.ResetCounters(); err != nil {
 		return rep, err
 	}
+	writesBefore, err := world.APIServerWrites(ctx, e.rest)
+	if err != nil {
+		return rep, err
+	}
+	refusedBefore, err := world.APIServerRefused(ctx, e.rest)
+	if err != nil {
+		return rep, err
+	}
 
 	progress("applying %d Filesystem-mode volumes over %d VMs with an agent each", o.n, o.vms)
 	applied := time.Now()
@@ -94,6 +102,14 @@ func fullPath(ctx context.Context, o options) (*report, error) {
 		return rep, err
 	}
 	progress("all gone after %s", allGone.Sub(deleted).Round(time.Millisecond))
+	writesAfter, err := world.APIServerWrites(ctx, e.rest)
+	if err != nil {
+		return rep, err
+	}
+	refusedAfter, err := world.APIServerRefused(ctx, e.rest)
+	if err != nil {
+		return rep, err
+	}
 	st, err := e.sim.State()
 	if err != nil {
 		return rep, err
@@ -125,6 +141,8 @@ func fullPath(ctx context.Context, o options) (*report, error) {
 	}
 	rep.add("cloudStackCallsPerVolume", round(float64(total)/float64(o.n), 2), "")
 	rep.addCounts("callsPerVolumeByCommand", perVolume, "")
+	rep.addPerVolume("apiServerWritesPerVolume", writesBefore, writesAfter, o.n)
+	rep.addPerVolume("apiServerRefusedPerVolume", refusedBefore, refusedAfter, o.n)
 	rep.add("leftAfterDelete", map[string]int{"mounts": len(left), "loopDevices": len(loops), "dataVolumes": len(world.DataVolumes(st))},
 		fmt.Sprintf("%d mounts, %d loop devices, %d data volumes", len(left), len(loops), len(world.DataVolumes(st))))
 	return rep, nil

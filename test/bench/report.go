@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/migratekit/ossea-operator/test/world"
 )
 
 // report is one scenario's numbers in the order they are printed.
@@ -57,6 +59,19 @@ func (r *report) add(key string, value any, text string) {
 }
 
 // addCounts records a map of counts, and one table row per key, sorted.
+// addPerVolume reports the growth of API server counters from before to after, per volume:
+// the total as key, and by resource as key+"ByResource".
+func (r *report) addPerVolume(key string, before, after map[string]float64, n int) {
+	byResource := world.Sub(after, before)
+	total := 0.0
+	for k, v := range byResource {
+		byResource[k] = v / float64(n)
+		total += v / float64(n)
+	}
+	r.add(key, round(total, 2), "")
+	r.addCounts(key+"ByResource", byResource, "")
+}
+
 func (r *report) addCounts(key string, counts map[string]float64, unit string) {
 	rounded := map[string]float64{}
 	keys := make([]string, 0, len(counts))

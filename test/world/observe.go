@@ -230,6 +230,37 @@ func (l *LinkWatcher) Close() { l.fw.Close() }
 // APIServerWrites reads kube-apiserver's apiserver_request_total and sums the write
 // requests (POST, PUT, PATCH, APPLY, DELETE, DELETECOLLECTION) by "VERB resource[/sub]".
 func APIServerWrites(ctx context.Context, cfg *rest.Config) (map[string]float64, error) {
+	return APIServerRequests(ctx, cfg, func(labels map[string]string) string {
+		switch labels["verb"] {
+		case "POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION":
+			return requestKey(labels)
+		}
+		return ""
+	})
+}
+
+// APIServerRefused reads kube-apiserver's apiserver_request_total and sums the requests
+// refused with 409 Conflict (a stale resourceVersion, mostly) by "VERB resource[/sub]".
+func APIServerRefused(ctx context.Context, cfg *rest.Config) (map[string]float64, error) {
+	return APIServerRequests(ctx, cfg, func(labels map[string]string) string {
+		if labels["code"] == "409" {
+			return requestKey(labels)
+		}
+		return ""
+	})
+}
+
+func requestKey(labels map[string]string) string {
+	key := labels["verb"] + " " + labels["resource"]
+	if labels["subresource"] != "" {
+		key += "/" + labels["subresource"]
+	}
+	return key
+}
+
+// APIServerRequests reads kube-apiserver's apiserver_request_total and sums the series by
+// the key keyOf gives their labels; a series keyed "" is left out.
+func APIServerRequests(ctx context.Context, cfg *rest.Config, keyOf func(labels map[string]string) string) (map[string]float64, error) {
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, err
@@ -247,7 +278,7 @@ func APIServerWrites(ctx context.Context, cfg *rest.Config) (map[string]float64,
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return nil, fmt.Errorf("GET /metrics: %s: %s", resp.Status, b)
 	}
-	writes := map[string]float64{}
+	sums := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -256,21 +287,15 @@ func APIServerWrites(ctx context.Context, cfg *rest.Config) (map[string]float64,
 			continue
 		}
 		end := strings.LastIndexByte(line, '}')
-		labels := parseLabels(line[len("apiserver_request_total{"):end])
 		v, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
 		if err != nil {
 			continue
 		}
-		switch labels["verb"] {
-		case "POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION":
-			key := labels["verb"] + " " + labels["resource"]
-			if labels["subresource"] != "" {
-				key += "/" + labels["subresource"]
-			}
-			writes[key] += v
+		if key := keyOf(parseLabels(line[len("apiserver_request_total{"):end])); key != "" {
+			sums[key] += v
 		}
 	}
-	return writes, sc.Err()
+	return sums, sc.Err()
 }
 
 // parseLabels reads a Prometheus label set: name="value",... (values here hold no quotes).
