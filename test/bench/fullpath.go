@@ -41,11 +41,7 @@ func fullPath(ctx context.Context, o options) (*report, error) {
 	if err := e.sim.ResetCounters(); err != nil {
 		return rep, err
 	}
-	writesBefore, err := world.APIServerWrites(ctx, e.rest)
-	if err != nil {
-		return rep, err
-	}
-	refusedBefore, err := world.APIServerRefused(ctx, e.rest)
+	writesBefore, refusedBefore, err := e.apiServerCounts(ctx)
 	if err != nil {
 		return rep, err
 	}
@@ -102,11 +98,7 @@ func fullPath(ctx context.Context, o options) (*report, error) {
 		return rep, err
 	}
 	progress("all gone after %s", allGone.Sub(deleted).Round(time.Millisecond))
-	writesAfter, err := world.APIServerWrites(ctx, e.rest)
-	if err != nil {
-		return rep, err
-	}
-	refusedAfter, err := world.APIServerRefused(ctx, e.rest)
+	writesAfter, refusedAfter, err := e.apiServerCounts(ctx)
 	if err != nil {
 		return rep, err
 	}
@@ -146,6 +138,16 @@ func fullPath(ctx context.Context, o options) (*report, error) {
 	rep.add("leftAfterDelete", map[string]int{"mounts": len(left), "loopDevices": len(loops), "dataVolumes": len(world.DataVolumes(st))},
 		fmt.Sprintf("%d mounts, %d loop devices, %d data volumes", len(left), len(loops), len(world.DataVolumes(st))))
 	return rep, nil
+}
+
+// apiServerCounts is what the API server has counted so far: write requests, and requests
+// refused with Conflict, by resource.
+func (e *env) apiServerCounts(ctx context.Context) (writes, refused map[string]float64, err error) {
+	if writes, err = world.APIServerWrites(ctx, e.rest); err != nil {
+		return nil, nil, err
+	}
+	refused, err = world.APIServerRefused(ctx, e.rest)
+	return writes, refused, err
 }
 
 func addLatencies(rep *report, key string, ds []time.Duration) {
