@@ -110,6 +110,9 @@ func TestWriteStatusFromCachedCopy(t *testing.T) {
 		},
 	})
 	key := client.ObjectKeyFromObject(mv)
+	mounted := func(msg string) *report {
+		return &report{status: metav1.ConditionTrue, reason: ReasonMounted, message: msg, mountPath: strp("/mnt/migration/job-cached/disk-0")}
+	}
 	claim := &report{status: metav1.ConditionUnknown, reason: "Claimed", message: "claimed", nodeName: strp("node-a")}
 	seen := &osseav1.MigrationVolume{}
 	if err := writeStatusSeen(testCtx, c, reader, key, current.Generation, current.Status.VolumeID, claim, seen, current); err != nil {
@@ -120,33 +123,83 @@ func TestWriteStatusFromCachedCopy(t *testing.T) {
 			gets, patches, seen.ResourceVersion, current.ResourceVersion)
 	}
 
-	// The manager writes; the agent still holds the copy from before.
+	// The manager writes elsewhere in the status; the agent still holds the copy from
+	// before. The guarded patch goes through without a read, and keeps both writes.
 	w.updateStatus(w.get(mv), func(st *osseav1.MigrationVolumeStatus) { st.CloudStackState = "Ready" })
 	gets, patches = 0, 0
-	mounted := &report{status: metav1.ConditionTrue, reason: ReasonMounted, message: "mounted", mountPath: strp("/mnt/migration/job-cached/disk-0")}
-	if err := writeStatusSeen(testCtx, c, reader, key, seen.Generation, seen.Status.VolumeID, mounted, nil, seen); err != nil {
+	waiting := &report{status: metav1.ConditionFalse, reason: ReasonWaitingForDevice, message: "waiting"}
+	if err := writeStatusSeen(testCtx, c, reader, key, seen.Generation, seen.Status.VolumeID, waiting, seen, seen.DeepCopy()); err != nil {
 		t.Fatal(err)
 	}
-	if gets != 1 || patches != 2 {
-		t.Errorf("from a stale copy: %d reads, %d patches; want 1 and 2 (the stale one refused)", gets, patches)
+	if gets != 0 || patches != 1 {
+		t.Errorf("from a copy stale elsewhere: %d reads, %d patches; want 0 and 1", gets, patches)
 	}
 	got := w.get(mv)
-	if got.Status.CloudStackState != "Ready" || got.Status.MountPath != "/mnt/migration/job-cached/disk-0" || got.Status.NodeName != "node-a" {
+	if m := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted); got.Status.CloudStackState != "Ready" ||
+		m == nil || m.Reason != ReasonWaitingForDevice || got.Status.NodeName != "node-a" {
 		t.Errorf("a write was lost: %+v", got.Status)
 	}
+
+	// What the report was computed from changed under the copy: the Mounted condition (here
+	// its status), or its place in the list (a condition before it removed). The guarded
+	// patch is refused, the object read, and the report written on what was read.
+	for name, change := range map[string]func(*osseav1.MigrationVolumeStatus){
+		"Mounted changed": func(st *osseav1.MigrationVolumeStatus) {
+			meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: osseav1.ConditionMounted, Status: metav1.ConditionUnknown, Reason: "Other", Message: "other"})
+		},
+		"Mounted moved": func(st *osseav1.MigrationVolumeStatus) {
+			meta.RemoveStatusCondition(&st.Conditions, osseav1.ConditionAttached)
+		},
+	} {
+		stale := w.get(mv)
+		w.updateStatus(stale.DeepCopy(), change)
+		gets, patches = 0, 0
+		if err := writeStatusSeen(testCtx, c, reader, key, stale.Generation, stale.Status.VolumeID, mounted(name), nil, stale); err != nil {
+			t.Fatal(err)
+		}
+		if gets != 1 || patches != 2 {
+			t.Errorf("%s: %d reads, %d patches; want 1 and 2 (the stale one refused)", name, gets, patches)
+		}
+		got = w.get(mv)
+		m := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted)
+		if m == nil || m.Message != name || m.Status != metav1.ConditionTrue || got.Status.CloudStackState != "Ready" {
+			t.Errorf("%s: Mounted %+v, status %+v", name, m, got.Status)
+		}
+		n := 0
+		for _, c := range got.Status.Conditions {
+			if c.Type == osseav1.ConditionMounted {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d Mounted conditions, want 1: %+v", name, n, got.Status.Conditions)
+		}
+		// Back to the state the next case starts from.
+		w.updateStatus(w.get(mv), func(st *osseav1.MigrationVolumeStatus) {
+			meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: osseav1.ConditionAttached, Status: metav1.ConditionTrue, Reason: "Attached", Message: "attached"})
+			meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: osseav1.ConditionMounted, Status: metav1.ConditionFalse, Reason: ReasonWaitingForDevice, Message: "waiting"})
+		})
+	}
+
+	// The last report, on a current copy.
+	got = w.get(mv)
+	if err := writeStatusSeen(testCtx, c, reader, key, got.Generation, got.Status.VolumeID, mounted("mounted"), nil, got); err != nil {
+		t.Fatal(err)
+	}
+	got = w.get(mv)
 
 	// A stale copy by which nothing would change sends nothing; the newer version's watch
 	// event starts the reconcile that writes, from that version.
 	w.updateStatus(w.get(mv), func(st *osseav1.MigrationVolumeStatus) { st.MountPath = "" })
 	gets, patches = 0, 0
-	if err := writeStatusSeen(testCtx, c, reader, key, got.Generation, got.Status.VolumeID, mounted, nil, got); err != nil {
+	if err := writeStatusSeen(testCtx, c, reader, key, got.Generation, got.Status.VolumeID, mounted("mounted"), nil, got); err != nil {
 		t.Fatal(err)
 	}
 	if gets != 0 || patches != 0 {
 		t.Errorf("an unchanged report on a stale copy: %d reads, %d patches; want none", gets, patches)
 	}
 	newer := w.get(mv)
-	if err := writeStatusSeen(testCtx, c, reader, key, newer.Generation, newer.Status.VolumeID, mounted, nil, newer); err != nil {
+	if err := writeStatusSeen(testCtx, c, reader, key, newer.Generation, newer.Status.VolumeID, mounted("mounted"), nil, newer); err != nil {
 		t.Fatal(err)
 	}
 	if gets != 0 || patches != 1 || w.get(mv).Status.MountPath != "/mnt/migration/job-cached/disk-0" {
