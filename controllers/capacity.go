@@ -19,9 +19,9 @@ const reservationTTL = 10 * time.Minute
 
 // slotBook counts the data volume slots of the OMA VMs from the manager's own records: the
 // MigrationVolumes the cache shows attached (or being attached) to a VM, plus the attaches
-// this process has started and the cache does not show yet. CloudStack is asked only when a VM is nearly
-// full, where a miscount would cost a failed job, and where data disks the operator does
-// not manage would make the difference.
+// this process has started and the cache does not show yet. CloudStack is asked only when a
+// VM is nearly full, where a miscount would cost a failed job, and where data disks the
+// operator does not manage would make the difference.
 type slotBook struct {
 	mu        sync.Mutex
 	attaching map[string]map[types.UID]reservation // by VM id: volumes with an attach in flight
