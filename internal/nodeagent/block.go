@@ -13,16 +13,17 @@ import (
 // staying, so the manager may detach it whenever the object goes.
 func (r *Reconciler) reconcileBlock(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
 	mv := s.mv
-	if !attachConfirmed(mv) {
-		// Nothing to claim in Block mode: publish the disk if it is already there, else
-		// leave the status alone (Attached tells of the attach); its link wakes us.
-		if dev, err := findDevice(r.ByIDDir, mv.Status.VolumeID); dev == nil || err != nil {
-			return ctrl.Result{}, err
-		}
+	dev, waiting, res, err := r.lookForDevice(s)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
-	dev, res, err := r.waitForDevice(ctx, s)
-	if dev == nil || err != nil {
-		return res, err
+	if dev == nil {
+		if !attachConfirmed(mv) {
+			// Nothing to claim in Block mode while the attach runs: the status is left
+			// alone (Attached tells of the attach), and the disk's link wakes us.
+			return ctrl.Result{}, nil
+		}
+		return res, r.setStatus(ctx, s, waiting)
 	}
 	if msg := sizeMismatch(dev, mv.Spec.SizeGiB); msg != "" {
 		return r.refuse(ctx, s, dev, ReasonDeviceSizeMismatch, msg)

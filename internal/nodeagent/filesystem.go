@@ -208,15 +208,6 @@ func (r *Reconciler) reportMounted(ctx context.Context, s *volumeScope, dev *Dev
 	return ctrl.Result{RequeueAfter: r.ResyncInterval}, err
 }
 
-// waitForDevice finds the volume's disk, or reports what it waits for (see lookForDevice).
-func (r *Reconciler) waitForDevice(ctx context.Context, s *volumeScope) (*Device, ctrl.Result, error) {
-	dev, waiting, res, err := r.lookForDevice(s)
-	if dev != nil || err != nil {
-		return dev, res, err
-	}
-	return nil, res, r.setStatus(ctx, s, waiting)
-}
-
 // lookForDevice finds the volume's disk. When it is not there, it returns the report to
 // make and when to look again: while the attach job runs, the disk is simply awaited;
 // once the manager has seen the attach finish, it is awaited (Reason WaitingForDevice)
