@@ -13,7 +13,7 @@ OUT=${ENVTEST_DIR:-$ROOT/bin/k8s/${K8S_VERSION}-$(go env GOOS)-$(go env GOARCH)}
 WORK=$ROOT/bin/.envtest-build
 
 if [[ -x $OUT/kube-apiserver && -x $OUT/etcd && -x $OUT/kubectl ]] &&
-   "$OUT/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes v${K8S_VERSION}"; then
+   "$OUT/kube-apiserver" --version 2>/dev/null | grep -x "Kubernetes v${K8S_VERSION}" >/dev/null; then
   echo "envtest binaries v${K8S_VERSION} already in ${OUT#$ROOT/}"
   exit 0
 fi
@@ -77,5 +77,5 @@ GO
 )
 
 "$OUT/kube-apiserver" --version
-"$OUT/etcd" --version | head -1
+"$OUT/etcd" --version | sed -n 1p # sed reads it all: head could SIGPIPE etcd under pipefail
 echo "envtest binaries built in $((SECONDS - start))s into ${OUT#$ROOT/}"
