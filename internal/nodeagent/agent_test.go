@@ -704,13 +704,18 @@ func TestClaimedWhileAttaching(t *testing.T) {
 	w.startAgent()
 	claimed := func(mv *osseav1.MigrationVolume) {
 		t.Helper()
-		got := w.waitMounted(mv, metav1.ConditionFalse, ReasonWaitingForDevice, 20*time.Second)
-		c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted)
-		if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName ||
-			!strings.Contains(c.Message, "is attaching") {
-			t.Fatalf("while attaching: finalizers %v, nodeName %q, Mounted %q; want the claim of node %s",
-				got.Finalizers, got.Status.NodeName, c.Message, w.nodeName)
-		}
+		w.waitMounted(mv, metav1.ConditionFalse, ReasonWaitingForDevice, 20*time.Second)
+		// The claim writes status, then the finalizer: wait for both.
+		eventually(t, 10*time.Second, func() string {
+			got := w.get(mv)
+			c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted)
+			if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName ||
+				c == nil || !strings.Contains(c.Message, "is attaching") {
+				return fmt.Sprintf("while attaching: finalizers %v, nodeName %q, Mounted %+v; want the claim of node %s",
+					got.Finalizers, got.Status.NodeName, c, w.nodeName)
+			}
+			return ""
+		})
 	}
 
 	volID := uuid.NewString()
