@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +27,7 @@ import (
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
 	"github.com/migratekit/ossea-operator/internal/testenv"
+	"github.com/migratekit/ossea-operator/test/world"
 )
 
 // The controller tests run the real manager against a real kube-apiserver and etcd, and the
@@ -48,21 +47,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(runSuite(m))
-}
-
-func runSuite(m *testing.M) int {
-	var err error
-	env, err = testenv.Start(filepath.Join(".."))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	k8s = env.Client
 	// Informers log through the global logger; the tests read each manager's own log.
 	ctrl.SetLogger(logr.Discard())
-	return m.Run()
+	world.MainWithAPIServer(m, world.Needs{}, func(e *testenv.Env) { env, k8s = e, e.Client })
 }
 
 // testManager is the manager binary's controllers, run in-process against the test API

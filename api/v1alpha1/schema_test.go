@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/migratekit/ossea-operator/internal/testenv"
+	"github.com/migratekit/ossea-operator/test/world"
 )
 
 // The schema is the first line of defence: jobID and diskName become path segments on the
@@ -27,17 +28,7 @@ import (
 var k8sClient client.Client
 
 func TestMain(m *testing.M) {
-	env, err := testenv.Start(filepath.Join("..", ".."))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	k8sClient = env.Client
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
+	world.MainWithAPIServer(m, world.Needs{}, func(env *testenv.Env) { k8sClient = env.Client })
 }
 
 const (

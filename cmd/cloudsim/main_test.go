@@ -18,6 +18,7 @@ import (
 	"github.com/apache/cloudstack-go/v2/cloudstack"
 
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
+	"github.com/migratekit/ossea-operator/test/world"
 )
 
 // TestMain lets a test start this binary as the real command (a child process
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	world.Main(m, world.Needs{Root: true, Tools: []string{"losetup"}}, nil)
 }
 
 var apiLine = regexp.MustCompile(`cloudsim: CloudStack API at (http://\S+/client/api)`)

@@ -28,6 +28,7 @@ import (
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/nodeagent"
 	"github.com/migratekit/ossea-operator/internal/testenv"
+	"github.com/migratekit/ossea-operator/test/world"
 )
 
 // The binary itself: flags, the VM id from the Node label, a SIGKILL while a volume is
@@ -46,19 +47,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "the node-agent tests format and mount loop devices: run them as root")
-		os.Exit(1)
-	}
-	var err error
-	env, err = testenv.Start(filepath.Join("..", ".."))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
+	world.MainWithAPIServer(m, world.Needs{Root: true, Tools: world.DiskTools}, func(e *testenv.Env) { env = e })
 }
 
 type agentProc struct {

@@ -34,6 +34,7 @@ import (
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/testenv"
+	testworld "github.com/migratekit/ossea-operator/test/world"
 )
 
 // The agent's tests run its reconciler in-process against a real kube-apiserver and etcd,
@@ -50,33 +51,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(runSuite(m))
-}
-
-func runSuite(m *testing.M) int {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "the node agent tests format and mount loop devices: run them as root")
-		return 1
-	}
-	for _, tool := range []string{"losetup", "blkid", "mkfs.ext4", "mkfs.xfs", "mount"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			fmt.Fprintf(os.Stderr, "%s is missing: run hack/install-deps.sh\n", tool)
-			return 1
-		}
-	}
-	var err error
-	env, err = testenv.Start(filepath.Join("..", ".."))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	k8s = env.Client
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	testCtx = ctx
-	return m.Run()
+	testCtx = context.Background()
+	testworld.MainWithAPIServer(m, testworld.Needs{Root: true, Tools: testworld.DiskTools}, func(e *testenv.Env) { env, k8s = e, e.Client })
 }
 
 // world is one test's node: its VM, its by-id directory, its mount root, its loop devices.

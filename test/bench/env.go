@@ -48,7 +48,6 @@ func setup(ctx context.Context, o options, simOpts world.SimOptions, agents bool
 		return nil, err
 	}
 	e := &env{w: w, o: o}
-	w.Keep = o.keep
 	defer func() {
 		if err != nil {
 			e.close()
@@ -116,7 +115,7 @@ func (e *env) close() {
 	if err := e.w.Close(); err != nil {
 		progress("cleanup: %v", err)
 	}
-	if e.w.Keep {
+	if world.Keep() {
 		progress("logs kept in %s", e.w.Logs)
 	}
 }

@@ -21,6 +21,8 @@ import (
 
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/migratekit/ossea-operator/test/world"
 )
 
 // options are the flags; zero values mean "the scenario's default".
@@ -61,12 +63,15 @@ func main() {
 	flag.DurationVar(&o.idle, "idle", 5*time.Minute, "steady-state: how long the attached volumes stay idle")
 	flag.DurationVar(&o.settle, "settle", 15*time.Second, "steady-state: pause between all Attached and the idle window")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up on a phase after this long")
-	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory (logs) after the run")
+	flag.BoolVar(&o.keep, "keep", world.Keep(), "keep the scratch directory (logs) after the run (also "+world.KeepEnv+"=1)")
 	flag.BoolVar(&o.deleteAtEnd, "delete", false, "steady-state: delete the volumes at the end and time it")
 	flag.DurationVar(&o.reportInterval, "progress", 10*time.Second, "how often to print progress")
 	flag.Var(&o.managerArgs, "manager-arg", "extra manager flag, repeatable (e.g. --manager-arg=--drift-interval=1m)")
 	flag.Var(&o.agentArgs, "agent-arg", "extra node agent flag, repeatable")
 	flag.Parse()
+	if o.keep {
+		_ = os.Setenv(world.KeepEnv, "1")
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

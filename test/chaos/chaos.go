@@ -40,9 +40,8 @@ type Config struct {
 	// How long all volumes may take to become Ready, and to be gone after deletion.
 	ReadyTimeout time.Duration
 	GoneTimeout  time.Duration
-	// Root is the repository; Keep leaves the scratch directory (logs) in place.
+	// Root is the repository.
 	Root string
-	Keep bool
 	Logf func(format string, args ...any)
 }
 
@@ -87,15 +86,14 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	w.Keep = cfg.Keep
 	defer func() {
-		if err != nil || len(res.Violations) > 0 {
-			w.Keep = true
+		if (err != nil || len(res.Violations) > 0) && !world.Keep() {
+			logf("seed %d failed; the end of each log (%s=1 keeps them whole):\n%s", cfg.Seed, world.KeepEnv, w.LogTails(40))
 		}
 		if cerr := w.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
 		}
-		if w.Keep {
+		if world.Keep() {
 			res.Logs = w.Logs
 		}
 	}()

@@ -10,16 +10,19 @@ import (
 
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/migratekit/ossea-operator/test/world"
 )
+
+func TestMain(m *testing.M) {
+	world.Main(m, world.Needs{Root: true, Tools: world.DiskTools}, nil)
+}
 
 // TestChaosShort is the short chaos run: 15 volumes over 3 VMs with the long run's faults,
 // kills and job latency, held Ready under chaos for 20s. The seed is printed;
 // OSSEA_CHAOS_SEED replays one.
 func TestChaosShort(t *testing.T) {
 	ctrllog.SetLogger(logr.Discard())
-	if os.Geteuid() != 0 {
-		t.Fatal("chaos needs root: the agents format and mount loop devices")
-	}
 	seed := time.Now().UnixNano() % 100000
 	if s := os.Getenv("OSSEA_CHAOS_SEED"); s != "" {
 		var err error

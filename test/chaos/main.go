@@ -43,8 +43,11 @@ func main() {
 	flag.DurationVar(&cfg.Hold, "hold", cfg.Hold, "how long the volumes stay Ready, under chaos, before they are deleted")
 	flag.DurationVar(&cfg.ReadyTimeout, "ready-timeout", cfg.ReadyTimeout, "how long all volumes may take to be Ready")
 	flag.DurationVar(&cfg.GoneTimeout, "gone-timeout", cfg.GoneTimeout, "how long all volumes may take to be gone")
-	flag.BoolVar(&cfg.Keep, "keep", false, "keep the scratch directory (logs) even when the run passes")
+	keep := flag.Bool("keep", world.Keep(), "keep the scratch directory (logs) after the run (also "+world.KeepEnv+"=1)")
 	flag.Parse()
+	if *keep {
+		_ = os.Setenv(world.KeepEnv, "1")
+	}
 
 	root, err := world.FindRoot()
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/migratekit/ossea-operator/test/world"
 )
 
 // TestSamplesEndToEnd: the samples, applied with kubectl, become real mounted filesystems;
@@ -20,10 +22,10 @@ func TestSamplesEndToEnd(t *testing.T) {
 	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", "mv", "--all", "--timeout=120s")
 	t.Log("\n" + kubectl(t, "get", "-n", ns, "osc,mv", "-o", "wide"))
 
-	mounts := mountsUnder(t, world.mountRoot)
+	mounts := mountsUnder(t, oma.MountRoot)
 	want := map[string]string{
-		filepath.Join(world.mountRoot, "job-4711", "disk0"): "ext4",
-		filepath.Join(world.mountRoot, "job-4711", "disk1"): "xfs",
+		filepath.Join(oma.MountRoot, "job-4711", "disk0"): "ext4",
+		filepath.Join(oma.MountRoot, "job-4711", "disk1"): "xfs",
 	}
 	for path, fstype := range want {
 		if mounts[path] != fstype {
@@ -40,7 +42,7 @@ func TestSamplesEndToEnd(t *testing.T) {
 	if len(mounts) != len(want) {
 		t.Errorf("mounts under the root: %v, want exactly %v (Block mode mounts nothing)", mounts, want)
 	}
-	if dev := kubectl(t, "get", "-n", ns, "mv/job-4711-disk2", "-o", "jsonpath={.status.phase} {.status.devicePath}"); !strings.HasPrefix(dev, "Published "+world.byID) {
+	if dev := kubectl(t, "get", "-n", ns, "mv/job-4711-disk2", "-o", "jsonpath={.status.phase} {.status.devicePath}"); !strings.HasPrefix(dev, "Published "+oma.ByIDDir) {
 		t.Errorf("the Block-mode volume should be Published with its by-id path: %q", dev)
 	}
 	if vols := simDataVolumes(t); len(vols) != 3 {
@@ -51,15 +53,15 @@ func TestSamplesEndToEnd(t *testing.T) {
 	if left := kubectl(t, "get", "-n", ns, "mv", "-o", "name"); strings.TrimSpace(left) != "" {
 		t.Errorf("MigrationVolumes left: %s", left)
 	}
-	if m := mountsUnder(t, world.mountRoot); len(m) != 0 {
+	if m := mountsUnder(t, oma.MountRoot); len(m) != 0 {
 		t.Errorf("mounts left after delete: %v", m)
 	}
 	vols := simDataVolumes(t)
 	if len(vols) != 1 || !strings.Contains(vols[0].Name, "_disk2_") || vols[0].VirtualMachineID != "" ||
-		vols[0].tag("ossea.migratekit.io/retained") != "true" {
+		world.Tag(vols[0], "ossea.migratekit.io/retained") != "true" {
 		t.Errorf("after delete CloudStack should hold only the retained, detached disk2: %+v", vols)
 	}
-	if loops := loopDevicesOn(t, world.dir); len(loops) != 0 {
+	if loops := loopDevicesUnder(t, w.Dir); len(loops) != 0 {
 		t.Errorf("loop devices left: %v", loops)
 	}
 
@@ -81,12 +83,12 @@ func TestLeaderElection(t *testing.T) {
 		"--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms"}
 	a := startManager(t, "manager-a", le...)
 	b := startManager(t, "manager-b", le...)
-	var leader, follower *process
+	var leader, follower *world.Process
 	eventually(t, 30*time.Second, "a leader is elected", func() bool {
 		switch {
-		case strings.Contains(a.logText(), "Successfully acquired lease"):
+		case strings.Contains(a.LogText(), "Successfully acquired lease"):
 			leader, follower = a, b
-		case strings.Contains(b.logText(), "Successfully acquired lease"):
+		case strings.Contains(b.LogText(), "Successfully acquired lease"):
 			leader, follower = b, a
 		}
 		return leader != nil
@@ -105,7 +107,7 @@ spec:
   credentialsSecretRef: {name: creds}
   zone: sim-zone-1
   omaVirtualMachineID: %s
-`, world.simURL, omaVMID)
+`, sim.URL, oma.ID)
 	const n = 5
 	for i := range n {
 		manifest += fmt.Sprintf(`---
@@ -129,20 +131,20 @@ spec:
 
 	// Kill the leader while CloudStack jobs are in flight.
 	eventually(t, 60*time.Second, "a CloudStack job in flight", func() bool {
-		out, _ := kubectlCmd("get", "-n", ns, "mv", "-o", "jsonpath={.items[*].status.pendingJob.id}")
+		out, _ := w.Kubectl("get", "-n", ns, "mv", "-o", "jsonpath={.items[*].status.pendingJob.id}")
 		return strings.TrimSpace(out) != ""
 	})
-	leader.kill()
-	t.Logf("killed the leader %s", leader.name)
+	leader.Kill()
+	t.Logf("killed the leader %s", leader.Name)
 	eventually(t, 30*time.Second, "the follower takes over", func() bool {
-		return strings.Contains(follower.logText(), "Successfully acquired lease")
+		return strings.Contains(follower.LogText(), "Successfully acquired lease")
 	})
 	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", "mv", "--all", "--timeout=120s")
 
 	owners := map[string]int{}
 	for _, v := range simDataVolumes(t) {
-		if strings.HasPrefix(v.tag("ossea.migratekit.io/owner"), ns+"/") || strings.Contains(v.Name, "_leader-test_") {
-			owners[v.tag("ossea.migratekit.io/owner")]++
+		if strings.HasPrefix(world.Tag(v, "ossea.migratekit.io/owner"), ns+"/") || strings.Contains(v.Name, "_leader-test_") {
+			owners[world.Tag(v, "ossea.migratekit.io/owner")]++
 		}
 	}
 	for i := range n {
@@ -156,7 +158,7 @@ spec:
 
 	kubectl(t, "delete", "-n", ns, "mv", "--all", "--wait=true", "--timeout=120s")
 	for _, v := range simDataVolumes(t) {
-		if strings.HasPrefix(v.tag("ossea.migratekit.io/owner"), ns+"/") {
+		if strings.HasPrefix(world.Tag(v, "ossea.migratekit.io/owner"), ns+"/") {
 			t.Errorf("volume left in CloudStack: %+v", v)
 		}
 	}
@@ -168,7 +170,7 @@ func TestDeployManifestsDryRun(t *testing.T) {
 	// A server-side dry run creates nothing, not even the Namespace that the namespaced
 	// objects go into, so that one must exist.
 	kubectl(t, "create", "namespace", "ossea-system")
-	out := kubectl(t, "apply", "-k", filepath.Join(world.root, "config", "default"), "--dry-run=server")
+	out := kubectl(t, "apply", "-k", filepath.Join(w.Root, "config", "default"), "--dry-run=server")
 	for _, want := range []string{"deployment.apps/ossea-controller-manager", "daemonset.apps/", "clusterrole.rbac.authorization.k8s.io/ossea-manager-role"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run does not create %s:\n%s", want, out)

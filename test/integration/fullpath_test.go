@@ -37,6 +37,7 @@ import (
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
 	"github.com/migratekit/ossea-operator/internal/nodeagent"
 	"github.com/migratekit/ossea-operator/internal/testenv"
+	testworld "github.com/migratekit/ossea-operator/test/world"
 )
 
 var (
@@ -46,24 +47,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(runSuite(m))
-}
-
-func runSuite(m *testing.M) int {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "the integration tests attach loop devices and mount them: run them as root")
-		return 1
-	}
-	var err error
-	env, err = testenv.Start(filepath.Join("..", ".."))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	k8s = env.Client
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	return m.Run()
+	testworld.MainWithAPIServer(m, testworld.Needs{Root: true, Tools: testworld.DiskTools}, func(e *testenv.Env) { env, k8s = e, e.Client })
 }
 
 // world is the simulator with a local OMA VM, the manager and the agent.

@@ -78,6 +78,8 @@ func LoopDevicesUnder(dir string) ([]LoopDevice, error) {
 		name, back, ok := strings.Cut(strings.TrimSpace(line), " ")
 		// --raw escapes spaces in the file name as \x20.
 		back = strings.ReplaceAll(back, `\x20`, " ")
+		// A backing file removed while attached is listed with this suffix.
+		back = strings.TrimSuffix(back, " (deleted)")
 		if ok && strings.HasPrefix(back, prefix) {
 			loops = append(loops, LoopDevice{Device: name, Backing: back})
 		}

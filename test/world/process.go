@@ -43,6 +43,8 @@ func (p *Process) start() error {
 	}
 	cmd := exec.Command(p.Bin, p.Args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	// Marked as this world's, so that its sweep finds the process and its children.
+	cmd.Env = append(os.Environ(), SandboxEnv+"="+p.w.Dir)
 	// Its own process group, so a Ctrl-C meant for the harness reaches the children only
 	// through the harness, which stops them in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -209,4 +211,21 @@ func TreeUsage(pid int) (Usage, error) {
 		total.PeakRSSBytes = max(total.PeakRSSBytes, u.PeakRSSBytes)
 	}
 	return total, nil
+}
+
+// LogTails is the last n lines of every log in the world, for a failure report when the
+// scratch directory is not kept.
+func (w *World) LogTails(n int) string {
+	entries, _ := os.ReadDir(w.Logs)
+	var b strings.Builder
+	for _, e := range entries {
+		text, err := os.ReadFile(filepath.Join(w.Logs, e.Name()))
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(text), "\n"), "\n")
+		fmt.Fprintf(&b, "--- %s (last %d of %d lines)\n", e.Name(), min(n, len(lines)), len(lines))
+		b.WriteString(strings.Join(lines[max(0, len(lines)-n):], "\n") + "\n")
+	}
+	return b.String()
 }

@@ -14,8 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +24,8 @@ import (
 	"github.com/migratekit/ossea-operator/internal/testenv"
 )
 
-// World is one scratch directory and the processes started in it.
+// World is one scratch directory inside the process's sandbox, and the processes started
+// in it.
 type World struct {
 	Root       string // the repository
 	Dir        string // scratch space: binaries, logs, disks, mounts
@@ -34,15 +33,13 @@ type World struct {
 	Logs       string
 	Assets     string // etcd, kube-apiserver and kubectl
 	Kubeconfig string
-	// Keep leaves Dir in place on Close, for the logs.
-	Keep bool
 
 	mu    sync.Mutex
 	procs []*Process
 }
 
-// New makes a scratch directory under the system's temp dir for a world of the repository
-// at root. Nothing runs yet.
+// New makes a scratch directory inside the process's sandbox (entered here if the process
+// has none yet) for a world of the repository at root. Nothing runs yet.
 func New(root, prefix string) (*World, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
@@ -51,7 +48,11 @@ func New(root, prefix string) (*World, error) {
 	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
 		return nil, fmt.Errorf("%s is not the repository root: %w", root, err)
 	}
-	dir, err := os.MkdirTemp("", prefix)
+	sb, err := EnterSandbox(prefix)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(sb.Dir, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -174,32 +175,12 @@ func (w *World) StopAll() {
 	}
 }
 
-// Close stops every process, then removes what they may have left on the host below Dir:
-// mounts first, then loop devices whose backing file is below Dir. Nothing outside Dir is
-// touched. Dir itself goes unless Keep is set.
+// Close stops every process in order, then sweeps the world's directory: whatever a
+// process left (a mount, a loop device, a child) is removed, and the directory too unless
+// KeepEnv=1. Nothing outside Dir is touched.
 func (w *World) Close() error {
 	w.StopAll()
-	var errs []error
-	mounts, err := MountsUnder(w.Dir)
-	errs = append(errs, err)
-	// Deepest first, so a mount below another comes off before it.
-	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].Target) > len(mounts[j].Target) })
-	for _, m := range mounts {
-		if out, err := exec.Command("umount", m.Target).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("umount %s: %v: %s", m.Target, err, strings.TrimSpace(string(out))))
-		}
-	}
-	loops, err := LoopDevicesUnder(w.Dir)
-	errs = append(errs, err)
-	for _, l := range loops {
-		if out, err := exec.Command("losetup", "--detach", l.Device).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("losetup --detach %s: %v: %s", l.Device, err, strings.TrimSpace(string(out))))
-		}
-	}
-	if !w.Keep {
-		errs = append(errs, os.RemoveAll(w.Dir))
-	}
-	return errors.Join(errs...)
+	return Sweep(w.Dir, Keep())
 }
 
 // WaitUntil polls cond every 100ms until it holds or the timeout passes.

@@ -1,0 +1,76 @@
+package world
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/migratekit/ossea-operator/internal/testenv"
+)
+
+// Main is the TestMain of every test package that runs an API server or touches the host.
+// It checks needs (a missing tool fails here, in seconds), enters the sandbox, runs setup,
+// the tests and teardown, then sweeps the sandbox. It does not return. A panic or a
+// timeout skips teardown, but not the sweep: the guard does it once this process is gone.
+//
+// setup may be nil; the teardown it returns may be nil, and learns whether a test failed.
+func Main(m *testing.M, needs Needs, setup func() (teardown func(failed bool), err error)) {
+	os.Exit(run(m, needs, setup))
+}
+
+func run(m *testing.M, needs Needs, setup func() (func(bool), error)) int {
+	name := strings.TrimSuffix(filepath.Base(os.Args[0]), ".test")
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	root, err := FindRoot()
+	if err != nil {
+		return fail(err)
+	}
+	if err := needs.Check(root); err != nil {
+		return fail(err)
+	}
+	sb, err := EnterSandbox("ossea-" + name + "-")
+	if err != nil {
+		return fail(err)
+	}
+	code := func() (code int) {
+		if setup == nil {
+			return m.Run()
+		}
+		teardown, err := setup()
+		if teardown != nil {
+			defer func() { teardown(code != 0) }()
+		}
+		if err != nil {
+			return fail(err)
+		}
+		return m.Run()
+	}()
+	if err := sb.Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: cleaning up the sandbox: %v\n", name, err)
+		code = 1
+	}
+	return code
+}
+
+// MainWithAPIServer is Main for a package whose tests share one kube-apiserver and etcd
+// (internal/testenv): they start inside the sandbox, use gets them before the tests run,
+// and they stop after.
+func MainWithAPIServer(m *testing.M, needs Needs, use func(*testenv.Env)) {
+	Main(m, needs, func() (func(bool), error) {
+		root, err := FindRoot()
+		if err != nil {
+			return nil, err
+		}
+		env, err := testenv.Start(root)
+		if err != nil {
+			return nil, err
+		}
+		use(env)
+		return func(bool) { _ = env.Stop() }, nil
+	})
+}
