@@ -43,8 +43,12 @@ fmt: ## Run go fmt.
 vet: ## Run go vet.
 	go vet ./...
 
+.PHONY: verify
+verify: controller-gen ## Fail if go.mod, gofmt or the generated files are not what the tools make; go vet.
+	hack/verify.sh
+
 .PHONY: test
-test: manifests generate fmt vet envtest ## Build what the tests need and run every test.
+test: deps verify envtest ## Install what the tests need, verify, and run every test.
 	go test $(GO_TEST_FLAGS) ./...
 
 ##@ Build
@@ -56,8 +60,7 @@ build: manifests generate fmt vet ## Build bin/manager, bin/node-agent and bin/c
 	go build -o $(LOCALBIN)/cloudsim ./cmd/cloudsim
 
 .PHONY: demo
-demo: build envtest ## Run the operator end to end on the local world (DEMO_ARGS=--once to exit after showing it).
-	@hack/install-deps.sh
+demo: deps build envtest ## Run the operator end to end on the local world (DEMO_ARGS=--once to exit after showing it).
 	go build -o $(LOCALBIN)/localapi ./hack/localapi
 	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) hack/demo.sh $(DEMO_ARGS)
 
@@ -69,16 +72,18 @@ BENCH_ARGS ?= --scenario all
 CHAOS_ARGS ?=
 
 .PHONY: bench
-bench: envtest ## Measure the operator on the local world: control plane, full path, steady state (BENCH_ARGS).
-	@hack/install-deps.sh
+bench: deps envtest ## Measure the operator on the local world: control plane, full path, steady state (BENCH_ARGS).
 	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) go run ./test/bench $(BENCH_ARGS)
 
 .PHONY: chaos
-chaos: envtest ## Faults and kills while 60 volumes come and go, seeds 1-5; zero invariant violations or it fails (CHAOS_ARGS).
-	@hack/install-deps.sh
+chaos: deps envtest ## Faults and kills while 60 volumes come and go, seeds 1-5; zero invariant violations or it fails (CHAOS_ARGS).
 	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) go run ./test/chaos $(CHAOS_ARGS)
 
 ##@ Tools
+
+.PHONY: deps
+deps: ## Install the system commands the tests and the demo run (hack/deps.txt), from Debian's packages.
+	@hack/install-deps.sh
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into bin/.

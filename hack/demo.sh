@@ -84,12 +84,17 @@ teardown() {
   ok
 
   step "Checking that nothing is left behind"
-  local mounts loops
-  mounts=$(findmnt -rn -o TARGET | grep -F "$MOUNT_ROOT/" || true)
-  loops=$(losetup -a 2>/dev/null | grep -F "$DEMO_DIR/" || true)
+  # Only what is the demo's own: mounts below its mount root, loop devices backed by its
+  # files, its own binaries. Another program's mounts (a test's scratch directory may hold
+  # a .../mnt/migration/... too) are none of its business.
+  local mounts loops procs
+  mounts=$(findmnt -rn -o TARGET | awk -v root="$MOUNT_ROOT/" 'index($0, root) == 1' || true)
+  loops=$(losetup --list --noheadings --raw -o NAME,BACK-FILE 2>/dev/null | awk -v dir="$DEMO_DIR/" 'index($2, dir) == 1' || true)
+  procs=$(pgrep -a -f "^$ROOT/bin/(localapi|cloudsim|manager|node-agent) " || true)
   [[ -z $mounts ]] || fail "mounts left: $mounts"
   [[ -z $loops ]] || fail "loop devices left: $loops"
-  [[ -z $mounts && -z $loops ]] && echo "    no mounts under $MOUNT_ROOT, no loop devices, no processes"
+  [[ -z $procs ]] || fail "processes left: $procs"
+  [[ -z $mounts && -z $loops && -z $procs ]] && echo "    no mounts under $MOUNT_ROOT, no loop devices of $DEMO_DIR, no processes"
   ok
 
   if ((FAILED)); then
