@@ -72,6 +72,7 @@ func errorClass(err error) string {
 		{cloudstack.ErrCapacity, "capacity"},
 		{cloudstack.ErrAccountLimit, "account_limit"},
 		{cloudstack.ErrUnauthorized, "unauthorized"},
+		{cloudstack.ErrPermissionDenied, "permission_denied"},
 		{cloudstack.ErrInvalidParameter, "invalid_parameter"},
 		{cloudstack.ErrInvalidState, "invalid_state"},
 		{cloudstack.ErrUnreachable, "unreachable"},

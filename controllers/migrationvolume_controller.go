@@ -295,12 +295,22 @@ func (r *MigrationVolumeReconciler) cloudError(s *volumeScope, condType, action 
 		r.stall(s, condType, ReasonAccountLimit, fmt.Sprintf(
 			"%s: the CloudStack account's volume limit is reached; raise the limit or free volumes (%v)", action, err))
 		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
+	case errors.Is(err, cloudstack.ErrPermissionDenied):
+		r.stall(s, condType, osseav1.ReasonPermissionDenied, permissionMessage(action, s.cfg, err))
+		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
 	case cloudstack.IsTerminal(err):
 		r.stall(s, condType, ReasonCloudStackRejected, fmt.Sprintf("%s: CloudStack refused: %v", action, err))
 		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
 	}
 	s.conditions.set(condType, metav1.ConditionFalse, ReasonCloudStackError, fmt.Sprintf("%s: %v; retrying", action, err))
 	return ctrl.Result{}, false, fmt.Errorf("%s: %w", action, err)
+}
+
+// permissionMessage says which permission CloudStack refused and what would grant it.
+func permissionMessage(action string, cfg *osseav1.OsseaConfig, err error) string {
+	return fmt.Sprintf("%s: CloudStack refused the account of the keys in Secret %q permission on this volume or on OMA VM %s (%v); "+
+		"the volume and the OMA VM must belong to that account, or the keys must be those of an admin who may act on both",
+		action, cfg.Spec.CredentialsSecretRef.Name, cfg.Spec.OMAVirtualMachineID, err)
 }
 
 func (r *MigrationVolumeReconciler) stall(s *volumeScope, condType, reason, msg string) {

@@ -284,6 +284,8 @@ func classifyValidation(cfg *osseav1.OsseaConfig, err error) (reason string, sta
 		return osseav1.ReasonUnauthorized, true, fmt.Sprintf(
 			"CloudStack at %s rejected the credentials in Secret %q: check apiKey and secretKey (%v)",
 			cfg.Spec.APIURL, cfg.Spec.CredentialsSecretRef.Name, err)
+	case errors.Is(err, cloudstack.ErrPermissionDenied):
+		return osseav1.ReasonPermissionDenied, true, permissionMessage("testing the connection", cfg, err)
 	case errors.Is(err, cloudstack.ErrTLS):
 		return osseav1.ReasonTLSError, true, fmt.Sprintf(
 			"TLS with %s failed: set caBundle to the CA that signed the server's certificate (%v)", cfg.Spec.APIURL, err)

@@ -28,6 +28,12 @@ func attachVolume(c *call) (any, *apiError) {
 	if c.s.vms[vmID] == nil {
 		return nil, errBadEntity(c.apiName(), "virtualmachineid", vmID)
 	}
+	if err := c.checkAccess(c.s.volumeOwner(id)); err != nil {
+		return nil, err
+	}
+	if err := c.checkAccess(c.s.vmOwner(vmID)); err != nil {
+		return nil, err
+	}
 	return jobID{c.startJob("Volume", id)}, nil
 }
 
@@ -127,6 +133,9 @@ func detachVolume(c *call) (any, *apiError) {
 		return nil, errBadEntity(c.apiName(), "virtualmachineid", vm)
 	}
 	if _, _, err := c.int64Param("deviceid"); err != nil {
+		return nil, err
+	}
+	if err := c.checkAccess(c.s.volumeOwner(id)); err != nil {
 		return nil, err
 	}
 	return jobID{c.startJob("Volume", id)}, nil

@@ -61,6 +61,15 @@ func errBadValue(cmd, param, value string) *apiError {
 		Text: fmt.Sprintf("Unable to execute API command %s due to invalid value %s for parameter %s", cmd, value, param)}
 }
 
+// textPermission is what CloudStack's parameter processor answers when the caller's
+// account may not use an entity it names (a volume or VM of another account).
+const textPermission = "Caller does not have permission to operate with provided resource"
+
+// errPermission is PermissionDeniedException, which the API server maps to 531.
+func errPermission() *apiError {
+	return &apiError{Code: codeAccount, CSCode: csPermission, Text: textPermission}
+}
+
 func errInternal(text string) *apiError {
 	return &apiError{Code: codeInternal, CSCode: csRuntime, Text: text}
 }

@@ -38,6 +38,31 @@ func (c *call) canSee(owner string) bool {
 	return owner == c.account.Name
 }
 
+// checkAccess is the parameter processor's ACL check of an entity a command acts on: a
+// root admin may act on every account's volumes and VMs, any other caller only on its
+// own account's. It runs before the command, so a refusal is synchronous (531).
+func (c *call) checkAccess(owner string) *apiError {
+	if c.account.Admin || owner == "" || owner == c.account.Name {
+		return nil
+	}
+	return errPermission()
+}
+
+// volumeOwner and vmOwner name the account that owns an entity, "" when it is gone.
+func (s *Simulator) volumeOwner(id string) string {
+	if v := s.volumes[id]; v != nil {
+		return v.Account
+	}
+	return ""
+}
+
+func (s *Simulator) vmOwner(id string) string {
+	if vm := s.vms[id]; vm != nil {
+		return vm.Account
+	}
+	return ""
+}
+
 // page applies page/pagesize; "count" stays the number of matches.
 func (c *call) page(key string, items []any) (any, *apiError) {
 	size := int64(maxPageSize)

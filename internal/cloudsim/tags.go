@@ -109,6 +109,11 @@ func createTags(c *call) (any, *apiError) {
 	if err := c.resourceTypeParam(); err != nil {
 		return nil, err
 	}
+	for _, id := range resourceIDs(c.param("resourceids")) {
+		if err := c.checkAccess(c.s.volumeOwner(id)); err != nil {
+			return nil, err
+		}
+	}
 	return jobID{c.startJob("", "")}, nil
 }
 

@@ -198,6 +198,9 @@ func deleteVolume(c *call) (any, *apiError) {
 	if !s.volumeExists(id) {
 		return nil, errBadEntity(c.apiName(), "id", id)
 	}
+	if err := c.checkAccess(s.volumeOwner(id)); err != nil {
+		return nil, err
+	}
 	v := s.volumes[id]
 	if v == nil {
 		return nil, errInvalid("Unable to find volume with ID: %d", s.removed[id])

@@ -86,6 +86,9 @@ func apiClass(code int, text string) error {
 	switch {
 	case code == 401 || code == 403:
 		return ErrUnauthorized
+	case code == 531, strings.Contains(t, "does not have permission"):
+		// PermissionDeniedException: a 5xx code, but nothing transient about it.
+		return ErrPermissionDenied
 	case strings.Contains(t, "specify a volume that is not attached to any vm"):
 		return ErrVolumeAttached
 	case strings.Contains(t, "volume is not attached to a vm"):

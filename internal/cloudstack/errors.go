@@ -25,6 +25,10 @@ var (
 	ErrCapacity = errors.New("VM data disk limit reached")
 	// ErrAccountLimit: the account's volume (or storage) resource limit is exhausted.
 	ErrAccountLimit = errors.New("account resource limit reached")
+	// ErrPermissionDenied: the keys are valid but their account may not act on the
+	// resource (CloudStack's 531, PermissionDeniedException): a volume or VM of another
+	// account, or a role without the command. Repeating the request cannot help.
+	ErrPermissionDenied = errors.New("permission denied")
 	// ErrUnauthorized: the API key or secret key was rejected.
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrInvalidParameter: CloudStack rejected a parameter value; repeating the request
@@ -154,7 +158,7 @@ func IsTerminal(err error) bool {
 		}
 	}
 	for _, class := range []error{
-		ErrNotFound, ErrVolumeAttached, ErrNotAttached, ErrUnauthorized, ErrInvalidParameter,
+		ErrNotFound, ErrVolumeAttached, ErrNotAttached, ErrUnauthorized, ErrPermissionDenied, ErrInvalidParameter,
 		ErrTLS, ErrSecretMissing, ErrSecretInvalid, ErrInvalidConfig,
 	} {
 		if errors.Is(err, class) {
