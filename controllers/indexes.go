@@ -25,9 +25,9 @@ const (
 	indexWaitingForSlot = "waitingForSlot"
 )
 
-// SetupIndexes registers the cache indexes; call it once per manager, before the
+// setupIndexes registers the cache indexes; call it once per manager, before the
 // controllers start.
-func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
+func setupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &osseav1.MigrationVolume{}, indexVolumeConfig, func(o client.Object) []string {
 		return []string{o.(*osseav1.MigrationVolume).Spec.OsseaConfigRef.Name}

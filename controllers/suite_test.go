@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -81,26 +80,11 @@ func startManager(t *testing.T, ns string) *testManager {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := SetupIndexes(ctx, mgr); err != nil {
-		t.Fatal(err)
-	}
-	factory := cloudstack.NewFactory(cloudstack.WithRateLimit(100, 100), cloudstack.WithLogger(logger.WithName("cloudstack")))
-	if err := (&OsseaConfigReconciler{
-		Client:             mgr.GetClient(),
-		APIReader:          mgr.GetAPIReader(),
-		Recorder:           mgr.GetEventRecorder("osseaconfig-controller"),
-		Clouds:             factory,
+	if err := Setup(ctx, mgr, Options{
+		Clouds:             cloudstack.NewFactory(cloudstack.WithRateLimit(100, 100), cloudstack.WithLogger(logger.WithName("cloudstack"))),
 		RevalidateInterval: revalidateInterval,
-	}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	if err := (&MigrationVolumeReconciler{
-		Client:        mgr.GetClient(),
-		APIReader:     mgr.GetAPIReader(),
-		Recorder:      mgr.GetEventRecorder("migrationvolume-controller"),
-		Clouds:        factory,
-		DriftInterval: driftInterval,
-	}).SetupWithManager(mgr, controller.Options{}); err != nil {
+		DriftInterval:      driftInterval,
+	}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)

@@ -14,7 +14,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -93,34 +92,17 @@ func main() {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
-	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
-		log.Error(err, "Unable to set up the cache indexes")
-		os.Exit(1)
-	}
-	factory := cloudstack.NewFactory(
-		cloudstack.WithRateLimit(cloudQPS, cloudBurst),
-		cloudstack.WithRequestTimeout(cloudTimeout),
-		cloudstack.WithLogger(ctrl.Log.WithName("cloudstack")),
-	)
-	if err := (&controllers.OsseaConfigReconciler{
-		Client:             mgr.GetClient(),
-		APIReader:          mgr.GetAPIReader(),
-		Recorder:           mgr.GetEventRecorder("osseaconfig-controller"),
-		Clouds:             factory,
-		RevalidateInterval: revalidateInterval,
-	}).SetupWithManager(mgr); err != nil {
-		log.Error(err, "Unable to set up the controller", "controller", "OsseaConfig")
-		os.Exit(1)
-	}
-
-	if err := (&controllers.MigrationVolumeReconciler{
-		Client:        mgr.GetClient(),
-		APIReader:     mgr.GetAPIReader(),
-		Recorder:      mgr.GetEventRecorder("migrationvolume-controller"),
-		Clouds:        factory,
-		DriftInterval: driftInterval,
-	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: volumeWorkers}); err != nil {
-		log.Error(err, "Unable to set up the controller", "controller", "MigrationVolume")
+	if err := controllers.Setup(ctx, mgr, controllers.Options{
+		Clouds: cloudstack.NewFactory(
+			cloudstack.WithRateLimit(cloudQPS, cloudBurst),
+			cloudstack.WithRequestTimeout(cloudTimeout),
+			cloudstack.WithLogger(ctrl.Log.WithName("cloudstack")),
+		),
+		RevalidateInterval:      revalidateInterval,
+		DriftInterval:           driftInterval,
+		MaxConcurrentReconciles: volumeWorkers,
+	}); err != nil {
+		log.Error(err, "Unable to set up the controllers")
 		os.Exit(1)
 	}
 

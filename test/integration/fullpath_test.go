@@ -109,20 +109,9 @@ func (w *world) startControllers(apiURL string) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(testCtx)
-	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
-		t.Fatal(err)
-	}
-	factory := cloudstack.NewFactory(cloudstack.WithRateLimit(100, 100))
-	if err := (&controllers.OsseaConfigReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("osseaconfig-controller"),
-		Clouds: factory, RevalidateInterval: time.Minute,
-	}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	if err := (&controllers.MigrationVolumeReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("migrationvolume-controller"),
-		Clouds: factory, DriftInterval: 5 * time.Second,
-	}).SetupWithManager(mgr, controller.Options{}); err != nil {
+	if err := controllers.Setup(ctx, mgr, controllers.Options{
+		Clouds: cloudstack.NewFactory(cloudstack.WithRateLimit(100, 100)), RevalidateInterval: time.Minute, DriftInterval: 5 * time.Second,
+	}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,0 +1,51 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+)
+
+// Options are what the manager binary (and the tests, which run the same controllers
+// in-process) choose about the controllers.
+type Options struct {
+	// Clouds builds the CloudStack client of each OsseaConfig.
+	Clouds CloudFactory
+	// RevalidateInterval is how often each OsseaConfig's connection test is repeated.
+	RevalidateInterval time.Duration
+	// DriftInterval is how often each config's settled volumes are compared with CloudStack.
+	DriftInterval time.Duration
+	// MaxConcurrentReconciles is how many MigrationVolumes are reconciled at once; 0 means
+	// DefaultMaxConcurrentReconciles.
+	MaxConcurrentReconciles int
+}
+
+// Setup wires the cache indexes and both controllers into mgr: the one place that says
+// what the manager runs, for cmd/manager and the tests alike.
+func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
+	if err := setupIndexes(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the cache indexes: %w", err)
+	}
+	if err := (&OsseaConfigReconciler{
+		Client:             mgr.GetClient(),
+		APIReader:          mgr.GetAPIReader(),
+		Recorder:           mgr.GetEventRecorder("osseaconfig-controller"),
+		Clouds:             o.Clouds,
+		RevalidateInterval: o.RevalidateInterval,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the OsseaConfig controller: %w", err)
+	}
+	if err := (&MigrationVolumeReconciler{
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Recorder:      mgr.GetEventRecorder("migrationvolume-controller"),
+		Clouds:        o.Clouds,
+		DriftInterval: o.DriftInterval,
+	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles}); err != nil {
+		return fmt.Errorf("setting up the MigrationVolume controller: %w", err)
+	}
+	return nil
+}
