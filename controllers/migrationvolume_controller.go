@@ -125,7 +125,6 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		helper:     newPatchHelper(mv, r.Client),
 		conditions: conditionSetter{&mv.Status.Conditions, mv.Generation},
 	}
-	s.helper.lockStatus = true // the node agent writes the Mounted condition concurrently
 
 	defer func() {
 		r.summarize(s)
@@ -133,7 +132,8 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		r.wrote(mv)
 		if err != nil {
 			if apierrors.IsConflict(err) && retErr == nil {
-				// Someone (usually the agent) wrote first; start over from fresh state.
+				// The agent changed its finalizer meanwhile (status writes are applied and never
+				// refused); start over from fresh state.
 				res = ctrl.Result{RequeueAfter: 100 * time.Millisecond}
 				return
 			}

@@ -280,7 +280,8 @@ func TestVolumeLifecycle(t *testing.T) {
 	}
 	st := got.Status
 	if st.AttachedVirtualMachineID != cloudsim.DefaultOMAVMID || st.DeviceID == nil || *st.DeviceID != 1 ||
-		st.DevicePath != "/dev/disk/by-id/virtio-"+diskSerial(st.VolumeID) || st.SizeBytes != 2<<30 || st.PendingJob != nil {
+		st.DevicePath != "" || st.SizeBytes != 2<<30 || st.PendingJob != nil {
+		// (devicePath is the node agent's to report, from the link it finds; none runs here.)
 		t.Errorf("status after attach: %+v", st)
 	}
 	if got.Status.Phase != osseav1.PhaseAttached {

@@ -249,17 +249,9 @@ func (r *MigrationVolumeReconciler) recordVolume(s *volumeScope, vol *cloudstack
 		st.AttachedVirtualMachineID = vol.VirtualMachineID
 	}
 	st.DeviceID = vol.DeviceID
-	if vol.Attached() {
-		// The agent replaces the expected path with the link it actually found (virtio or
-		// scsi); keep its word.
-		if st.DevicePath == "" {
-			st.DevicePath = expectedDevicePath(vol.ID)
-		}
-	} else {
-		st.DevicePath = ""
-		if meta.IsStatusConditionTrue(st.Conditions, osseav1.ConditionAttached) {
-			s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, "NotAttached", "the volume is not attached")
-		}
+	// (devicePath is the node agent's: the link it actually found, virtio or scsi.)
+	if !vol.Attached() && meta.IsStatusConditionTrue(st.Conditions, osseav1.ConditionAttached) {
+		s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, "NotAttached", "the volume is not attached")
 	}
 }
 

@@ -8,18 +8,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/statusapply"
 )
 
 // patchHelper remembers an object as it was read and later writes only what changed, after
 // cluster-api's patch helper. Finalizers are written with an optimistic lock: a merge patch
 // replaces the list whole, so a finalizer the node agent added meanwhile must make our
-// write fail and retry rather than vanish. Status is written as a diff of the status alone.
+// write fail and retry rather than vanish. An OsseaConfig's status, which the manager
+// alone writes, is written as a diff of the status; a MigrationVolume's, which it shares
+// with the node agent, is applied server-side: the manager's part only, as its owner (see
+// api/v1alpha1's ownership contract), so that neither writer can refuse or revert the
+// other's write.
 type patchHelper struct {
 	c      client.Client
 	before client.Object
-	// lockStatus writes status with an optimistic lock too, for objects whose status
-	// another writer shares (the node agent owns a MigrationVolume's Mounted condition).
-	lockStatus bool
 }
 
 func newPatchHelper(obj client.Object, c client.Client) *patchHelper {
@@ -46,26 +48,28 @@ func (h *patchHelper) write(ctx context.Context, obj client.Object) error {
 		}
 		copyStatus(obj, desired) // the reply carried the stored status
 	}
-	if !equality.Semantic.DeepEqual(statusOf(h.before), statusOf(desired)) {
-		base := obj.DeepCopyObject().(client.Object)
-		copyStatus(base, h.before)
-		var opts []client.MergeFromOption
-		if h.lockStatus {
-			opts = append(opts, client.MergeFromWithOptimisticLock{})
-		}
-		if err := h.c.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, opts...)); err != nil {
-			return fmt.Errorf("patching status: %w", err)
-		}
+	if equality.Semantic.DeepEqual(ownStatus(h.before), ownStatus(desired)) {
+		return nil
+	}
+	if mv, ok := obj.(*osseav1.MigrationVolume); ok {
+		part := desired.(*osseav1.MigrationVolume).Status.ManagerPart()
+		return statusapply.Apply(ctx, h.c, mv, part, osseav1.ManagerFieldOwner)
+	}
+	base := obj.DeepCopyObject().(client.Object)
+	copyStatus(base, h.before)
+	if err := h.c.Status().Patch(ctx, obj, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("patching status: %w", err)
 	}
 	return nil
 }
 
-func statusOf(obj client.Object) any {
+// ownStatus is the part of obj's status the manager writes.
+func ownStatus(obj client.Object) any {
 	switch o := obj.(type) {
 	case *osseav1.OsseaConfig:
 		return o.Status
 	case *osseav1.MigrationVolume:
-		return o.Status
+		return o.Status.ManagerPart()
 	}
 	panic(fmt.Sprintf("patchHelper: unsupported type %T", obj))
 }

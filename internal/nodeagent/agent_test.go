@@ -42,15 +42,20 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 	mv := w.newVolume("blank", "job-1", "disk-0", 1)
 	w.attach(mv, volID)
 
-	got := w.waitMounted(mv, metav1.ConditionFalse, ReasonWaitingForDevice, 10*time.Second)
-	if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName {
-		t.Fatalf("while waiting for the disk: finalizers %v, nodeName %q; want the mount finalizer and %q", got.Finalizers, got.Status.NodeName, w.nodeName)
-	}
+	w.waitMounted(mv, metav1.ConditionFalse, ReasonWaitingForDevice, 10*time.Second)
+	// The claim writes status, then the finalizer: wait for both.
+	eventually(t, 10*time.Second, func() string {
+		got := w.get(mv)
+		if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName {
+			return fmt.Sprintf("while waiting for the disk: finalizers %v, nodeName %q; want the mount finalizer and %q", got.Finalizers, got.Status.NodeName, w.nodeName)
+		}
+		return ""
+	})
 
 	dev := w.loopDevice(1 << 30)
 	link := w.link(volID, dev)
 	start := time.Now()
-	got = w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	got := w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
 	t.Logf("mounted %s after the link appeared", time.Since(start).Round(time.Millisecond))
 
 	path := w.mountPath("job-1", "disk-0")

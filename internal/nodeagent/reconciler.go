@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/statusapply"
 )
 
 // Defaults of the Reconciler's knobs.
@@ -213,10 +215,16 @@ func (r *Reconciler) get(ctx context.Context, key types.NamespacedName) (*osseav
 	if err := r.APIReader.Get(ctx, key, mv); err != nil {
 		return nil, client.IgnoreNotFound(err)
 	}
-	if !r.holds(mv) {
+	if !r.holds(mv) && !r.published(mv) {
 		return nil, nil
 	}
 	return mv, nil
+}
+
+// published reports whether this agent published the volume's device in Block mode (no
+// finalizer there): the path it reported is its to take back when the disk leaves.
+func (r *Reconciler) published(mv *osseav1.MigrationVolume) bool {
+	return mv.Spec.Mode == osseav1.VolumeModeBlock && mv.Status.NodeName == r.NodeName && mv.Status.DevicePath != ""
 }
 
 // holds reports whether this agent has (or may have) something of the volume on its node.
@@ -250,16 +258,18 @@ func (r *Reconciler) setStatus(ctx context.Context, s *volumeScope, rep *report)
 	if rep.nodeName == nil {
 		rep.nodeName = strp(r.NodeName)
 	}
-	key := client.ObjectKeyFromObject(s.mv)
-	seen := &osseav1.MigrationVolume{}
-	if err := writeStatusSeen(ctx, r.Client, r.APIReader, key, s.mv.Generation, s.mv.Status.VolumeID, rep, seen, s.mv); err != nil {
-		return fmt.Errorf("writing the status of %s: %w", key, err)
-	}
-	if seen.UID == s.mv.UID {
-		// Our own write made the cached copy stale: a finalizer or status patch from it
-		// would fail its optimistic lock every time. Go on from what we just saw, so that
-		// the next write neither fails nor drops anyone's finalizer or condition.
-		seen.DeepCopyInto(s.mv)
+	// The agent's part of the status, applied server-side as its owner: the manager's
+	// concurrent writes neither refuse it nor are reverted by it, whatever the age of the
+	// copy it was computed from. A report that changes nothing is not sent, so a restarted
+	// agent leaves its objects alone.
+	want := s.mv.Status.DeepCopy()
+	rep.apply(want, s.mv.Generation)
+	if part := want.AgentPart(); !equality.Semantic.DeepEqual(part, s.mv.Status.AgentPart()) {
+		// On success s.mv is the object as stored: a finalizer patch that follows starts
+		// from its current resourceVersion.
+		if err := statusapply.Apply(ctx, r.Client, s.mv, part, osseav1.AgentFieldOwner); err != nil {
+			return err
+		}
 	}
 	changed := s.prev == nil || s.prev.Reason != rep.reason || s.prev.Status != rep.status
 	if changed && rep.status == metav1.ConditionFalse && warningReasons[rep.reason] {

@@ -48,11 +48,17 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *volumeScope) (ctrl.
 // disk is still here, whatever the status says, and nothing is touched.
 func (r *Reconciler) reconcileDetached(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
 	mv := s.mv
-	if !r.holds(mv) {
+	if !r.holds(mv) && !r.published(mv) {
 		return ctrl.Result{}, nil // not attached yet, or never ours
 	}
 	if dev, err := findDevice(r.ByIDDir, mv.Status.VolumeID); err != nil || dev != nil {
 		return ctrl.Result{RequeueAfter: r.ResyncInterval}, err
+	}
+	if !r.holds(mv) {
+		// Block mode: nothing on the node to undo, only the published path to take back.
+		return ctrl.Result{}, r.setStatus(ctx, s, &report{status: metav1.ConditionFalse, reason: ReasonNotAttached,
+			message:    fmt.Sprintf("volume %s is no longer attached to this VM (%s); its device is published again once it is", mv.Status.VolumeID, r.VMID),
+			devicePath: strp("")})
 	}
 	done, unmounted, res, err := r.release(ctx, s)
 	if !done || err != nil {
@@ -60,11 +66,11 @@ func (r *Reconciler) reconcileDetached(ctx context.Context, s *volumeScope) (ctr
 	}
 	rep := &report{status: metav1.ConditionFalse, reason: ReasonDeviceDetached,
 		message:   "the volume's disk left this node while mounted; the agent unmounted it and mounts it again when the volume is attached again",
-		mountPath: strp("")}
+		mountPath: strp(""), devicePath: strp("")}
 	if !unmounted && (s.prev == nil || s.prev.Status != metav1.ConditionTrue) {
 		rep = &report{status: metav1.ConditionFalse, reason: ReasonNotAttached,
 			message:   fmt.Sprintf("volume %s is not attached to this VM (%s); the agent mounts it once it is", mv.Status.VolumeID, r.VMID),
-			mountPath: strp("")}
+			mountPath: strp(""), devicePath: strp("")}
 	}
 	if err := r.setStatus(ctx, s, rep); err != nil {
 		return ctrl.Result{}, err
