@@ -19,6 +19,7 @@ import (
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 )
 
 // volumeWorld is the test world for volume tests: the tenant owns the OMA VM.
@@ -280,7 +281,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	}
 	st := got.Status
 	if st.AttachedVirtualMachineID != cloudsim.DefaultOMAVMID || st.DeviceID == nil || *st.DeviceID != 1 ||
-		st.DevicePath != "/dev/disk/by-id/virtio-"+diskSerial(st.VolumeID) || st.SizeBytes != 2<<30 || st.PendingJob != nil {
+		st.DevicePath != "/dev/disk/by-id/virtio-"+guestdisk.Serial(st.VolumeID) || st.SizeBytes != 2<<30 || st.PendingJob != nil {
 		t.Errorf("status after attach: %+v", st)
 	}
 	if got.Status.Phase != osseav1.PhaseAttached {

@@ -13,6 +13,7 @@ import (
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 )
 
 // Each phase returns done=true when its part of the desired state holds, so the next
@@ -253,7 +254,7 @@ func (r *MigrationVolumeReconciler) recordVolume(s *volumeScope, vol *cloudstack
 		// The agent replaces the expected path with the link it actually found (virtio or
 		// scsi); keep its word.
 		if st.DevicePath == "" {
-			st.DevicePath = expectedDevicePath(vol.ID)
+			st.DevicePath = guestdisk.ExpectedDevicePath(vol.ID)
 		}
 	} else {
 		st.DevicePath = ""
