@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"fmt"
-	"path"
 	"regexp"
 	"strings"
 
@@ -22,9 +21,6 @@ const (
 
 	managedByValue = "ossea-operator"
 )
-
-// DefaultByIDDir is where the guest's stable disk links live.
-const DefaultByIDDir = "/dev/disk/by-id"
 
 var unsafeRun = regexp.MustCompile(`[^a-z0-9]+`)
 
@@ -73,19 +69,4 @@ func missingTags(have, want map[string]string) map[string]string {
 // ownedBy reports whether a volume's tags prove it belongs to this object.
 func ownedBy(tags map[string]string, mv *osseav1.MigrationVolume) bool {
 	return tags[TagUID] == string(mv.UID) && tags[TagManagedBy] == managedByValue
-}
-
-// diskSerial is the serial KVM gives the guest disk of a volume: the UUID without dashes,
-// cut to 20 characters.
-func diskSerial(volumeID string) string {
-	s := strings.ReplaceAll(volumeID, "-", "")
-	if len(s) > 20 {
-		s = s[:20]
-	}
-	return s
-}
-
-// expectedDevicePath is the stable link the disk shows up as on a virtio-blk guest.
-func expectedDevicePath(volumeID string) string {
-	return path.Join(DefaultByIDDir, "virtio-"+diskSerial(volumeID))
 }

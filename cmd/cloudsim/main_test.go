@@ -18,6 +18,7 @@ import (
 	"github.com/apache/cloudstack-go/v2/cloudstack"
 
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
@@ -144,7 +145,7 @@ func signalRemovesLoopDevices(t *testing.T, sig syscall.Signal) {
 	if _, err := cs.Volume.AttachVolume(cs.Volume.NewAttachVolumeParams(v.Id, cloudsim.DefaultOMAVMID)); err != nil {
 		t.Fatal(err)
 	}
-	link := filepath.Join(dir, "by-id", "virtio-"+cloudsim.Serial(v.Id))
+	link := filepath.Join(dir, "by-id", "virtio-"+guestdisk.Serial(v.Id))
 	backing := filepath.Join(dir, "disks", v.Id+".img")
 	if device, err := filepath.EvalSymlinks(link); err != nil || !strings.HasPrefix(device, "/dev/loop") {
 		t.Fatalf("by-id link: %q %v", device, err)

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 	"github.com/migratekit/ossea-operator/internal/nodeagent"
 	"github.com/migratekit/ossea-operator/internal/testenv"
 	"github.com/migratekit/ossea-operator/test/world"
@@ -147,7 +148,7 @@ func TestBinaryKilledAndRestartedWhileMounted(t *testing.T) {
 	}
 	loop = strings.TrimSpace(string(out))
 	volID := uuid.NewString()
-	if err := os.Symlink(loop, filepath.Join(byID, nodeagent.LinkNames(volID)[0])); err != nil {
+	if err := os.Symlink(loop, filepath.Join(byID, guestdisk.LinkNames(volID)[0])); err != nil {
 		t.Fatal(err)
 	}
 

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 )
 
 // hypervisor makes attachments real for VMs with a local block: each attached
@@ -25,27 +27,14 @@ type attachment struct {
 
 func newHypervisor() *hypervisor { return &hypervisor{attached: map[string]attachment{}} }
 
-// Serial is the disk serial a KVM guest sees for a volume: the UUID without
-// dashes, cut to 20 characters.
-func Serial(volumeID string) string {
-	s := strings.ReplaceAll(volumeID, "-", "")
-	if len(s) > 20 {
-		s = s[:20]
-	}
-	return s
-}
-
-// DeviceLinkName is the by-id name of a volume on the given bus (virtio or scsi).
-func DeviceLinkName(bus, volumeID string) string {
-	if bus == "scsi" {
-		return "scsi-0QEMU_QEMU_HARDDISK_" + Serial(volumeID)
-	}
-	return "virtio-" + Serial(volumeID)
-}
-
 // attach backs the volume with its file (made once, at the volume's size, and
 // kept across detaches so the data survives), a loop device and the link.
 func (h *hypervisor) attach(l *LocalDisks, v *Volume) error {
+	// Checked before anything is made: an id without a serial has no link a guest would see.
+	name := guestdisk.LinkName(l.Bus, v.ID)
+	if name == "" {
+		return fmt.Errorf("volume %q has no KVM disk serial: its id is not a hexadecimal UUID", v.ID)
+	}
 	for _, dir := range []string{l.BackingDir, l.ByIDDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -67,7 +56,7 @@ func (h *hypervisor) attach(l *LocalDisks, v *Volume) error {
 		return err
 	}
 	device := strings.TrimSpace(out)
-	link := filepath.Join(l.ByIDDir, DeviceLinkName(l.Bus, v.ID))
+	link := filepath.Join(l.ByIDDir, name)
 	if err := os.Remove(link); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		_, _ = losetup("--detach", device)
 		return err

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 )
 
 // These tests make real loop devices: they need root, and fail (not skip)
@@ -66,10 +68,10 @@ func TestHypervisorAttachDetachKeepsData(t *testing.T) {
 	dir := t.TempDir()
 	e := newEnv(t, Options{World: localWorld(dir, "")})
 	v := e.createVolume("real-disk", 1)
-	link := filepath.Join(dir, "by-id", "virtio-"+Serial(v.Id))
+	link := filepath.Join(dir, "by-id", "virtio-"+guestdisk.Serial(v.Id))
 	backing := filepath.Join(dir, "disks", v.Id+".img")
-	if len(Serial(v.Id)) != 20 || strings.Contains(Serial(v.Id), "-") {
-		t.Fatalf("serial %q", Serial(v.Id))
+	if len(guestdisk.Serial(v.Id)) != 20 || strings.Contains(guestdisk.Serial(v.Id), "-") {
+		t.Fatalf("serial %q", guestdisk.Serial(v.Id))
 	}
 	if _, err := os.Lstat(link); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal("link exists before the attach job")
@@ -143,7 +145,7 @@ func TestHypervisorDeleteRemovesBackingFileAndSCSILinks(t *testing.T) {
 	e := newEnv(t, Options{World: localWorld(dir, "scsi")})
 	v := e.createVolume("scsi-disk", 2)
 	e.mustAttach(v.Id, DefaultOMAVMID)
-	link := filepath.Join(dir, "by-id", "scsi-0QEMU_QEMU_HARDDISK_"+Serial(v.Id))
+	link := filepath.Join(dir, "by-id", "scsi-0QEMU_QEMU_HARDDISK_"+guestdisk.Serial(v.Id))
 	if size := blockDeviceSize(t, resolveDisk(t, link)); size != 2*gib {
 		t.Fatalf("size %d", size)
 	}
@@ -191,7 +193,7 @@ func TestHypervisorRestartReattaches(t *testing.T) {
 	first := newEnv(t, Options{World: localWorld(dir, ""), StateFile: state})
 	v := first.createVolume("kept", 1)
 	first.mustAttach(v.Id, DefaultOMAVMID)
-	link := filepath.Join(dir, "by-id", "virtio-"+Serial(v.Id))
+	link := filepath.Join(dir, "by-id", "virtio-"+guestdisk.Serial(v.Id))
 	w, err := os.OpenFile(resolveDisk(t, link), os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)

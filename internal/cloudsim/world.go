@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 )
 
 // The default world. The values are fixed so that a demo, a sample OsseaConfig and
@@ -246,8 +248,8 @@ func (w *World) normalize() error {
 			if l.ByIDDir == "" || l.BackingDir == "" {
 				return fmt.Errorf("virtual machine %s: local needs byIdDir and backingDir", vm.ID)
 			}
-			def(&l.Bus, "virtio")
-			if l.Bus != "virtio" && l.Bus != "scsi" {
+			def(&l.Bus, guestdisk.BusVirtio)
+			if l.Bus != guestdisk.BusVirtio && l.Bus != guestdisk.BusSCSI {
 				return fmt.Errorf("virtual machine %s: local bus must be virtio or scsi", vm.ID)
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 )
 
 func (w *world) mountPath(job, disk string) string {
@@ -272,7 +273,7 @@ func TestDeviceNotFoundAfterTimeoutThenRecovers(t *testing.T) {
 	w.waitMounted(mv, metav1.ConditionFalse, ReasonWaitingForDevice, 10*time.Second)
 	got := w.waitMounted(mv, metav1.ConditionFalse, ReasonDeviceNotFound, 10*time.Second)
 	msg := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted).Message
-	if !strings.Contains(msg, LinkNames(volID)[0]) || !strings.Contains(msg, w.vmID) {
+	if !strings.Contains(msg, guestdisk.LinkNames(volID)[0]) || !strings.Contains(msg, w.vmID) {
 		t.Errorf("DeviceNotFound message names neither the link nor the VM: %s", msg)
 	}
 	w.waitEvent(mv, corev1.EventTypeWarning, ReasonDeviceNotFound)

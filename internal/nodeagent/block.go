@@ -6,6 +6,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 )
 
 // reconcileBlock publishes a volume in Block mode: its disk is found and its size checked,
@@ -25,7 +27,7 @@ func (r *Reconciler) reconcileBlock(ctx context.Context, s *volumeScope) (ctrl.R
 		}
 		return res, r.setStatus(ctx, s, waiting)
 	}
-	if msg := sizeMismatch(dev, mv.Spec.SizeGiB); msg != "" {
+	if msg := guestdisk.SizeMismatch(dev.Link, dev.Path, dev.Size, mv.Spec.SizeGiB); msg != "" {
 		return r.refuse(ctx, s, dev, ReasonDeviceSizeMismatch, msg)
 	}
 	published := s.prev != nil && s.prev.Status == metav1.ConditionTrue && s.prev.Reason == ReasonPublished &&

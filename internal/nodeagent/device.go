@@ -7,56 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 )
-
-// By-id link prefixes of a CloudStack volume in a KVM guest: virtio-blk shows the serial
-// directly, virtio-scsi behind QEMU's vendor and product.
-const (
-	virtioLinkPrefix = "virtio-"
-	scsiLinkPrefix   = "scsi-0QEMU_QEMU_HARDDISK_"
-)
-
-// serialLen is how much of the volume UUID (without dashes) KVM passes as the disk serial.
-const serialLen = 20
-
-const gib = int64(1) << 30
-
-// Serial is the disk serial a KVM guest sees for a CloudStack volume: the UUID without
-// dashes, cut to 20 characters. It returns "" for an id that is not hexadecimal, so that a
-// strange status value can never become a path.
-func Serial(volumeID string) string {
-	s := strings.ReplaceAll(volumeID, "-", "")
-	if len(s) > serialLen {
-		s = s[:serialLen]
-	}
-	if s == "" || strings.Trim(strings.ToLower(s), "0123456789abcdef") != "" {
-		return ""
-	}
-	return s
-}
-
-// LinkNames are the by-id names the volume can show up as, most likely first.
-func LinkNames(volumeID string) []string {
-	s := Serial(volumeID)
-	if s == "" {
-		return nil
-	}
-	return []string{virtioLinkPrefix + s, scsiLinkPrefix + s}
-}
-
-// serialOfLink returns the serial in a by-id name, or "" if the name is not one of ours.
-// Partition links (virtio-<serial>-part1) are not the disk and are ignored.
-func serialOfLink(name string) string {
-	for _, prefix := range []string{virtioLinkPrefix, scsiLinkPrefix} {
-		if s, ok := strings.CutPrefix(name, prefix); ok && len(s) == serialLen && Serial(s) == s {
-			return s
-		}
-	}
-	return ""
-}
 
 // Device is the block device behind a volume's by-id link.
 type Device struct {
@@ -73,7 +28,7 @@ type Device struct {
 // findDevice looks for the volume's by-id link and describes the block device behind it.
 // It returns nil and no error while no link exists (or the link dangles: the disk left).
 func findDevice(byIDDir, volumeID string) (*Device, error) {
-	for _, name := range LinkNames(volumeID) {
+	for _, name := range guestdisk.LinkNames(volumeID) {
 		link := filepath.Join(byIDDir, name)
 		target, err := filepath.EvalSymlinks(link)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -116,15 +71,4 @@ func describeBlockDevice(path string) (*Device, error) {
 		return nil, fmt.Errorf("reading the size of %s: %w", path, err)
 	}
 	return &Device{Path: path, Size: size, Major: unix.Major(st.Rdev), Minor: unix.Minor(st.Rdev)}, nil
-}
-
-// sizeMismatch describes a device whose size is not the volume's, or returns "".
-func sizeMismatch(dev *Device, sizeGiB int32) string {
-	want := int64(sizeGiB) * gib
-	if dev.Size == want {
-		return ""
-	}
-	return fmt.Sprintf("%s (%s) is %d bytes but the volume is %d GiB (%d bytes); this is not the volume's disk "+
-		"or CloudStack resized it: check the volume in CloudStack and the disks of the OMA VM",
-		dev.Link, dev.Path, dev.Size, sizeGiB, want)
 }

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 )
 
 // reconcileFilesystem takes a volume in Filesystem mode to mounted: claim it, find its
@@ -67,7 +68,7 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 		}
 		return res, r.setStatus(ctx, s, waiting)
 	}
-	if msg := sizeMismatch(dev, mv.Spec.SizeGiB); msg != "" {
+	if msg := guestdisk.SizeMismatch(dev.Link, dev.Path, dev.Size, mv.Spec.SizeGiB); msg != "" {
 		return r.refuse(ctx, s, dev, ReasonDeviceSizeMismatch, msg)
 	}
 	unlock := r.devices.lock(dev)
@@ -220,7 +221,7 @@ func (r *Reconciler) lookForDevice(s *volumeScope) (*Device, *report, ctrl.Resul
 	if err != nil || dev != nil {
 		return dev, nil, ctrl.Result{}, err
 	}
-	names := LinkNames(mv.Status.VolumeID)
+	names := guestdisk.LinkNames(mv.Status.VolumeID)
 	if names == nil {
 		return nil, &report{status: metav1.ConditionFalse, reason: ReasonDeviceNotFound,
 			message: fmt.Sprintf("status.volumeID %q is not a CloudStack volume UUID, so its disk serial is unknown", mv.Status.VolumeID)}, ctrl.Result{}, nil

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 )
 
 // formatMarks remember, on the node, each format the agent has started and not yet seen
@@ -29,7 +31,7 @@ func (m formatMarks) path(volumeID string) (string, error) {
 	if m.root == "" {
 		return "", errors.New("no mount root for format marks")
 	}
-	s := Serial(volumeID)
+	s := guestdisk.Serial(volumeID)
 	if s == "" {
 		return "", fmt.Errorf("volume id %q is not a CloudStack UUID", volumeID)
 	}

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 )
 
 // markFormat leaves the mark an agent killed during mkfs leaves behind.
@@ -20,7 +21,7 @@ func (w *world) markFormat(volumeID string, uid string) string {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	p := filepath.Join(root, formatMarkPrefix+Serial(volumeID))
+	p := filepath.Join(root, formatMarkPrefix+guestdisk.Serial(volumeID))
 	if err := os.WriteFile(p, []byte(uid+"\n"), 0o600); err != nil {
 		w.t.Fatal(err)
 	}

@@ -29,12 +29,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 	"github.com/migratekit/ossea-operator/internal/statusapply"
 )
 
 // Defaults of the Reconciler's knobs.
 const (
-	DefaultByIDDir         = "/dev/disk/by-id"
+	DefaultByIDDir         = guestdisk.DefaultByIDDir
 	DefaultMountRoot       = "/mnt/migration"
 	DefaultDeviceTimeout   = 2 * time.Minute
 	DefaultResyncInterval  = time.Minute

@@ -33,6 +33,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 	"github.com/migratekit/ossea-operator/internal/testenv"
 	testworld "github.com/migratekit/ossea-operator/test/world"
 )
@@ -247,7 +248,7 @@ func (w *world) loopDevice(size int64) string {
 // link makes the disk of volumeID appear: <by-id>/virtio-<serial> -> dev.
 func (w *world) link(volumeID, dev string) string {
 	w.t.Helper()
-	l := filepath.Join(w.byIDDir, LinkNames(volumeID)[0])
+	l := filepath.Join(w.byIDDir, guestdisk.LinkNames(volumeID)[0])
 	if err := os.Symlink(dev, l); err != nil {
 		w.t.Fatal(err)
 	}
@@ -294,8 +295,7 @@ func (w *world) attach(mv *osseav1.MigrationVolume, volumeID string) {
 		st.VolumeID = volumeID
 		st.AttachedVirtualMachineID = w.vmID
 		st.DeviceID = &dev
-		st.DevicePath = "/dev/disk/by-id/" + LinkNames(volumeID)[0]
-		st.SizeBytes = int64(mv.Spec.SizeGiB) * gib
+		st.SizeBytes = int64(mv.Spec.SizeGiB) << 30
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: osseav1.ConditionAttached, Status: metav1.ConditionTrue,
 			Reason: "Attached", Message: "attached by the test", ObservedGeneration: mv.Generation})
 	})

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 )
 
 // deviceWatcher wakes the volumes whose disk link appears in (or leaves) the by-id
@@ -71,8 +72,8 @@ func (w *deviceWatcher) watch(ctx context.Context) error {
 			if filepath.Clean(ev.Name) == filepath.Clean(w.dir) && ev.Has(fsnotify.Remove|fsnotify.Rename) {
 				return fmt.Errorf("%s was removed", w.dir)
 			}
-			if serial := serialOfLink(filepath.Base(ev.Name)); serial != "" {
-				w.wake(ctx, func(mv *osseav1.MigrationVolume) bool { return Serial(mv.Status.VolumeID) == serial })
+			if serial := guestdisk.SerialOfLink(filepath.Base(ev.Name)); serial != "" {
+				w.wake(ctx, func(mv *osseav1.MigrationVolume) bool { return guestdisk.Serial(mv.Status.VolumeID) == serial })
 			}
 		case err, ok := <-fw.Errors:
 			if !ok {

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/guestdisk"
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
@@ -80,7 +80,7 @@ func fullPath(ctx context.Context, o options) (*report, error) {
 	missingLinks := 0
 	for name, t := range traces {
 		toReady = append(toReady, t.Ready.Sub(created[name]))
-		link, ok := links.Created("virtio-" + serial(t.VolumeID))
+		link, ok := links.Created(guestdisk.LinkName(guestdisk.BusVirtio, t.VolumeID))
 		if !ok {
 			missingLinks++
 			continue
@@ -155,10 +155,4 @@ func addLatencies(rep *report, key string, ds []time.Duration) {
 	p50, p99, mx := percentile(ds, 50), percentile(ds, 99), percentile(ds, 100)
 	rep.add(key+"Seconds", map[string]float64{"p50": secs(p50), "p99": secs(p99), "max": secs(mx), "n": float64(len(ds))},
 		fmt.Sprintf("p50 %.2fs  p99 %.2fs  max %.2fs  (n=%d)", p50.Seconds(), p99.Seconds(), mx.Seconds(), len(ds)))
-}
-
-// serial is the disk serial a KVM guest sees: the volume UUID without dashes, 20 chars.
-func serial(volumeID string) string {
-	s := strings.ReplaceAll(volumeID, "-", "")
-	return s[:min(len(s), 20)]
 }
