@@ -6,9 +6,10 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
-	"github.com/migratekit/ossea-operator/internal/statusapply"
+	"github.com/migratekit/ossea-operator/internal/ownership"
 )
 
 // patchHelper remembers an object as it was read and later writes only what changed, after
@@ -38,6 +39,9 @@ func (h *patchHelper) patch(ctx context.Context, obj client.Object) error {
 }
 
 func (h *patchHelper) write(ctx context.Context, obj client.Object) error {
+	if mv, ok := obj.(*osseav1.MigrationVolume); ok {
+		return h.applyVolume(ctx, mv)
+	}
 	desired := obj.DeepCopyObject().(client.Object)
 	if !equality.Semantic.DeepEqual(h.before.GetFinalizers(), obj.GetFinalizers()) {
 		if err := h.c.Patch(ctx, obj, client.MergeFromWithOptions(h.before, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -51,10 +55,6 @@ func (h *patchHelper) write(ctx context.Context, obj client.Object) error {
 	if equality.Semantic.DeepEqual(ownStatus(h.before), ownStatus(desired)) {
 		return nil
 	}
-	if mv, ok := obj.(*osseav1.MigrationVolume); ok {
-		part := desired.(*osseav1.MigrationVolume).Status.ManagerPart()
-		return statusapply.Apply(ctx, h.c, mv, part, osseav1.ManagerFieldOwner)
-	}
 	base := obj.DeepCopyObject().(client.Object)
 	copyStatus(base, h.before)
 	if err := h.c.Status().Patch(ctx, obj, client.MergeFrom(base)); err != nil {
@@ -63,13 +63,31 @@ func (h *patchHelper) write(ctx context.Context, obj client.Object) error {
 	return nil
 }
 
-// ownStatus is the part of obj's status the manager writes.
+// applyVolume writes what the manager owns of a MigrationVolume, its finalizer and its
+// part of the status, each applied as its own (see package ownership): the node agent
+// writes its finalizer and its part at the same time, and neither side's write can refuse
+// or revert the other's.
+func (h *patchHelper) applyVolume(ctx context.Context, mv *osseav1.MigrationVolume) error {
+	before := h.before.(*osseav1.MigrationVolume)
+	status := mv.Status.ManagerPart() // an apply below replaces mv with the stored object
+	if want := controllerutil.ContainsFinalizer(mv, osseav1.VolumeFinalizer); want != controllerutil.ContainsFinalizer(before, osseav1.VolumeFinalizer) {
+		if err := ownership.ApplyFinalizer(ctx, h.c, mv, osseav1.VolumeFinalizer, want, osseav1.ManagerFieldOwner); err != nil {
+			return err
+		}
+		if !want && len(mv.Finalizers) == 0 {
+			return nil // the object is gone, and its status with it
+		}
+	}
+	if equality.Semantic.DeepEqual(before.Status.ManagerPart(), status) {
+		return nil
+	}
+	return ownership.ApplyStatus(ctx, h.c, mv, status, osseav1.ManagerFieldOwner)
+}
+
+// ownStatus is the status of an object whose status the manager alone writes.
 func ownStatus(obj client.Object) any {
-	switch o := obj.(type) {
-	case *osseav1.OsseaConfig:
+	if o, ok := obj.(*osseav1.OsseaConfig); ok {
 		return o.Status
-	case *osseav1.MigrationVolume:
-		return o.Status.ManagerPart()
 	}
 	panic(fmt.Sprintf("patchHelper: unsupported type %T", obj))
 }

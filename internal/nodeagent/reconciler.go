@@ -30,7 +30,7 @@ import (
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/guestdisk"
-	"github.com/migratekit/ossea-operator/internal/statusapply"
+	"github.com/migratekit/ossea-operator/internal/ownership"
 )
 
 // Defaults of the Reconciler's knobs.
@@ -268,7 +268,7 @@ func (r *Reconciler) setStatus(ctx context.Context, s *volumeScope, rep *report)
 	if part := want.AgentPart(); !equality.Semantic.DeepEqual(part, s.mv.Status.AgentPart()) {
 		// On success s.mv is the object as stored: a finalizer patch that follows starts
 		// from its current resourceVersion.
-		if err := statusapply.Apply(ctx, r.Client, s.mv, part, osseav1.AgentFieldOwner); err != nil {
+		if err := ownership.ApplyStatus(ctx, r.Client, s.mv, part, osseav1.AgentFieldOwner); err != nil {
 			return err
 		}
 	}
@@ -306,18 +306,20 @@ func (d *deviceLocks) lock(dev *Device) func() {
 	return mu.(*sync.Mutex).Unlock
 }
 
-// patchFinalizers writes a finalizer change with an optimistic lock: a merge patch replaces
-// the list whole, and the manager's own finalizer must never be lost to a stale copy.
+// patchFinalizers adds or removes the agent's finalizer, applied as the agent's own (see
+// package ownership): the manager's finalizer is never touched, and no write of the
+// manager's in between can refuse it. ok is false when the object changed under a legacy
+// removal (see ownership.ApplyFinalizer) and the caller should look again.
 func (r *Reconciler) patchFinalizers(ctx context.Context, mv *osseav1.MigrationVolume, change func(client.Object, string) bool) (bool, error) {
-	base := mv.DeepCopy()
-	if !change(mv, osseav1.MountFinalizer) {
+	if !change(mv.DeepCopy(), osseav1.MountFinalizer) {
 		return true, nil
 	}
-	if err := r.Client.Patch(ctx, mv, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+	present := !controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer)
+	if err := ownership.ApplyFinalizer(ctx, r.Client, mv, osseav1.MountFinalizer, present, osseav1.AgentFieldOwner); err != nil {
 		if apierrors.IsConflict(err) {
-			return false, nil // a newer version is on its way; start over from it
+			return false, nil
 		}
-		return false, fmt.Errorf("patching the finalizers of %s: %w", mv.Name, err)
+		return false, err
 	}
 	return true, nil
 }

@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
-	"github.com/migratekit/ossea-operator/internal/statusapply"
+	"github.com/migratekit/ossea-operator/internal/ownership"
 )
 
 // The manager and the agent write the status at the same time, each from a copy that does
@@ -46,7 +46,7 @@ func TestStatusWritersNeverRefuseNorRevertEachOther(t *testing.T) {
 	managerPart := managerCopy.Status.ManagerPart()
 	meta.SetStatusCondition(&managerPart.Conditions, metav1.Condition{Type: osseav1.ConditionAllocated, Status: metav1.ConditionTrue, Reason: "Created", Message: "manager"})
 	managerPart.CloudStackState = "Ready"
-	if err := statusapply.Apply(testCtx, c, managerCopy, managerPart, osseav1.ManagerFieldOwner); err != nil {
+	if err := ownership.ApplyStatus(testCtx, c, managerCopy, managerPart, osseav1.ManagerFieldOwner); err != nil {
 		t.Fatal(err)
 	}
 	// The agent reports from its older copy.
@@ -66,7 +66,7 @@ func TestStatusWritersNeverRefuseNorRevertEachOther(t *testing.T) {
 
 	// Now the manager writes from its copy, which has never seen Mounted: Mounted stays.
 	managerPart.CloudStackState = "Ready again"
-	if err := statusapply.Apply(testCtx, c, managerCopy, managerPart, osseav1.ManagerFieldOwner); err != nil {
+	if err := ownership.ApplyStatus(testCtx, c, managerCopy, managerPart, osseav1.ManagerFieldOwner); err != nil {
 		t.Fatal(err)
 	}
 	got = w.get(mv)

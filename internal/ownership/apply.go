@@ -1,0 +1,95 @@
+// Package ownership writes what one writer of a MigrationVolume owns, with server-side
+// apply: its part of the status and its finalizer. It is the protocol by which the manager
+// and the node agent share the object (the contract of who owns what is in api/v1alpha1).
+// An apply names its owner and carries no resourceVersion, so a write by the other side in
+// between neither refuses it nor is reverted by it.
+package ownership
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+)
+
+// ApplyStatus makes part the status fields that owner holds on mv's object: fields of part
+// that are set are written, fields the owner held before and part leaves empty are
+// removed, and nobody else's fields are touched. Ownership is forced, so a field last
+// written by an older version of the operator (an update, not an apply) is taken over
+// instead of refused. On success mv is the object as the API server stored it; a gone
+// object is not an error.
+func ApplyStatus(ctx context.Context, c client.Client, mv *osseav1.MigrationVolume, part osseav1.MigrationVolumeStatus, owner string) error {
+	status, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&part)
+	if err != nil {
+		return fmt.Errorf("encoding the status of %s/%s: %w", mv.Namespace, mv.Name, err)
+	}
+	u := skeleton(mv)
+	u.Object["status"] = status
+	err = c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
+	if err != nil {
+		return ignoreGone(fmt.Errorf("applying the status of %s/%s as %s: %w", mv.Namespace, mv.Name, owner, err))
+	}
+	return stored(u, mv)
+}
+
+// ApplyFinalizer makes owner's finalizer present on mv's object, or absent. The finalizers
+// are a set: the other writer's finalizer is left alone. A finalizer that an older version
+// of the operator added with an update is co-owned by that update, and an apply cannot take
+// it away; it is then removed with a patch locked on the version just read (a Conflict is
+// the caller's to retry).
+func ApplyFinalizer(ctx context.Context, c client.Client, mv *osseav1.MigrationVolume, finalizer string, present bool, owner string) error {
+	u := skeleton(mv)
+	if present {
+		u.SetFinalizers([]string{finalizer})
+	}
+	err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
+	if err != nil {
+		return ignoreGone(fmt.Errorf("applying the finalizer %s of %s/%s: %w", finalizer, mv.Namespace, mv.Name, err))
+	}
+	if err := stored(u, mv); err != nil || present || !slices.Contains(mv.Finalizers, finalizer) {
+		return err
+	}
+	base := mv.DeepCopy()
+	controllerutil.RemoveFinalizer(mv, finalizer)
+	if err := c.Patch(ctx, mv, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return ignoreGone(fmt.Errorf("removing the finalizer %s of %s/%s: %w", finalizer, mv.Namespace, mv.Name, err))
+	}
+	return nil
+}
+
+// skeleton is the object's identity, to which an apply adds what it owns.
+func skeleton(mv *osseav1.MigrationVolume) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{}}
+	u.SetGroupVersionKind(osseav1.GroupVersion.WithKind("MigrationVolume"))
+	u.SetNamespace(mv.Namespace)
+	u.SetName(mv.Name)
+	return u
+}
+
+// stored copies the object the API server answered with into mv. An object whose last
+// finalizer went is gone: the answer is then empty, and mv is left as it was.
+func stored(u *unstructured.Unstructured, mv *osseav1.MigrationVolume) error {
+	if u.GetUID() == "" {
+		return nil
+	}
+	obj := &osseav1.MigrationVolume{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, obj); err != nil {
+		return fmt.Errorf("decoding the stored %s/%s: %w", mv.Namespace, mv.Name, err)
+	}
+	obj.DeepCopyInto(mv)
+	return nil
+}
+
+func ignoreGone(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
