@@ -17,7 +17,7 @@ import (
 // must fail with Conflict rather than revert the manager's, then succeed on the new
 // version, changing only the agent's condition and fields.
 func TestWriteStatusNeverRevertsAConcurrentWrite(t *testing.T) {
-	w := newWorld(t)
+	w := newAPIWorld(t)
 	mv := w.newVolume("race", "job-race", "disk-0", 1)
 	w.attach(mv, "0b3f5c2e-9a41-4d6e-8f00-123456789abc")
 
@@ -87,7 +87,7 @@ func TestWriteStatusNeverRevertsAConcurrentWrite(t *testing.T) {
 // From a current copy the write needs no read; from a stale one it is refused, read again
 // and redone without reverting the manager's write.
 func TestWriteStatusFromCachedCopy(t *testing.T) {
-	w := newWorld(t)
+	w := newAPIWorld(t)
 	mv := w.newVolume("cached", "job-cached", "disk-0", 1)
 	w.attach(mv, "0b3f5c2e-9a41-4d6e-8f00-123456789abc")
 	current := w.get(mv)
