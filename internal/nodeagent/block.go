@@ -6,8 +6,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-
-	"github.com/migratekit/ossea-operator/internal/guestdisk"
 )
 
 // reconcileBlock publishes a volume in Block mode: its disk is found and its size checked,
@@ -27,11 +25,10 @@ func (r *Reconciler) reconcileBlock(ctx context.Context, s *volumeScope) (ctrl.R
 		}
 		return res, r.setStatus(ctx, s, waiting)
 	}
-	if msg := guestdisk.SizeMismatch(dev.Link, dev.Path, dev.Size, mv.Spec.SizeGiB); msg != "" {
-		return r.refuse(ctx, s, dev, ReasonDeviceSizeMismatch, msg)
+	if d := decideSize(dev, mv.Spec.SizeGiB); d.step == stepRefuse {
+		return r.refuse(ctx, s, dev, d)
 	}
-	published := s.prev != nil && s.prev.Status == metav1.ConditionTrue && s.prev.Reason == ReasonPublished &&
-		mv.Status.DevicePath == dev.Link
+	published := blockPublishedBefore(s.prev, mv, dev)
 	err = r.setStatus(ctx, s, &report{
 		status: metav1.ConditionTrue, reason: ReasonPublished,
 		message:    fmt.Sprintf("%s (%s, %d bytes) is attached and verified; it is not formatted or mounted (mode Block)", dev.Link, dev.Path, dev.Size),

@@ -12,9 +12,14 @@
 //
 // Files, one job each:
 //   - reconciler.go: the controller, the reconcile entry point and its scope
-//   - filesystem.go, block.go, release.go: the three things a reconcile can do
+//   - filesystem.go, block.go, release.go: the three things a reconcile can do; they
+//     gather facts through the host and act on the decisions
+//   - decide.go: every decision, as pure functions of the object and the facts
+//   - host.go: the host interface (all the agent does to the node) and linuxHost, the
+//     real one, whose parts live in the next four files
 //   - device.go: finding the disk by serial and describing the block device
 //   - format.go: detecting what a device holds, and mkfs
+//   - formatmark.go: the marks that tell an interrupted format of the agent's own
 //   - mount.go: the mount table, mount and unmount
 //   - paths.go: the confined mount path and its directories
 //   - status.go: reasons, and status writes that never clobber the manager's

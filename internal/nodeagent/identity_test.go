@@ -10,6 +10,7 @@ import (
 )
 
 func TestResolveVMIDOrder(t *testing.T) {
+	apiServer(t)
 	flagID, envID, labelID := uuid.NewString(), uuid.NewString(), uuid.NewString()
 	nodeName := "oma-" + uuid.NewString()[:8]
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{VMIDLabel: labelID}}}

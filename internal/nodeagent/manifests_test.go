@@ -52,6 +52,7 @@ func ensureNamespace(t *testing.T, name string) {
 // The API server accepts every object of config/agent (server-side dry run: schema,
 // defaults and admission), and the DaemonSet has what the agent needs.
 func TestAgentManifestsDryRun(t *testing.T) {
+	apiServer(t)
 	ensureNamespace(t, agentNamespace)
 	out := kubectl(t, "apply", "--dry-run=server", "-k", filepath.Join("..", "..", "config", "agent"))
 	for _, want := range []string{
@@ -80,6 +81,8 @@ func TestAgentManifestsDryRun(t *testing.T) {
 // of config/agent, with only the rights its ClusterRole grants; and it may not read
 // Secrets or touch OsseaConfigs.
 func TestAgentWorksWithItsOwnRBAC(t *testing.T) {
+	requireRoot(t)
+	apiServer(t)
 	ensureNamespace(t, agentNamespace)
 	applyRendered(t, kubectl(t, "kustomize", filepath.Join("..", "..", "config", "agent")), "ClusterRole", "ClusterRoleBinding", "ServiceAccount")
 

@@ -8,7 +8,6 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
-	mount "k8s.io/mount-utils"
 )
 
 // mountOptions are the options every volume is mounted with: read-write, and no device
@@ -59,22 +58,11 @@ func mountPoints(ms []*mountinfo.Info) string {
 	return strings.Join(ps, ", ")
 }
 
-// mounter mounts and unmounts.
-type mounter struct {
-	m mount.Interface
-}
-
-func newMounter() *mounter {
-	// Never through systemd-run: in a container that would start a scope on the host and
-	// escape the pod's lifecycle.
-	return &mounter{m: mount.NewWithoutSystemd("")}
-}
-
 // mount mounts device at path read-write with the given filesystem type. The type is always
 // explicit so the kernel never guesses.
-func (m *mounter) mount(device, path, fsType string) error {
-	if err := m.m.Mount(device, path, fsType, mountOptions); err != nil {
-		return fmt.Errorf("mounting %s (%s) at %s: %w", device, fsType, path, err)
+func (h *linuxHost) mount(dev *Device, path, fsType string) error {
+	if err := h.mounter.Mount(dev.Path, path, fsType, mountOptions); err != nil {
+		return fmt.Errorf("mounting %s (%s) at %s: %w", dev.Path, fsType, path, err)
 	}
 	return nil
 }
@@ -82,10 +70,14 @@ func (m *mounter) mount(device, path, fsType string) error {
 // unmount unmounts path once. It is never lazy (MNT_DETACH) and never forced: a busy
 // filesystem gives ErrBusy, and the caller retries later. The syscall is used rather than
 // umount(8) so that "busy" is an errno, not a guess at a message; UMOUNT_NOFOLLOW keeps a
-// symlink swapped in at the last moment from redirecting it. A path that is not a mount
-// point (EINVAL) counts as done.
-func (m *mounter) unmount(path string) error {
-	err := unix.Unmount(path, unix.UMOUNT_NOFOLLOW)
+// symlink swapped in at the last moment from redirecting it.
+func (h *linuxHost) unmount(path string) error {
+	return unmountResult(path, unix.Unmount(path, unix.UMOUNT_NOFOLLOW))
+}
+
+// unmountResult reads umount(2)'s errno: a path that is not (EINVAL) or no longer (ENOENT)
+// a mount point counts as done; EBUSY is ErrBusy, the one error the caller waits out.
+func unmountResult(path string, err error) error {
 	switch {
 	case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
 		return nil

@@ -86,10 +86,10 @@ type Reconciler struct {
 	// FormatTimeout bounds one mkfs run.
 	FormatTimeout time.Duration
 
-	mounter   *mounter
-	formatter *formatter
-	marks     formatMarks
-	devices   deviceLocks
+	// host is what the agent does to the node; SetupWithManager makes it the real one
+	// (linuxHost) unless a test has put another in its place.
+	host    host
+	devices deviceLocks
 	// unmountAttempts counts busy unmounts per object, for the backoff.
 	unmountAttempts sync.Map // types.UID -> int
 	// afterReconcile, when set (by tests), runs after every reconcile.
@@ -122,9 +122,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options)
 		return fmt.Errorf("resolving mount root %s: %w", r.MountRoot, err)
 	}
 	r.MountRoot = root
-	r.mounter = newMounter()
-	r.formatter = newFormatter(r.mounter.m, r.FormatTimeout)
-	r.marks = formatMarks{root: root}
+	if r.host == nil {
+		r.host = newLinuxHost(r.ByIDDir, root, r.FormatTimeout)
+	}
 
 	if opts.RateLimiter == nil {
 		opts.RateLimiter = workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](250*time.Millisecond, time.Minute)
@@ -188,16 +188,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	ctx = ctrl.LoggerInto(ctx, s.log)
 
-	if !mv.DeletionTimestamp.IsZero() {
+	switch routeOf(mv, r.VMID, r.NodeName) {
+	case routeRelease:
 		return r.reconcileDelete(ctx, s)
-	}
-	if !r.placedHere(mv) {
+	case routeDetached:
 		return r.reconcileDetached(ctx, s)
-	}
-	if mv.Spec.Mode == osseav1.VolumeModeBlock {
+	case routeBlock:
 		return r.reconcileBlock(ctx, s)
+	case routeFilesystem:
+		return r.reconcileFilesystem(ctx, s)
 	}
-	return r.reconcileFilesystem(ctx, s)
+	return ctrl.Result{}, nil
 }
 
 // get reads the object from the cache, or, when it has left the cache (it is no longer
@@ -216,42 +217,10 @@ func (r *Reconciler) get(ctx context.Context, key types.NamespacedName) (*osseav
 	if err := r.APIReader.Get(ctx, key, mv); err != nil {
 		return nil, client.IgnoreNotFound(err)
 	}
-	if !r.holds(mv) && !r.published(mv) {
+	if !holds(mv, r.VMID, r.NodeName) && !published(mv, r.NodeName) {
 		return nil, nil
 	}
 	return mv, nil
-}
-
-// published reports whether this agent published the volume's device in Block mode (no
-// finalizer there): the path it reported is its to take back when the disk leaves.
-func (r *Reconciler) published(mv *osseav1.MigrationVolume) bool {
-	return mv.Spec.Mode == osseav1.VolumeModeBlock && mv.Status.NodeName == r.NodeName && mv.Status.DevicePath != ""
-}
-
-// holds reports whether this agent has (or may have) something of the volume on its node.
-func (r *Reconciler) holds(mv *osseav1.MigrationVolume) bool {
-	return holds(mv, r.VMID, r.NodeName)
-}
-
-// holds: the mount finalizer is there, and it is this node's (status.nodeName is written
-// before the finalizer is added; an older object without it counts as held by the agent of
-// the VM it is attached to).
-func holds(mv *osseav1.MigrationVolume, vmID, nodeName string) bool {
-	return controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) &&
-		(mv.Status.NodeName == nodeName || (mv.Status.NodeName == "" && mv.Status.AttachedVirtualMachineID == vmID))
-}
-
-// placedHere reports whether the manager has the volume on this VM: attached, or being
-// attached (the manager names the VM as soon as it starts the attach job). The agent claims
-// a volume being attached straight away, so that once its disk appears only the mount is
-// left to do.
-func (r *Reconciler) placedHere(mv *osseav1.MigrationVolume) bool {
-	return mv.Status.AttachedVirtualMachineID == r.VMID && mv.Status.VolumeID != ""
-}
-
-// attachConfirmed reports whether the manager has seen the attach finish.
-func attachConfirmed(mv *osseav1.MigrationVolume) bool {
-	return meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAttached)
 }
 
 // setStatus writes the report and, on a transition into a failure, a Warning event.
@@ -272,20 +241,11 @@ func (r *Reconciler) setStatus(ctx context.Context, s *volumeScope, rep *report)
 			return err
 		}
 	}
-	changed := s.prev == nil || s.prev.Reason != rep.reason || s.prev.Status != rep.status
-	if changed && rep.status == metav1.ConditionFalse && warningReasons[rep.reason] {
+	if warnsOnReport(s.prev, rep) {
 		r.Recorder.Eventf(s.mv, nil, corev1.EventTypeWarning, rep.reason, "Mount", "%s", truncate(rep.message, maxEventNote))
 		s.log.Info("Volume needs attention", "reason", rep.reason, "message", rep.message)
 	}
 	return nil
-}
-
-// warningReasons are the Mounted reasons a person has to look at.
-var warningReasons = map[string]bool{
-	ReasonDeviceNotFound: true, ReasonDeviceSizeMismatch: true, ReasonDeviceNotBlank: true,
-	ReasonFilesystemMismatch: true, ReasonDeviceBlank: true, ReasonDeviceInUse: true,
-	ReasonInvalidMountPath: true, ReasonMountFailed: true, ReasonFormatFailed: true,
-	ReasonUnmountBusy: true, ReasonDeviceDetached: true,
 }
 
 func (r *Reconciler) event(s *volumeScope, reason, action, note string, args ...any) {

@@ -20,7 +20,7 @@ import (
 // not show the other's last write. Neither write is refused, neither reverts the other,
 // and a report that changes nothing is not sent.
 func TestStatusWritersNeverRefuseNorRevertEachOther(t *testing.T) {
-	w := newWorld(t)
+	w := newAPIWorld(t)
 	mv := w.newVolume("race", "job-race", "disk-0", 1)
 	w.attach(mv, "0b3f5c2e-9a41-4d6e-8f00-123456789abc")
 	agentCopy, managerCopy := w.get(mv), w.get(mv)

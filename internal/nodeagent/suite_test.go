@@ -38,23 +38,85 @@ import (
 	testworld "github.com/migratekit/ossea-operator/test/world"
 )
 
-// The agent's tests run its reconciler in-process against a real kube-apiserver and etcd,
-// on real loop devices with real mkfs and mount; they must run as root. Each test is its
-// own world: a VM id, a by-id directory and a mount root of its own, so agents of
-// different tests never see each other's volumes. The test stands in for the manager: it
-// writes volumeID, attachedVirtualMachineID and the Attached condition, and makes the disk
-// appear by creating the loop device and its by-id link.
+// The agent's tests come in three kinds, and each test says what it needs:
+//   - the decisions (decide_test.go) and the reconciler on a fake host and a fake client
+//     (fakehost_test.go) need nothing: no root, no API server;
+//   - tests of the status writes, the RBAC and the VM id need the API server (apiServer);
+//   - the agent on real loop devices, with real mkfs and mount, needs root and the disk
+//     tools (requireRoot, which newWorld calls) as well as the API server.
+//
+// The API server is started once, by the first test that asks for it, and stopped after
+// the last; a run of only the first kind never starts it. Everything runs in the sandbox
+// of test/world, which a guard process sweeps however the run ends.
+//
+// Each real-device test is its own world: a VM id, a by-id directory and a mount root of
+// its own, so agents of different tests never see each other's volumes. The test stands
+// in for the manager: it writes volumeID, attachedVirtualMachineID and the Attached
+// condition, and makes the disk appear by creating the loop device and its by-id link.
 
 var (
+	// env and k8s are set by apiServer; a test reads them only after calling it.
 	env     *testenv.Env
 	k8s     client.Client
 	testCtx context.Context
+
+	apiServerOnce sync.Once
+	apiServerErr  error
 )
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	testCtx = context.Background()
-	testworld.MainWithAPIServer(m, testworld.Needs{Root: true, Tools: testworld.DiskTools}, func(e *testenv.Env) { env, k8s = e, e.Client })
+	testworld.Main(m, testworld.Needs{}, func() (func(bool), error) { return stopAPIServer, nil })
+}
+
+// apiServer starts the package's kube-apiserver and etcd the first time a test needs them
+// (inside the sandbox, so the guard sweeps them should the run die), and fails the test
+// if they cannot start. It sets env and k8s.
+func apiServer(t *testing.T) *testenv.Env {
+	t.Helper()
+	apiServerOnce.Do(func() {
+		root, err := testworld.FindRoot()
+		if err != nil {
+			apiServerErr = fmt.Errorf("finding the repository root: %w", err)
+			return
+		}
+		e, err := testenv.Start(root)
+		if err != nil {
+			apiServerErr = err
+			return
+		}
+		env, k8s = e, e.Client
+	})
+	if apiServerErr != nil {
+		t.Fatalf("this test needs a kube-apiserver: %v", apiServerErr)
+	}
+	return env
+}
+
+// stopAPIServer is the teardown of TestMain: it stops the API server if a test started it.
+func stopAPIServer(bool) {
+	if env != nil {
+		_ = env.Stop()
+	}
+}
+
+// requireRoot fails (never skips: a real-device test that does not run is a test that
+// does not pass) unless the test can make loop devices, format and mount them: it must run
+// as root, with the disk tools on PATH.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatalf("%s makes loop devices, formats and mounts them: run it as root (make test does); "+
+			"the decision tests (go test -run 'Decide|Fake') need no root", t.Name())
+	}
+	root, err := testworld.FindRoot()
+	if err != nil {
+		t.Fatalf("finding the repository root: %v", err)
+	}
+	if err := (testworld.Needs{Tools: testworld.DiskTools}).Check(root); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // world is one test's node: its VM, its by-id directory, its mount root, its loop devices.
@@ -71,8 +133,18 @@ type world struct {
 	agents []*agent
 }
 
+// newWorld is the world of a real-device test: it needs root and the API server.
 func newWorld(t *testing.T) *world {
 	t.Helper()
+	requireRoot(t)
+	return newAPIWorld(t)
+}
+
+// newAPIWorld is a world for a test that only writes objects: it needs the API server, but
+// no root, and makes no devices.
+func newAPIWorld(t *testing.T) *world {
+	t.Helper()
+	apiServer(t)
 	base := t.TempDir()
 	w := &world{
 		t:         t,

@@ -73,8 +73,9 @@ func skeleton(mv *osseav1.MigrationVolume) *unstructured.Unstructured {
 	return u
 }
 
-// stored copies the object the API server answered with into mv. An object whose last
-// finalizer went is gone: the answer is then empty, and mv is left as it was.
+// stored copies the metadata and status the API server answered with into mv (these writes
+// cannot change the spec, so mv keeps its own). An object whose last finalizer went is
+// gone: the answer is then empty, and mv is left as it was.
 func stored(u *unstructured.Unstructured, mv *osseav1.MigrationVolume) error {
 	if u.GetUID() == "" {
 		return nil
@@ -83,7 +84,8 @@ func stored(u *unstructured.Unstructured, mv *osseav1.MigrationVolume) error {
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, obj); err != nil {
 		return fmt.Errorf("decoding the stored %s/%s: %w", mv.Namespace, mv.Name, err)
 	}
-	obj.DeepCopyInto(mv)
+	obj.ObjectMeta.DeepCopyInto(&mv.ObjectMeta)
+	obj.Status.DeepCopyInto(&mv.Status)
 	return nil
 }
 
