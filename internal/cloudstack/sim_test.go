@@ -315,6 +315,34 @@ func TestSimAccountLimit(t *testing.T) {
 	}
 }
 
+// TestSimVolumeInTransition: a delete or detach of a volume an attach job is working on is
+// refused; the refusal is a state that passes (retry), never a stall.
+func TestSimVolumeInTransition(t *testing.T) {
+	env := startSim(t, cloudsim.Options{JobLatency: 300 * time.Millisecond}, false)
+	c := env.cloud(t)
+	ctx := testContext(t)
+	volID, jobID, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "busy", ZoneID: cloudsim.DefaultZoneID,
+		DiskOfferingID: cloudsim.DefaultDiskOfferingID, SizeGiB: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitJob(t, ctx, c, jobID)
+	if jobID, err = c.AttachVolume(ctx, volID, cloudsim.DefaultOMAVMID); err != nil {
+		t.Fatal(err)
+	}
+	_, detachErr := c.DetachVolume(ctx, volID)
+	for what, err := range map[string]error{"delete": c.DeleteVolume(ctx, volID), "detach": detachErr} {
+		var ce *Error
+		if !errors.Is(err, ErrInvalidState) || IsTerminal(err) || errors.Is(err, ErrTransient) ||
+			!errors.As(err, &ce) || ce.Code != 431 || ce.CSCode != 4350 {
+			t.Errorf("%s during the attach job: %v", what, err)
+		}
+	}
+	if res := waitJob(t, ctx, c, jobID); res.Status != JobSucceeded {
+		t.Fatalf("the attach job: %+v", res)
+	}
+}
+
 func TestSimJobFailure(t *testing.T) {
 	env := startSim(t, cloudsim.Options{JobLatency: 50 * time.Millisecond,
 		Faults: cloudsim.Faults{JobFailureRate: 1, Commands: []string{"createVolume"}}}, false)
