@@ -133,7 +133,10 @@ func networkError(err error, red *redactor) *Error {
 	var verifyErr *tls.CertificateVerificationError
 	var recordErr tls.RecordHeaderError
 	var syntaxErr *json.SyntaxError
+	var notSent *notSentError
 	switch {
+	case errors.As(err, &notSent):
+		e.Class, e.cause = ErrNotSent, notSent.err
 	case errors.As(err, &status):
 		e.Code = status.Code
 		e.Class = statusClass(status.Code)

@@ -88,6 +88,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+	if err := checkSendGuard(ctx, laneOf(command)); err != nil {
+		log.V(1).Info("CloudStack API call not sent: its guard refused", "reason", err.Error())
+		return nil, err
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
