@@ -78,15 +78,13 @@ type MigrationVolumeReconciler struct {
 	// CloudStack, all with one call.
 	DriftInterval time.Duration
 
-	// stale marks the volumes whose recorded state CloudStack may no longer share (a call
-	// failed, a job failed or was forgotten, drift was seen): they are read before the
-	// next decision. The others are trusted as recorded, which saves a read per step.
-	stale sync.Map // types.UID -> struct{}
+	// mem is what this process knows of each volume beyond its status: the jobs it
+	// started, the slots it holds, which volumes to read before deciding, which objects
+	// it saw being deleted (see volumeMemory).
+	mem *volumeMemory
 	// written holds the resourceVersion of our last write of each object, to tell a
 	// cache that lags behind it.
 	written sync.Map // types.UID -> writtenVersion
-	jobs    *jobTimer
-	slots   *slotBook
 }
 
 // +kubebuilder:rbac:groups=ossea.migratekit.io,resources=migrationvolumes,verbs=get;list;watch;update;patch
@@ -272,13 +270,6 @@ func (r *MigrationVolumeReconciler) behindOwnWrite(mv *osseav1.MigrationVolume) 
 	return true
 }
 
-func (r *MigrationVolumeReconciler) markStale(uid types.UID) { r.stale.Store(uid, struct{}{}) }
-
-func (r *MigrationVolumeReconciler) isStale(uid types.UID) bool {
-	_, ok := r.stale.Load(uid)
-	return ok
-}
-
 // cloudError records a CloudStack error on the volume and decides how to go on: terminal
 // errors stall the volume (a person must act), the rest are returned for a retry with
 // backoff.
@@ -289,7 +280,7 @@ func (r *MigrationVolumeReconciler) cloudError(s *volumeScope, condType, action 
 	}
 	cloudErrors.WithLabelValues(errorClass(err)).Inc()
 	// Whatever went wrong, CloudStack may have acted: read before deciding again.
-	r.markStale(s.mv.UID)
+	r.mem.markStale(s.mv.UID)
 	switch {
 	case errors.Is(err, cloudstack.ErrAccountLimit):
 		r.stall(s, condType, ReasonAccountLimit, fmt.Sprintf(
@@ -330,7 +321,7 @@ func (r *MigrationVolumeReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 	if r.SecretMetadata == nil {
 		r.SecretMetadata = mgr.GetCache()
 	}
-	r.jobs, r.slots = newJobTimer(), newSlotBook()
+	r.mem = newVolumeMemory()
 	drifted := make(chan event.GenericEvent, 1024)
 	if err := mgr.Add(&driftChecker{r: r, events: drifted, log: mgr.GetLogger().WithName("drift")}); err != nil {
 		return fmt.Errorf("adding the drift checker: %w", err)

@@ -76,7 +76,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 			return res, err
 		}
 		r.startJob(s, opTag, jobID)
-		return r.jobs.firstPoll(mv, mv.Status.PendingJob), nil
+		return r.mem.firstPoll(mv, mv.Status.PendingJob), nil
 	}
 
 	if vol.Attached() {
@@ -88,7 +88,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 		r.startJob(s, opDetach, jobID)
 		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, ReasonDetaching,
 			fmt.Sprintf("detaching CloudStack volume %s from VM %s", vol.ID, vol.VirtualMachineID))
-		return r.jobs.firstPoll(mv, mv.Status.PendingJob), nil
+		return r.mem.firstPoll(mv, mv.Status.PendingJob), nil
 	}
 
 	if mv.Spec.DeletionPolicy == osseav1.DeletionPolicyRetain {
@@ -99,7 +99,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 				return res, err
 			}
 			r.startJob(s, opRetain, jobID)
-			return r.jobs.firstPoll(mv, mv.Status.PendingJob), nil
+			return r.mem.firstPoll(mv, mv.Status.PendingJob), nil
 		}
 		r.forget(s)
 		return ctrl.Result{}, nil
@@ -120,8 +120,5 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 // forget lets the object go: nothing of it is left in CloudStack that we own.
 func (r *MigrationVolumeReconciler) forget(s *volumeScope) {
 	controllerutil.RemoveFinalizer(s.mv, osseav1.VolumeFinalizer)
-	r.stale.Delete(s.mv.UID)
-	if s.mv.Status.AttachedVirtualMachineID != "" {
-		r.slots.release(s.mv.Status.AttachedVirtualMachineID, s.mv.UID)
-	}
+	r.mem.forget(s.mv.UID)
 }
