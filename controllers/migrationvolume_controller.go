@@ -118,6 +118,13 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		// taken; its write would fail the optimistic lock, but only after the calls.
 		return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, nil
 	}
+	if !mv.DeletionTimestamp.IsZero() {
+		r.mem.sawDeleting(mv.UID)
+	} else if r.mem.isDeleting(mv.UID) {
+		// The cache has not caught up with the deletion this process has already seen:
+		// on this copy the normal path would only start what the deletion must undo.
+		return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, nil
+	}
 	s := &volumeScope{
 		mv:         mv,
 		helper:     newPatchHelper(mv, r.Client),
@@ -140,6 +147,7 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		volumesByPhase.observe(mv)
 	}()
 
+	r.recallJob(ctx, s)
 	if !mv.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, s)
 	}
@@ -268,6 +276,30 @@ func (r *MigrationVolumeReconciler) behindOwnWrite(mv *osseav1.MigrationVolume) 
 		return false
 	}
 	return true
+}
+
+// recallJob puts back into status the job this process started on the volume and has
+// not seen end, when status does not show it: the write that was to record it was refused
+// because the object had changed meanwhile (its deletion, or the agent's write). Without
+// it, the next pass would see no job in flight: the normal path would start a second one,
+// the delete path would detach or delete the volume under it.
+func (r *MigrationVolumeReconciler) recallJob(ctx context.Context, s *volumeScope) {
+	run, ok := r.mem.unfinished(s.mv.UID)
+	st := &s.mv.Status
+	if !ok || (st.PendingJob != nil && st.PendingJob.ID == run.job.ID) {
+		return
+	}
+	// A job in status that differs from this process's is older: this process starts a
+	// job only after it has seen the one before end.
+	log.FromContext(ctx).Info("Resuming a job whose recording in status was refused",
+		"job", run.job.ID, "operation", run.job.Operation, "volumeID", run.volumeID)
+	st.PendingJob = run.job.DeepCopy()
+	if st.VolumeID == "" {
+		st.VolumeID = run.volumeID
+	}
+	if run.job.Operation == opAttach {
+		st.AttachedVirtualMachineID = run.vmID
+	}
 }
 
 // cloudError records a CloudStack error on the volume and decides how to go on: terminal

@@ -80,6 +80,9 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 	}
 
 	if vol.Attached() {
+		if err := r.teardownAllowed(ctx, s, "detaching the volume"); err != nil {
+			return ctrl.Result{}, err
+		}
 		jobID, err := s.cloud.DetachVolume(ctx, vol.ID)
 		if err != nil {
 			res, _, err := r.cloudError(s, osseav1.ConditionAttached, "detaching the volume", err)
@@ -107,6 +110,9 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 
 	s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, ReasonDeleting,
 		fmt.Sprintf("deleting CloudStack volume %s", vol.ID))
+	if err := r.teardownAllowed(ctx, s, "deleting the volume"); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := s.cloud.DeleteVolume(ctx, vol.ID); err != nil && !errors.Is(err, cloudstack.ErrNotFound) {
 		// Whatever the error says, the next pass reads the volume again before acting.
 		res, _, err := r.cloudError(s, osseav1.ConditionAllocated, "deleting the volume", err)

@@ -57,7 +57,7 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	if offering == "" {
 		offering = s.cfg.Status.DiskOfferingID
 	}
-	volumeID, jobID, err := s.cloud.CreateVolume(ctx, cloudstack.CreateVolumeRequest{
+	volumeID, jobID, err := s.cloud.CreateVolume(r.unlessDeleting(ctx, mv), cloudstack.CreateVolumeRequest{
 		Name:           volumeName(mv),
 		ZoneID:         s.cfg.Status.ZoneID,
 		DiskOfferingID: offering,
@@ -66,6 +66,9 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	if err != nil {
 		if !errors.Is(err, cloudstack.ErrTransient) {
 			mv.Status.PendingJob = nil // nothing was made: no intent to keep
+		}
+		if errors.Is(err, cloudstack.ErrNotSent) {
+			return r.notSent(ctx, "creating the volume", err)
 		}
 		return r.cloudError(s, osseav1.ConditionAllocated, "creating the volume", err)
 	}
@@ -133,7 +136,10 @@ func (r *MigrationVolumeReconciler) ensureTags(ctx context.Context, s *volumeSco
 			fmt.Sprintf("CloudStack volume %s exists and carries its ownership tags", vol.ID))
 		return ctrl.Result{}, true, nil
 	}
-	jobID, err := s.cloud.CreateTags(ctx, vol.ID, missing)
+	jobID, err := s.cloud.CreateTags(r.unlessDeleting(ctx, mv), vol.ID, missing)
+	if errors.Is(err, cloudstack.ErrNotSent) {
+		return r.notSent(ctx, "tagging the volume", err)
+	}
 	if err != nil {
 		return r.cloudError(s, osseav1.ConditionAllocated, "tagging the volume", err)
 	}
@@ -192,9 +198,12 @@ func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volum
 			"OMA VM %s holds %d of %d data volumes; waiting for one to be detached", omaVM, used, limit))
 		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
 	}
-	jobID, err := s.cloud.AttachVolume(ctx, mv.Status.VolumeID, omaVM)
+	jobID, err := s.cloud.AttachVolume(r.unlessDeleting(ctx, mv), mv.Status.VolumeID, omaVM)
 	if err != nil {
 		r.mem.releaseSlot(mv.UID)
+		if errors.Is(err, cloudstack.ErrNotSent) {
+			return r.notSent(ctx, "attaching the volume", err)
+		}
 		return r.cloudError(s, osseav1.ConditionAttached, "attaching the volume", err)
 	}
 	// Name the VM now rather than when the job is seen done: the VM's node agent watches
