@@ -135,6 +135,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	defer rec.Stop()
 	proxy.before = detachGuard(ctx, c, rec)
+	proxy.rules = &world.CallRules{State: sim.State, Deleting: deletingNow(ctx, c, rec)}
 
 	mgr, err := w.StartManager("manager", "--zap-log-level=debug", "--cloudstack-qps=30")
 	if err != nil {
@@ -368,6 +369,44 @@ func detachGuard(ctx context.Context, c client.Client, rec *world.Recorder) func
 			return fmt.Sprintf("detach of volume %s at %s while %s still carried the mount finalizer", cl.VolumeID, cl.At.Format("15:04:05.000"), name)
 		}
 		return ""
+	}
+}
+
+// deletingNow tells the rules whether the object whose UID begins with uid8 is being
+// deleted, or gone, as the API server has it at this moment.
+func deletingNow(ctx context.Context, c client.Client, rec *world.Recorder) func(uid8 string) (string, bool) {
+	return func(uid8 string) (string, bool) {
+		name := ""
+		for n, t := range rec.Traces() {
+			if strings.HasPrefix(t.UID, uid8) {
+				name = n
+			}
+		}
+		if name == "" {
+			var list osseav1.MigrationVolumeList
+			if err := c.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+				return "", false
+			}
+			for _, mv := range list.Items {
+				if strings.HasPrefix(string(mv.UID), uid8) {
+					name = mv.Name
+				}
+			}
+			if name == "" {
+				return "", false // not created through this run
+			}
+		}
+		mv := &osseav1.MigrationVolume{}
+		err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, mv)
+		switch {
+		case apierrors.IsNotFound(err):
+			return name, true
+		case err != nil:
+			return name, false
+		case !strings.HasPrefix(string(mv.UID), uid8):
+			return name, true // gone, and a new object took its name
+		}
+		return name, !mv.DeletionTimestamp.IsZero()
 	}
 }
 

@@ -35,8 +35,8 @@ type CallRules struct {
 	Deleting func(uid8 string) (name string, deleting bool)
 
 	mu    sync.Mutex
-	jobs  map[string]string // job id -> volume id, for the jobs whose id reached the manager
-	ended map[string]bool   // jobs seen finished
+	jobs  map[string]string // "<job id>/<volume id>" -> volume id, for the jobs whose id reached the manager
+	ended map[string]bool   // the keys of jobs seen finished
 }
 
 // Starts and stops are the commands CallRules looks at.
@@ -98,6 +98,7 @@ func (k *CallRules) After(command string, params url.Values, reply []byte) {
 	if k.jobs == nil {
 		k.jobs, k.ended = map[string]string{}, map[string]bool{}
 	}
+	// Keyed by job and volume: one createTags job may tag several volumes.
 	for _, r := range env {
 		if r.JobID == "" {
 			continue
