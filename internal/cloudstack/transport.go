@@ -88,13 +88,15 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	// The guard's check shares the request's timeout: a check that hangs must not hold
+	// the reconcile forever.
 	if err := checkSendGuard(ctx, laneOf(command)); err != nil {
 		log.V(1).Info("CloudStack API call not sent: its guard refused", "reason", err.Error())
 		return nil, err
 	}
-
-	ctx, cancel := context.WithTimeout(ctx, t.timeout)
-	defer cancel()
 	start := time.Now()
 	resp, err := t.next.RoundTrip(req.WithContext(ctx))
 	var body []byte
