@@ -21,6 +21,8 @@ import (
 func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
 	mv := s.mv
 	if !controllerutil.ContainsFinalizer(mv, osseav1.VolumeFinalizer) {
+		// Nothing of it was ever made, or it is let go already.
+		r.mem.forget(mv.UID)
 		return ctrl.Result{}, nil
 	}
 	if controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -125,9 +126,10 @@ func (rs *ruleCheckedSim) found() []string {
 // TestVolumeDeleteRacesAttach replays, small, the run that found the manager deleting volumes
 // under their own attach jobs: Block-mode volumes on two OMA VMs, three times more than the
 // VMs have slots, so most wait with CapacityExhausted; then every object is deleted, the
-// waiting ones just as the first slots free, while their attaches start. The attach calls
-// are slowed, as a loaded CloudStack's are, so that deletions land while a reconcile that
-// read the object before its deletion is still attaching. At the moment of every call the
+// waiting ones just as the first slots free, while their attaches start. The attach calls,
+// and the listings of the nearly full VMs before them, are slowed, as a loaded CloudStack's
+// are, so that deletions land while a reconcile that read the object before its deletion is
+// still on its way to the attach or in it. At the moment of every call the
 // simulator's view is checked: (a) no create, tag or attach for an object being deleted;
 // (b) no delete or detach of a volume while a job the manager started on it runs. At the end
 // nothing is left.
@@ -216,7 +218,7 @@ func TestVolumeDeleteRacesAttach(t *testing.T) {
 		t.Errorf("%d data volumes left in CloudStack after every object is gone: %+v", len(left), left)
 	}
 	for _, j := range snap.Jobs {
-		if j.Status == 2 && strings.Contains(string(j.Result), "valid type") {
+		if j.Status == 2 /* failed */ && strings.Contains(string(j.Result), "valid type") {
 			t.Errorf("%s job %s of volume %s failed because its volume was deleted under it: %s", j.Command, j.ID, j.InstanceID, j.Result)
 		}
 	}
@@ -235,5 +237,55 @@ func TestVolumeDeleteRacesAttach(t *testing.T) {
 		attaches, snap.Calls["detachVolume"], snap.Calls["deleteVolume"], resumed, notSent)
 	if resumed+notSent == 0 {
 		t.Error("no deletion raced a start: the test did not test what it is for; make the attaches slower")
+	}
+}
+
+// TestVolumeTeardownWaitsOutAJobWhoseReplyWasLost: the reply to an attach is lost, so the
+// manager does not know the job it started, and the object is deleted while that job runs.
+// CloudStack refuses to delete a volume an attach job is working on; the manager takes the
+// refusal for a passing state and retries (it never stalls) until the attach is done, then
+// detaches and deletes.
+func TestVolumeTeardownWaitsOutAJobWhoseReplyWasLost(t *testing.T) {
+	s := startVolumeSim(t, cloudsim.Options{JobLatency: 2 * time.Second})
+	e := newVolumeEnv(t, s, nil)
+	mv := e.newVolume("disk0", func(mv *osseav1.MigrationVolume) { mv.Spec.Mode = osseav1.VolumeModeBlock })
+	s.SetFaults(cloudsim.Faults{LostResponseRate: 1, Commands: []string{"attachVolume"}})
+	create(t, mv)
+	eventually(t, 30*time.Second, func() string {
+		for _, j := range s.Snapshot().Jobs {
+			if strings.EqualFold(j.Command, "attachVolume") && j.Completed == nil {
+				return ""
+			}
+		}
+		return "no attach job running yet"
+	})
+	if err := k8s.Delete(testCtx, mv); err != nil {
+		t.Fatal(err)
+	}
+	refused := false
+	eventually(t, 30*time.Second, func() string {
+		got := &osseav1.MigrationVolume{}
+		err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), got)
+		if apierrors.IsNotFound(err) {
+			return ""
+		}
+		if err != nil {
+			return err.Error()
+		}
+		if c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
+			t.Fatalf("the volume stalled while its teardown waited for the attach job: %s", describe(got.Status.Conditions))
+		}
+		if e := got.Status.LastCloudStackError; e != nil && strings.Contains(e.Text, "by a job in progress") {
+			refused = true
+		}
+		return "not gone yet"
+	})
+	snap := s.Snapshot()
+	if left := dataVolumes(snap); len(left) != 0 {
+		t.Errorf("volumes left in CloudStack: %+v", left)
+	}
+	if !refused || snap.Calls["deleteVolume"] < 2 {
+		t.Errorf("deleteVolume called %d times (refusal seen in status: %v): the delete was meant to meet the running attach job and be retried",
+			snap.Calls["deleteVolume"], refused)
 	}
 }
