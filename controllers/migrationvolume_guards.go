@@ -35,8 +35,12 @@ import (
 //
 // (b) The memory remembers every job this process started until it sees it end, even when
 // the status write that was to record it was refused; recallJob puts such a job back into
-// status before anything is decided, and teardownAllowed refuses a detach or delete while
-// the memory still holds a job. A restarted manager resumes from status.pendingJob.
+// status before anything is decided, the delete path asks the job itself whether it has
+// ended (a read of the volume could show its change made by another job), and
+// teardownAllowed refuses a detach or delete while the memory still holds a job. A
+// restarted manager resumes from status.pendingJob. A job whose reply never came (lost, or
+// the manager died first) cannot be known; CloudStack refuses to detach or delete a volume
+// such a job is working on, and the refusal is retried.
 
 // errBeingDeleted is a send guard's refusal: the object is being deleted, or is gone.
 var errBeingDeleted = errors.New("the MigrationVolume is being deleted")
