@@ -90,6 +90,7 @@ func (rs *ruleCheckedSim) check(next http.Handler) http.Handler {
 			next.ServeHTTP(w, req)
 			return
 		}
+		gen := rs.rules.Generation()
 		if p := rs.rules.Before(cmd, params); p != "" {
 			rs.mu.Lock()
 			rs.problems = append(rs.problems, time.Now().Format("15:04:05.000")+" "+p)
@@ -97,7 +98,7 @@ func (rs *ruleCheckedSim) check(next http.Handler) http.Handler {
 		}
 		rec := httptest.NewRecorder()
 		next.ServeHTTP(rec, req)
-		rs.rules.After(cmd, params, rec.Body.Bytes())
+		rs.rules.After(gen, cmd, params, rec.Body.Bytes())
 		for k, v := range rec.Header() {
 			w.Header()[k] = v
 		}

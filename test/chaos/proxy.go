@@ -107,14 +107,16 @@ func (r *recorder) serve(w http.ResponseWriter, req *http.Request) {
 	if r.before != nil && recorded[cmd] {
 		r.problem(r.before(c))
 	}
+	gen := 0
 	if checked {
+		gen = r.rules.Generation()
 		r.problem(r.rules.Before(cmd, params))
 	}
 	rec := &responseRecorder{ResponseWriter: w}
 	defer func() {
 		if checked {
 			// A lost reply leaves the body empty: the manager never learnt the job.
-			r.rules.After(cmd, params, rec.body.Bytes())
+			r.rules.After(gen, cmd, params, rec.body.Bytes())
 		}
 		if !recorded[cmd] {
 			return

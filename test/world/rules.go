@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 
@@ -20,23 +21,50 @@ import (
 //	(b) no deleteVolume or detachVolume of a volume while a job the manager started on it is
 //	    unfinished.
 //
-// For (b) a job counts as started by the manager once its id reached the manager, in the
-// reply to the call that started it; whether it is finished is asked of the simulator at the
-// moment of the delete or detach, which is exact (the simulator completes a job and makes
-// its change under one lock). A job whose reply was lost is not counted: the manager cannot
-// know it, and CloudStack refuses to delete or detach a volume in transition anyway.
+// For (b) a job counts as started by the manager once its id reached the manager process
+// that makes the call, in the reply to the call that started it, or once it is recorded in
+// status.pendingJob, which a restarted manager resumes from; whether it is finished is asked
+// of the simulator at the moment of the delete or detach, which is exact (the simulator
+// completes a job and makes its change under one lock). A job whose reply was lost, or
+// reached a manager that died before recording it, is not counted: no manager can know it,
+// and CloudStack refuses to delete or detach a volume in transition anyway.
 //
-// Feed it every call: Before when the call arrives, After with the reply.
+// Feed it every call: Before when the call arrives, After with the reply and the
+// Generation taken when the call arrived; ManagerRestarted when the manager is replaced.
 type CallRules struct {
 	// State reads the simulator's state as it is now.
 	State func() (cloudsim.State, error)
 	// Deleting tells whether the object whose UID begins with uid8 counts as being deleted
 	// at this moment, and its name.
 	Deleting func(uid8 string) (name string, deleting bool)
+	// Recorded, needed only with ManagerRestarted, tells whether the job is recorded in
+	// status.pendingJob of the object whose volume it is, at this moment.
+	Recorded func(volumeID, jobID string) bool
 
-	mu    sync.Mutex
-	jobs  map[string]string // "<job id>/<volume id>" -> volume id, for the jobs whose id reached the manager
-	ended map[string]bool   // the keys of jobs seen finished
+	mu         sync.Mutex
+	generation int                 // the manager process now running, counted from 0
+	jobs       map[string]knownJob // by "<job id>/<volume id>": the jobs whose id reached the manager
+	ended      map[string]bool     // the keys of jobs seen finished
+}
+
+type knownJob struct {
+	volumeID   string
+	generation int // the manager process that learnt it
+}
+
+// ManagerRestarted notes that the manager process was replaced: the jobs the old one
+// learnt count for the new one only once they are recorded in status.
+func (k *CallRules) ManagerRestarted() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.generation++
+}
+
+// Generation is the manager process a call arriving now comes from.
+func (k *CallRules) Generation() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.generation
 }
 
 // Starts and stops are the commands CallRules looks at.
@@ -73,8 +101,9 @@ func (k *CallRules) Before(command string, params url.Values) string {
 	return ""
 }
 
-// After learns the job a call started from its reply.
-func (k *CallRules) After(command string, params url.Values, reply []byte) {
+// After learns the job a call started from its reply; generation is the Generation taken
+// when the call arrived.
+func (k *CallRules) After(generation int, command string, params url.Values, reply []byte) {
 	var volumes []string
 	switch command {
 	case "attachVolume", "detachVolume":
@@ -96,7 +125,7 @@ func (k *CallRules) After(command string, params url.Values, reply []byte) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.jobs == nil {
-		k.jobs, k.ended = map[string]string{}, map[string]bool{}
+		k.jobs, k.ended = map[string]knownJob{}, map[string]bool{}
 	}
 	// Keyed by job and volume: one createTags job may tag several volumes.
 	for _, r := range env {
@@ -107,7 +136,7 @@ func (k *CallRules) After(command string, params url.Values, reply []byte) {
 			volumes = []string{r.ID}
 		}
 		for _, v := range volumes {
-			k.jobs[r.JobID+"/"+v] = v
+			k.jobs[r.JobID+"/"+v] = knownJob{volumeID: v, generation: generation}
 		}
 	}
 }
@@ -115,10 +144,12 @@ func (k *CallRules) After(command string, params url.Values, reply []byte) {
 // jobInFlight is rule (b).
 func (k *CallRules) jobInFlight(command, volumeID string) string {
 	k.mu.Lock()
-	var open []string
-	for key, v := range k.jobs {
-		if strings.EqualFold(v, volumeID) && !k.ended[key] {
-			open = append(open, key)
+	open := map[string]string{} // job id -> its key
+	gone := map[string]bool{}   // job id -> learnt by a manager process that is gone
+	for key, j := range k.jobs {
+		if strings.EqualFold(j.volumeID, volumeID) && !k.ended[key] {
+			id := key[:strings.IndexByte(key, '/')]
+			open[id], gone[id] = key, j.generation != k.generation
 		}
 	}
 	k.mu.Unlock()
@@ -129,23 +160,32 @@ func (k *CallRules) jobInFlight(command, volumeID string) string {
 	if err != nil {
 		return fmt.Sprintf("%s of volume %s: cannot read the simulator's state to check its jobs: %v", command, volumeID, err)
 	}
-	jobs := map[string]cloudsim.Job{}
+	running := map[string]cloudsim.Job{}
+	var ended []string
 	for _, j := range st.Jobs {
-		jobs[j.ID] = j
-	}
-	var problems []string
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	for _, key := range open {
-		id := key[:strings.IndexByte(key, '/')]
-		j, ok := jobs[id]
-		if ok && j.Completed == nil {
-			problems = append(problems, fmt.Sprintf("%s of volume %s while the manager's %s job %s (started %s) was still running",
-				command, volumeID, j.Command, id, j.Created.Format("15:04:05.000")))
+		if _, ok := open[j.ID]; !ok {
 			continue
 		}
-		k.ended[key] = true
+		if j.Completed == nil {
+			running[j.ID] = j
+		} else {
+			ended = append(ended, j.ID)
+		}
 	}
+	var problems []string
+	for id, j := range running {
+		if gone[id] && (k.Recorded == nil || !k.Recorded(volumeID, id)) {
+			continue // no manager running now can know it
+		}
+		problems = append(problems, fmt.Sprintf("%s of volume %s while the manager's %s job %s (started %s) was still running",
+			command, volumeID, j.Command, id, j.Created.Format("15:04:05.000")))
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, id := range ended {
+		k.ended[open[id]] = true
+	}
+	sort.Strings(problems)
 	return strings.Join(problems, "; ")
 }
 

@@ -34,6 +34,8 @@ func TestCallRules(t *testing.T) {
 		tagged    bool       // the volume carries its ownership tag
 		jobDone   bool       // the simulator has finished the attach job
 		jobKnown  bool       // the attach's reply reached the manager
+		restarted bool       // the manager was replaced since
+		recorded  bool       // the job is recorded in the object's status
 		command   string     // the call checked
 		params    url.Values // its parameters
 		wantFound string     // a part of the problem, "" for none
@@ -44,6 +46,10 @@ func TestCallRules(t *testing.T) {
 			wantFound: "detachVolume of volume " + vol},
 		{name: "delete after the job ended", jobKnown: true, jobDone: true, command: "deleteVolume", params: params("id", vol)},
 		{name: "delete during a job whose reply was lost", command: "deleteVolume", params: params("id", vol)},
+		{name: "delete during a job a replaced manager learnt and never recorded", jobKnown: true, restarted: true,
+			command: "deleteVolume", params: params("id", vol)},
+		{name: "delete during a job a replaced manager recorded in status", jobKnown: true, restarted: true, recorded: true,
+			command: "deleteVolume", params: params("id", vol), wantFound: "deleteVolume of volume " + vol},
 		{name: "attach while not deleting", command: "attachVolume", params: params("id", vol, "virtualmachineid", "vm")},
 		{name: "attach while deleting", deleting: true, command: "attachVolume", params: params("id", vol, "virtualmachineid", "vm"),
 			wantFound: "attachVolume of " + vol + " for mv-0, which was being deleted"},
@@ -73,9 +79,13 @@ func TestCallRules(t *testing.T) {
 					return cloudsim.State{Volumes: []cloudsim.Volume{v}, Jobs: []cloudsim.Job{job}}, nil
 				},
 				Deleting: func(uid8 string) (string, bool) { return "mv-0", uid8 == uid[:8] && tc.deleting },
+				Recorded: func(v, j string) bool { return tc.recorded && v == vol && j == jobID },
 			}
 			if tc.jobKnown {
-				k.After("attachVolume", params("id", vol, "virtualmachineid", "vm"), attachReply)
+				k.After(k.Generation(), "attachVolume", params("id", vol, "virtualmachineid", "vm"), attachReply)
+			}
+			if tc.restarted {
+				k.ManagerRestarted()
 			}
 			if !k.Checks(tc.command) {
 				t.Fatalf("%s is not checked", tc.command)
