@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -17,77 +16,140 @@ import (
 // cache showing the volume attached; its job has long finished by then.
 const reservationTTL = 10 * time.Minute
 
-// slotBook counts the data volume slots of the OMA VMs from the manager's own records: the
-// MigrationVolumes the cache shows attached (or being attached) to a VM, plus the attaches
-// this process has started and the cache does not show yet. CloudStack is asked only when a
-// VM is nearly full, where a miscount would cost a failed job, and where data disks the
-// operator does not manage would make the difference.
-type slotBook struct {
-	mu        sync.Mutex
-	attaching map[string]map[types.UID]reservation // by VM id: volumes with an attach in flight
-}
+// The data-disk slots of the OMA VMs are counted from the manager's own records: the
+// MigrationVolumes the cache shows attached (or being attached) to a VM, plus the slots the
+// memory holds for attaches this process started and the cache does not show yet. CloudStack
+// is asked only when a VM is nearly full, where a miscount would cost a failed job, and
+// where data disks the operator does not manage would make the difference.
+//
+// A slot is taken in two steps so that no lock is held across the CloudStack call: the
+// memory holds it at once if the count from the cache shows one free, and, on a nearly full
+// VM, confirms it once CloudStack's list is in (or gives it back). A held slot counts for
+// everyone else from the moment it is held, so two workers can never both take the last one.
 
-type reservation struct {
+// slotHold is a slot held on a VM for the attach of one volume.
+type slotHold struct {
+	vmID     string
 	volumeID string
 	at       time.Time
 }
 
-func newSlotBook() *slotBook {
-	return &slotBook{attaching: map[string]map[types.UID]reservation{}}
+// slotClaim is the memory's answer to a request for a slot.
+type slotClaim struct {
+	// used counts the VM's data volumes other than this one, as far as the cache and the
+	// held slots tell.
+	used int
+	// held is true when a slot is now held for the volume.
+	held bool
+	// confirm is true when the VM is nearly full: CloudStack's list must confirm the hold.
+	confirm bool
 }
 
-// reserve takes a slot on vmID for the volume if one is free. It holds the book's lock
-// while it counts, so that two workers cannot both take the last slot.
-func (b *slotBook) reserve(ctx context.Context, c client.Reader, cloud cloudstack.Cloud, vmID string, mv *osseav1.MigrationVolume, limit int) (used int, ok bool, err error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var attached osseav1.MigrationVolumeList
-	if err := c.List(ctx, &attached, client.MatchingFields{indexAttachedVM: vmID}, client.UnsafeDisableDeepCopy); err != nil {
-		return 0, false, fmt.Errorf("listing the volumes attached to VM %s: %w", vmID, err)
+// holdSlot holds a slot on vmID for the object's attach if one is free. attached lists the
+// objects the cache shows attached to the VM; it is called under the memory's lock, so
+// that the count and the holds it prunes agree, and must not leave the process.
+func (m *volumeMemory) holdSlot(uid types.UID, vmID, volumeID string, limit int, attached func() (map[types.UID]bool, error)) (slotClaim, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	shown, err := attached()
+	if err != nil {
+		return slotClaim{}, err
 	}
-	shown := make(map[types.UID]bool, len(attached.Items))
-	for i := range attached.Items {
-		if attached.Items[i].UID != mv.UID {
-			shown[attached.Items[i].UID] = true
-		}
-	}
-	inFlight := map[string]bool{}
-	for other, r := range b.attaching[vmID] {
+	delete(shown, uid)
+	used := len(shown)
+	for other, v := range m.volumes {
+		h := v.slot
 		switch {
-		case shown[other] || time.Since(r.at) > reservationTTL:
-			delete(b.attaching[vmID], other)
-		case other != mv.UID:
-			inFlight[r.volumeID] = true
+		case h == nil || other == uid:
+		case shown[other] || m.now().Sub(h.at) > reservationTTL:
+			// The cache counts it now (or its attach is long over): the hold has done its job.
+			v.slot = nil
+			m.tidy(other)
+		case h.vmID == vmID:
+			used++
 		}
-	}
-	used = len(shown) + len(inFlight)
-	if used+2 >= limit {
-		// Nearly full: what CloudStack has attached, data disks the operator does not
-		// manage included, and our attaches it has not finished yet.
-		vols, err := cloud.FindVolumes(ctx, cloudstack.VolumeQuery{VirtualMachineID: vmID, Type: cloudstack.VolumeTypeDataDisk})
-		if err != nil {
-			return used, false, err
-		}
-		for _, v := range vols {
-			if v.ID != mv.Status.VolumeID {
-				inFlight[v.ID] = true
-			}
-		}
-		used = max(used, len(inFlight))
 	}
 	if used >= limit {
-		return used, false, nil
+		if v := m.volumes[uid]; v != nil {
+			v.slot = nil
+			m.tidy(uid)
+		}
+		return slotClaim{used: used}, nil
 	}
-	if b.attaching[vmID] == nil {
-		b.attaching[vmID] = map[types.UID]reservation{}
-	}
-	b.attaching[vmID][mv.UID] = reservation{volumeID: mv.Status.VolumeID, at: time.Now()}
-	return used, true, nil
+	m.record(uid).slot = &slotHold{vmID: vmID, volumeID: volumeID, at: m.now()}
+	return slotClaim{used: used, held: true, confirm: used+2 >= limit}, nil
 }
 
-// release gives back a slot reserved for an attach that did not happen.
-func (b *slotBook) release(vmID string, uid types.UID) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.attaching[vmID], uid)
+// confirmSlot settles a hold on a nearly full VM with CloudStack's list of the volumes
+// attached to it: the slot stays held only if, counting those, the other held slots and
+// what holdSlot counted, one is still free. It returns the count and whether it is held.
+func (m *volumeMemory) confirmSlot(uid types.UID, vmID string, limit, counted int, inCloud []string) (int, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := m.volumes[uid]
+	if v == nil || v.slot == nil || v.slot.vmID != vmID {
+		return counted, false
+	}
+	// Volumes by id: CloudStack's, and those of the slots held for attaches it may not
+	// show yet.
+	busy := map[string]bool{}
+	for _, id := range inCloud {
+		busy[id] = true
+	}
+	for other, o := range m.volumes {
+		if other != uid && o.slot != nil && o.slot.vmID == vmID {
+			busy[o.slot.volumeID] = true
+		}
+	}
+	delete(busy, v.slot.volumeID)
+	used := max(counted, len(busy))
+	if used >= limit {
+		v.slot = nil
+		m.tidy(uid)
+		return used, false
+	}
+	return used, true
+}
+
+// releaseSlot gives back the slot held for an attach that did not happen.
+func (m *volumeMemory) releaseSlot(uid types.UID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v := m.volumes[uid]; v != nil {
+		v.slot = nil
+		m.tidy(uid)
+	}
+}
+
+// reserveSlot takes a slot on vmID for the volume if one is free, and says how many of
+// limit are used by others.
+func (r *MigrationVolumeReconciler) reserveSlot(ctx context.Context, s *volumeScope, vmID string, limit int) (int, bool, error) {
+	mv := s.mv
+	claim, err := r.mem.holdSlot(mv.UID, vmID, mv.Status.VolumeID, limit, func() (map[types.UID]bool, error) {
+		var list osseav1.MigrationVolumeList
+		if err := r.List(ctx, &list, client.MatchingFields{indexAttachedVM: vmID}, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, fmt.Errorf("listing the volumes attached to VM %s: %w", vmID, err)
+		}
+		shown := make(map[types.UID]bool, len(list.Items))
+		for i := range list.Items {
+			shown[list.Items[i].UID] = true
+		}
+		return shown, nil
+	})
+	if err != nil || !claim.held || !claim.confirm {
+		return claim.used, claim.held, err
+	}
+	// Nearly full: what CloudStack has attached, data disks the operator does not manage
+	// included, and our attaches it has not finished yet.
+	vols, err := s.cloud.FindVolumes(ctx, cloudstack.VolumeQuery{VirtualMachineID: vmID, Type: cloudstack.VolumeTypeDataDisk})
+	if err != nil {
+		r.mem.releaseSlot(mv.UID)
+		return claim.used, false, fmt.Errorf("listing the data volumes of VM %s: %w", vmID, err)
+	}
+	ids := make([]string, len(vols))
+	for i := range vols {
+		ids[i] = vols[i].ID
+	}
+	used, ok := r.mem.confirmSlot(mv.UID, vmID, limit, claim.used, ids)
+	return used, ok, nil
 }

@@ -90,7 +90,7 @@ func (d *driftChecker) check(ctx context.Context, cfg *osseav1.OsseaConfig) erro
 		}
 		d.log.Info("Volume drifted from its recorded attachment; reconciling it", "migrationVolume", client.ObjectKeyFromObject(mv),
 			"volumeID", mv.Status.VolumeID, "attached", ok)
-		d.r.markStale(mv.UID)
+		d.r.mem.markStale(mv.UID)
 		select {
 		case d.events <- event.GenericEvent{Object: mv}:
 		case <-ctx.Done():

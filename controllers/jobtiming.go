@@ -1,9 +1,9 @@
 package controllers
 
 import (
-	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
@@ -24,16 +24,11 @@ const (
 	decayPeriod   = 10 * time.Second
 )
 
-// jobTimer learns how long each kind of CloudStack job takes for each OsseaConfig, so that
-// a job is polled about once, just after it is likely done, instead of every few hundred
-// milliseconds from the start. It aims a little late rather than early: a job that was
-// still running at its first poll raises the estimate to 5% above the middle of what that
-// job was seen to take; without such a miss, the estimate shrinks by 2% every 10s.
-type jobTimer struct {
-	mu       sync.Mutex
-	estimate map[string]*jobEstimate // by config and operation
-	running  map[string]*jobRun      // by job id, for the jobs this process started
-}
+// The memory learns how long each kind of CloudStack job takes for each OsseaConfig, so
+// that a job is polled about once, just after it is likely done, instead of every few
+// hundred milliseconds from the start. It aims a little late rather than early: a job that
+// was still running at its first poll raises the estimate to 5% above the middle of what
+// that job was seen to take; without such a miss, the estimate shrinks by 2% every 10s.
 
 type jobEstimate struct {
 	d       time.Duration
@@ -42,6 +37,11 @@ type jobEstimate struct {
 
 // jobRun is what this process knows of a job it started.
 type jobRun struct {
+	// job is the job as status records it, or was to record it.
+	job osseav1.PendingJob
+	// volumeID is the volume it works on; vmID the VM an attach attaches to.
+	volumeID, vmID string
+	estimateKey    string
 	// started is when CloudStack answered the call that started the job: its clock
 	// starts no later. (status.pendingJob.startedAt is from before the call, which may
 	// have waited for the rate limit.)
@@ -55,66 +55,64 @@ type jobRun struct {
 	next time.Time
 }
 
-func newJobTimer() *jobTimer {
-	return &jobTimer{estimate: map[string]*jobEstimate{}, running: map[string]*jobRun{}}
-}
-
-func timerKey(mv *osseav1.MigrationVolume, op string) string {
+func estimateKey(mv *osseav1.MigrationVolume, op string) string {
 	return mv.Namespace + "/" + mv.Spec.OsseaConfigRef.Name + "/" + op
 }
 
-// started notes a job this process started, so its first poll can be told from later ones.
-func (t *jobTimer) started(jobID string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.running[jobID] = &jobRun{started: time.Now()}
+// run returns the record of the job if this process started it. m.mu is held.
+func (m *volumeMemory) run(uid types.UID, job *osseav1.PendingJob) *jobRun {
+	if v := m.volumes[uid]; v != nil && v.job != nil && v.job.job.ID == job.ID {
+		return v.job
+	}
+	return nil
 }
 
-// startOf is when the job started, as best known.
-func (t *jobTimer) startOf(job *osseav1.PendingJob) time.Time {
-	if run := t.running[job.ID]; run != nil {
+// startOf is when the job started, as best known. m.mu is held.
+func (m *volumeMemory) startOf(run *jobRun, job *osseav1.PendingJob) time.Time {
+	if run != nil {
 		return run.started
 	}
 	return job.StartedAt.Time
 }
 
 // firstPoll says when to look at a job for the first time.
-func (t *jobTimer) firstPoll(mv *osseav1.MigrationVolume, job *osseav1.PendingJob) ctrl.Result {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+func (m *volumeMemory) firstPoll(mv *osseav1.MigrationVolume, job *osseav1.PendingJob) ctrl.Result {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	est := initialJobEstimate
-	if e := t.estimate[timerKey(mv, job.Operation)]; e != nil {
+	if e := m.estimates[estimateKey(mv, job.Operation)]; e != nil {
 		est = e.d
 	}
-	return t.schedule(job, max(est-time.Since(t.startOf(job)), time.Millisecond))
+	run := m.run(mv.UID, job)
+	return m.schedule(run, max(est-m.now().Sub(m.startOf(run, job)), time.Millisecond))
 }
 
 // schedule notes when the job is due to be polled and returns the result that comes back
-// then.
-func (t *jobTimer) schedule(job *osseav1.PendingJob, after time.Duration) ctrl.Result {
-	if run := t.running[job.ID]; run != nil {
-		run.next = time.Now().Add(after)
+// then. m.mu is held.
+func (m *volumeMemory) schedule(run *jobRun, after time.Duration) ctrl.Result {
+	if run != nil {
+		run.next = m.now().Add(after)
 	}
 	return ctrl.Result{RequeueAfter: after}
 }
 
 // notYet says how long a reconcile that came before the job's poll is due should wait;
 // zero when it is due (or the job is not one this process is timing).
-func (t *jobTimer) notYet(job *osseav1.PendingJob) time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if run := t.running[job.ID]; run != nil {
-		return max(time.Until(run.next), 0)
+func (m *volumeMemory) notYet(uid types.UID, job *osseav1.PendingJob) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if run := m.run(uid, job); run != nil {
+		return max(run.next.Sub(m.now()), 0)
 	}
 	return 0
 }
 
 // missed reports how many polls of a job this process started found it running; -1 for a
 // job it did not start, whose history it does not know.
-func (t *jobTimer) missed(job *osseav1.PendingJob) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if run := t.running[job.ID]; run != nil {
+func (m *volumeMemory) missed(uid types.UID, job *osseav1.PendingJob) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if run := m.run(uid, job); run != nil {
 		return run.misses
 	}
 	return -1
@@ -123,49 +121,34 @@ func (t *jobTimer) missed(job *osseav1.PendingJob) int {
 // stillRunning records a poll that found the job running and says when to look again: a
 // fifth of the time it has run so far, so a job that is much slower than expected is not
 // polled at the pace of a fast one, and one just missed is looked at again soon.
-func (t *jobTimer) stillRunning(job *osseav1.PendingJob) ctrl.Result {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	elapsed := time.Since(t.startOf(job))
-	if run := t.running[job.ID]; run != nil {
+func (m *volumeMemory) stillRunning(uid types.UID, job *osseav1.PendingJob) ctrl.Result {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	run := m.run(uid, job)
+	elapsed := m.now().Sub(m.startOf(run, job))
+	if run != nil {
 		run.misses++
 		run.lastMiss = elapsed
 	}
-	return t.schedule(job, min(max(elapsed/5, minRepoll), maxRepoll))
+	return m.schedule(run, min(max(elapsed/5, minRepoll), maxRepoll))
 }
 
-// finished records a job seen done (or failed) and adjusts the estimate. Jobs this process
-// did not start (it restarted meanwhile) teach nothing: their elapsed time includes the
-// downtime.
-func (t *jobTimer) finished(mv *osseav1.MigrationVolume, job *osseav1.PendingJob) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	run := t.running[job.ID]
-	delete(t.running, job.ID)
-	if run == nil {
-		return
-	}
-	key := timerKey(mv, job.Operation)
-	e := t.estimate[key]
+// learn adjusts the estimate of the run's kind of job, now that it has ended. m.mu is held.
+func (m *volumeMemory) learn(run *jobRun) {
+	now := m.now()
+	e := m.estimates[run.estimateKey]
 	if e == nil {
-		e = &jobEstimate{d: initialJobEstimate, decayed: time.Now()}
-		t.estimate[key] = e
+		e = &jobEstimate{d: initialJobEstimate, decayed: now}
+		m.estimates[run.estimateKey] = e
 	}
 	if run.misses > 0 {
 		// It ran longer than lastMiss and at most until now.
-		seen := (run.lastMiss + time.Since(run.started)) / 2
+		seen := (run.lastMiss + now.Sub(run.started)) / 2
 		e.d = max(e.d, seen*21/20)
-		e.decayed = time.Now()
-	} else if time.Since(e.decayed) >= decayPeriod {
+		e.decayed = now
+	} else if now.Sub(e.decayed) >= decayPeriod {
 		e.d = time.Duration(float64(e.d) * estimateDecay)
-		e.decayed = time.Now()
+		e.decayed = now
 	}
 	e.d = min(max(e.d, minJobEstimate), maxJobEstimate)
-}
-
-// forget drops what is known of a job that will not be polled again.
-func (t *jobTimer) forget(jobID string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.running, jobID)
 }

@@ -78,15 +78,13 @@ type MigrationVolumeReconciler struct {
 	// CloudStack, all with one call.
 	DriftInterval time.Duration
 
-	// stale marks the volumes whose recorded state CloudStack may no longer share (a call
-	// failed, a job failed or was forgotten, drift was seen): they are read before the
-	// next decision. The others are trusted as recorded, which saves a read per step.
-	stale sync.Map // types.UID -> struct{}
+	// mem is what this process knows of each volume beyond its status: the jobs it
+	// started, the slots it holds, which volumes to read before deciding, which objects
+	// it saw being deleted (see volumeMemory).
+	mem *volumeMemory
 	// written holds the resourceVersion of our last write of each object, to tell a
 	// cache that lags behind it.
 	written sync.Map // types.UID -> writtenVersion
-	jobs    *jobTimer
-	slots   *slotBook
 }
 
 // +kubebuilder:rbac:groups=ossea.migratekit.io,resources=migrationvolumes,verbs=get;list;watch;update;patch
@@ -120,6 +118,13 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		// taken; its write would fail the optimistic lock, but only after the calls.
 		return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, nil
 	}
+	if !mv.DeletionTimestamp.IsZero() {
+		r.mem.sawDeleting(mv.UID)
+	} else if r.mem.isDeleting(mv.UID) {
+		// The cache has not caught up with the deletion this process has already seen:
+		// on this copy the normal path would only start what the deletion must undo.
+		return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, nil
+	}
 	s := &volumeScope{
 		mv:         mv,
 		helper:     newPatchHelper(mv, r.Client),
@@ -142,6 +147,7 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		volumesByPhase.observe(mv)
 	}()
 
+	r.recallJob(ctx, s)
 	if !mv.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, s)
 	}
@@ -272,11 +278,28 @@ func (r *MigrationVolumeReconciler) behindOwnWrite(mv *osseav1.MigrationVolume) 
 	return true
 }
 
-func (r *MigrationVolumeReconciler) markStale(uid types.UID) { r.stale.Store(uid, struct{}{}) }
-
-func (r *MigrationVolumeReconciler) isStale(uid types.UID) bool {
-	_, ok := r.stale.Load(uid)
-	return ok
+// recallJob puts back into status the job this process started on the volume and has
+// not seen end, when status does not show it: the write that was to record it was refused
+// because the object had changed meanwhile (its deletion, or the agent's write). Without
+// it, the next pass would see no job in flight: the normal path would start a second one,
+// the delete path would detach or delete the volume under it.
+func (r *MigrationVolumeReconciler) recallJob(ctx context.Context, s *volumeScope) {
+	run, ok := r.mem.unfinished(s.mv.UID)
+	st := &s.mv.Status
+	if !ok || (st.PendingJob != nil && st.PendingJob.ID == run.job.ID) {
+		return
+	}
+	// A job in status that differs from this process's is older: this process starts a
+	// job only after it has seen the one before end.
+	log.FromContext(ctx).Info("Resuming a job whose recording in status was refused",
+		"job", run.job.ID, "operation", run.job.Operation, "volumeID", run.volumeID)
+	st.PendingJob = run.job.DeepCopy()
+	if st.VolumeID == "" {
+		st.VolumeID = run.volumeID
+	}
+	if run.job.Operation == opAttach {
+		st.AttachedVirtualMachineID = run.vmID
+	}
 }
 
 // cloudError records a CloudStack error on the volume and decides how to go on: terminal
@@ -289,7 +312,7 @@ func (r *MigrationVolumeReconciler) cloudError(s *volumeScope, condType, action 
 	}
 	cloudErrors.WithLabelValues(errorClass(err)).Inc()
 	// Whatever went wrong, CloudStack may have acted: read before deciding again.
-	r.markStale(s.mv.UID)
+	r.mem.markStale(s.mv.UID)
 	switch {
 	case errors.Is(err, cloudstack.ErrAccountLimit):
 		r.stall(s, condType, ReasonAccountLimit, fmt.Sprintf(
@@ -340,7 +363,7 @@ func (r *MigrationVolumeReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 	if r.SecretMetadata == nil {
 		r.SecretMetadata = mgr.GetCache()
 	}
-	r.jobs, r.slots = newJobTimer(), newSlotBook()
+	r.mem = newVolumeMemory()
 	drifted := make(chan event.GenericEvent, 1024)
 	if err := mgr.Add(&driftChecker{r: r, events: drifted, log: mgr.GetLogger().WithName("drift")}); err != nil {
 		return fmt.Errorf("adding the drift checker: %w", err)

@@ -21,6 +21,8 @@ import (
 func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
 	mv := s.mv
 	if !controllerutil.ContainsFinalizer(mv, osseav1.VolumeFinalizer) {
+		// Nothing of it was ever made, or it is let go already.
+		r.mem.forget(mv.UID)
 		return ctrl.Result{}, nil
 	}
 	if controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) {
@@ -76,10 +78,13 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 			return res, err
 		}
 		r.startJob(s, opTag, jobID)
-		return r.jobs.firstPoll(mv, mv.Status.PendingJob), nil
+		return r.mem.firstPoll(mv, mv.Status.PendingJob), nil
 	}
 
 	if vol.Attached() {
+		if err := r.teardownAllowed(ctx, s, "detaching the volume"); err != nil {
+			return ctrl.Result{}, err
+		}
 		jobID, err := s.cloud.DetachVolume(ctx, vol.ID)
 		if err != nil {
 			res, _, err := r.cloudError(s, osseav1.ConditionAttached, "detaching the volume", err)
@@ -88,7 +93,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 		r.startJob(s, opDetach, jobID)
 		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, ReasonDetaching,
 			fmt.Sprintf("detaching CloudStack volume %s from VM %s", vol.ID, vol.VirtualMachineID))
-		return r.jobs.firstPoll(mv, mv.Status.PendingJob), nil
+		return r.mem.firstPoll(mv, mv.Status.PendingJob), nil
 	}
 
 	if mv.Spec.DeletionPolicy == osseav1.DeletionPolicyRetain {
@@ -99,7 +104,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 				return res, err
 			}
 			r.startJob(s, opRetain, jobID)
-			return r.jobs.firstPoll(mv, mv.Status.PendingJob), nil
+			return r.mem.firstPoll(mv, mv.Status.PendingJob), nil
 		}
 		r.forget(s)
 		return ctrl.Result{}, nil
@@ -107,6 +112,9 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 
 	s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, ReasonDeleting,
 		fmt.Sprintf("deleting CloudStack volume %s", vol.ID))
+	if err := r.teardownAllowed(ctx, s, "deleting the volume"); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := s.cloud.DeleteVolume(ctx, vol.ID); err != nil && !errors.Is(err, cloudstack.ErrNotFound) {
 		// Whatever the error says, the next pass reads the volume again before acting.
 		res, _, err := r.cloudError(s, osseav1.ConditionAllocated, "deleting the volume", err)
@@ -120,8 +128,5 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 // forget lets the object go: nothing of it is left in CloudStack that we own.
 func (r *MigrationVolumeReconciler) forget(s *volumeScope) {
 	controllerutil.RemoveFinalizer(s.mv, osseav1.VolumeFinalizer)
-	r.stale.Delete(s.mv.UID)
-	if s.mv.Status.AttachedVirtualMachineID != "" {
-		r.slots.release(s.mv.Status.AttachedVirtualMachineID, s.mv.UID)
-	}
+	r.mem.forget(s.mv.UID)
 }

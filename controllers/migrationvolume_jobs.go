@@ -20,7 +20,7 @@ import (
 // is decided.
 func (r *MigrationVolumeReconciler) pollPendingJob(ctx context.Context, s *volumeScope) (ctrl.Result, bool, error) {
 	job := s.mv.Status.PendingJob
-	if wait := r.jobs.notYet(job); wait > 0 {
+	if wait := r.mem.notYet(s.mv.UID, job); wait > 0 {
 		// Woken by something else (a write to the object) before the poll is due.
 		return ctrl.Result{RequeueAfter: wait}, false, nil
 	}
@@ -31,6 +31,12 @@ func (r *MigrationVolumeReconciler) pollPendingJob(ctx context.Context, s *volum
 	case job.Operation == opCreate:
 		// A new volume is listed, Allocated, from the moment it is created, so only the
 		// job can tell that the create has finished.
+		return r.queryJob(ctx, s, job)
+	case !s.mv.DeletionTimestamp.IsZero():
+		// What comes next is a detach or a delete, which must not be sent while the job
+		// runs (rule (b), see migrationvolume_guards.go), and the volume can show the
+		// job's change before the job has ended: another job may have made it, one whose
+		// reply was lost or that a crashed manager started. Only the job can tell.
 		return r.queryJob(ctx, s, job)
 	}
 	return r.pollByRead(ctx, s, job)
@@ -46,7 +52,7 @@ func (r *MigrationVolumeReconciler) pollByRead(ctx context.Context, s *volumeSco
 		if err == nil {
 			// The volume is gone: the job does not matter any more.
 			s.mv.Status.PendingJob = nil
-			r.jobs.forget(job.ID)
+			r.mem.jobLost(s.mv.UID, job)
 		}
 		return res, false, err
 	}
@@ -54,10 +60,10 @@ func (r *MigrationVolumeReconciler) pollByRead(ctx context.Context, s *volumeSco
 		r.jobSucceeded(s, job, vol)
 		return ctrl.Result{}, true, nil
 	}
-	if r.jobs.missed(job) == 0 {
+	if r.mem.missed(s.mv.UID, job) == 0 {
 		// The first look came a little early, as it is meant to now and then (see
-		// jobTimer); the job itself is asked only if the next look fails too.
-		return r.jobs.stillRunning(job), false, nil
+		// jobtiming.go); the job itself is asked only if the next look fails too.
+		return r.mem.stillRunning(s.mv.UID, job), false, nil
 	}
 	return r.queryJob(ctx, s, job)
 }
@@ -86,8 +92,7 @@ func (r *MigrationVolumeReconciler) queryJob(ctx context.Context, s *volumeScope
 		// state is the truth.
 		log.FromContext(ctx).Info("Pending job unknown to CloudStack; re-reading the volume", "job", job.ID, "operation", job.Operation)
 		mv.Status.PendingJob = nil
-		r.jobs.forget(job.ID)
-		r.markStale(mv.UID)
+		r.mem.jobLost(mv.UID, job)
 		return ctrl.Result{RequeueAfter: time.Millisecond}, false, nil
 	}
 	if err != nil {
@@ -96,7 +101,7 @@ func (r *MigrationVolumeReconciler) queryJob(ctx context.Context, s *volumeScope
 	}
 	switch res.Status {
 	case cloudstack.JobPending:
-		return r.jobs.stillRunning(job), false, nil
+		return r.mem.stillRunning(mv.UID, job), false, nil
 	case cloudstack.JobSucceeded:
 		var vol *cloudstack.Volume
 		if res.Volume != nil && res.Volume.ID == mv.Status.VolumeID {
@@ -106,10 +111,8 @@ func (r *MigrationVolumeReconciler) queryJob(ctx context.Context, s *volumeScope
 		return ctrl.Result{}, true, nil
 	}
 	mv.Status.PendingJob = nil
-	r.jobs.finished(mv, job)
-	r.markStale(mv.UID)
+	r.mem.jobFailed(mv.UID, job)
 	if job.Operation == opAttach {
-		r.slots.release(s.cfg.Spec.OMAVirtualMachineID, mv.UID)
 		mv.Status.AttachedVirtualMachineID = "" // until a read says where the volume is
 	}
 	res2, err := r.jobFailed(ctx, s, job, res.Err)
@@ -120,12 +123,14 @@ func (r *MigrationVolumeReconciler) queryJob(ctx context.Context, s *volumeScope
 func (r *MigrationVolumeReconciler) jobSucceeded(s *volumeScope, job *osseav1.PendingJob, vol *cloudstack.Volume) {
 	mv := s.mv
 	stepDuration.WithLabelValues(job.Operation).Observe(time.Since(job.StartedAt.Time).Seconds())
-	r.jobs.finished(mv, job)
 	mv.Status.PendingJob = nil
 	mv.Status.LastCloudStackError = nil
 	if vol != nil {
 		r.recordVolume(s, vol)
 	}
+	// An attach job's result that did not say where the volume is: read it next.
+	seen := vol != nil && mv.Status.AttachedVirtualMachineID != ""
+	r.mem.jobDone(mv.UID, job, job.Operation == opAttach && !seen)
 	switch job.Operation {
 	case opCreate:
 		// Events mark outcomes only: each is a write to the API server, and the conditions
@@ -136,13 +141,10 @@ func (r *MigrationVolumeReconciler) jobSucceeded(s *volumeScope, job *osseav1.Pe
 		s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionTrue, ReasonCreated,
 			fmt.Sprintf("CloudStack volume %s exists and carries its ownership tags", mv.Status.VolumeID))
 	case opAttach:
-		if vol != nil && mv.Status.AttachedVirtualMachineID != "" {
+		if seen {
 			s.conditions.set(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached, fmt.Sprintf(
 				"attached to OMA VM %s as device %d", mv.Status.AttachedVirtualMachineID, derefOr(mv.Status.DeviceID, -1)))
 			r.event(s, ReasonAttached, "Attach", "Attached CloudStack volume %s as device %d", mv.Status.VolumeID, derefOr(mv.Status.DeviceID, -1))
-		} else {
-			// The job's result did not say where the volume is: read it next.
-			r.markStale(mv.UID)
 		}
 	case opDetach:
 		r.event(s, "Detached", "Detach", "Detached CloudStack volume %s", mv.Status.VolumeID)

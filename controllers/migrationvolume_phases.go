@@ -57,7 +57,7 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	if offering == "" {
 		offering = s.cfg.Status.DiskOfferingID
 	}
-	volumeID, jobID, err := s.cloud.CreateVolume(ctx, cloudstack.CreateVolumeRequest{
+	volumeID, jobID, err := s.cloud.CreateVolume(r.unlessDeleting(ctx, mv), cloudstack.CreateVolumeRequest{
 		Name:           volumeName(mv),
 		ZoneID:         s.cfg.Status.ZoneID,
 		DiskOfferingID: offering,
@@ -67,12 +67,15 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 		if !errors.Is(err, cloudstack.ErrTransient) {
 			mv.Status.PendingJob = nil // nothing was made: no intent to keep
 		}
+		if errors.Is(err, cloudstack.ErrNotSent) {
+			return r.notSent(ctx, "creating the volume", err)
+		}
 		return r.cloudError(s, osseav1.ConditionAllocated, "creating the volume", err)
 	}
 	mv.Status.VolumeID = volumeID
 	mv.Status.PendingJob.ID = jobID
-	r.jobs.started(jobID)
-	return r.jobs.firstPoll(mv, mv.Status.PendingJob), false, nil
+	r.mem.jobStarted(mv, mv.Status.PendingJob, volumeID, "")
+	return r.mem.firstPoll(mv, mv.Status.PendingJob), false, nil
 }
 
 type nameConflictError struct{ name, id string }
@@ -133,13 +136,16 @@ func (r *MigrationVolumeReconciler) ensureTags(ctx context.Context, s *volumeSco
 			fmt.Sprintf("CloudStack volume %s exists and carries its ownership tags", vol.ID))
 		return ctrl.Result{}, true, nil
 	}
-	jobID, err := s.cloud.CreateTags(ctx, vol.ID, missing)
+	jobID, err := s.cloud.CreateTags(r.unlessDeleting(ctx, mv), vol.ID, missing)
+	if errors.Is(err, cloudstack.ErrNotSent) {
+		return r.notSent(ctx, "tagging the volume", err)
+	}
 	if err != nil {
 		return r.cloudError(s, osseav1.ConditionAllocated, "tagging the volume", err)
 	}
 	r.startJob(s, opTag, jobID)
 	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, ReasonTagging, "tagging the CloudStack volume")
-	return r.jobs.firstPoll(mv, mv.Status.PendingJob), false, nil
+	return r.mem.firstPoll(mv, mv.Status.PendingJob), false, nil
 }
 
 // ensureAttached attaches the volume to the OMA VM and keeps it there. A volume whose
@@ -150,7 +156,7 @@ func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volum
 	mv := s.mv
 	omaVM := s.cfg.Spec.OMAVirtualMachineID
 	wasAttached := meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAttached)
-	stale := r.isStale(mv.UID)
+	stale := r.mem.isStale(mv.UID)
 	if wasAttached && !stale && s.vol == nil {
 		return ctrl.Result{}, true, nil
 	}
@@ -183,7 +189,7 @@ func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volum
 
 	// A full VM would only fail the job; wait for a slot instead.
 	limit := maxDataVolumes(s.cfg)
-	used, ok, err := r.slots.reserve(ctx, r.Client, s.cloud, omaVM, mv, limit)
+	used, ok, err := r.reserveSlot(ctx, s, omaVM, limit)
 	if err != nil {
 		return r.cloudError(s, osseav1.ConditionAttached, "counting the OMA VM's data volumes", err)
 	}
@@ -192,19 +198,22 @@ func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volum
 			"OMA VM %s holds %d of %d data volumes; waiting for one to be detached", omaVM, used, limit))
 		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
 	}
-	jobID, err := s.cloud.AttachVolume(ctx, mv.Status.VolumeID, omaVM)
+	jobID, err := s.cloud.AttachVolume(r.unlessDeleting(ctx, mv), mv.Status.VolumeID, omaVM)
 	if err != nil {
-		r.slots.release(omaVM, mv.UID)
+		r.mem.releaseSlot(mv.UID)
+		if errors.Is(err, cloudstack.ErrNotSent) {
+			return r.notSent(ctx, "attaching the volume", err)
+		}
 		return r.cloudError(s, osseav1.ConditionAttached, "attaching the volume", err)
 	}
-	r.startJob(s, opAttach, jobID)
 	// Name the VM now rather than when the job is seen done: the VM's node agent watches
 	// the volumes that name its VM, and claims this one while the job runs, so that its
 	// disk is mounted the moment it appears. (It also counts for the VM's slots.)
 	mv.Status.AttachedVirtualMachineID = omaVM
+	r.startJob(s, opAttach, jobID)
 	s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, ReasonAttaching,
 		fmt.Sprintf("attaching CloudStack volume %s to OMA VM %s", mv.Status.VolumeID, omaVM))
-	return r.jobs.firstPoll(mv, mv.Status.PendingJob), false, nil
+	return r.mem.firstPoll(mv, mv.Status.PendingJob), false, nil
 }
 
 // readVolume reads the volume from CloudStack. A volume that is gone although nothing of
@@ -228,7 +237,7 @@ func (r *MigrationVolumeReconciler) readVolume(ctx context.Context, s *volumeSco
 		res, _, err := r.cloudError(s, osseav1.ConditionAllocated, "reading the volume", err)
 		return nil, false, res, err
 	}
-	r.stale.Delete(s.mv.UID)
+	r.mem.volumeRead(s.mv.UID)
 	r.recordVolume(s, vol)
 	return vol, true, ctrl.Result{}, nil
 }
@@ -260,11 +269,18 @@ func attaching(st *osseav1.MigrationVolumeStatus) bool {
 	return st.PendingJob != nil && st.PendingJob.Operation == opAttach
 }
 
-// startJob records a job just started; what was known of the volume before it no longer is.
+// startJob records a job just started on the recorded volume, in status and in memory;
+// what was known of the volume before it no longer is. An attach's VM is named in status
+// before.
 func (r *MigrationVolumeReconciler) startJob(s *volumeScope, op, jobID string) {
-	s.mv.Status.PendingJob = &osseav1.PendingJob{ID: jobID, Operation: op, StartedAt: metav1.Now()}
+	st := &s.mv.Status
+	st.PendingJob = &osseav1.PendingJob{ID: jobID, Operation: op, StartedAt: metav1.Now()}
 	s.vol = nil
-	r.jobs.started(jobID)
+	vmID := ""
+	if op == opAttach {
+		vmID = st.AttachedVirtualMachineID
+	}
+	r.mem.jobStarted(s.mv, st.PendingJob, st.VolumeID, vmID)
 }
 
 func maxDataVolumes(cfg *osseav1.OsseaConfig) int {

@@ -138,7 +138,29 @@ func detachVolume(c *call) (any, *apiError) {
 	if err := c.checkAccess(c.s.volumeOwner(id)); err != nil {
 		return nil, err
 	}
+	if id != "" {
+		if err := c.s.refuseInTransitionLocked(id); err != nil {
+			return nil, err
+		}
+	}
 	return jobID{c.startJob("Volume", id)}, nil
+}
+
+// refuseInTransitionLocked refuses a change to a volume that an attach or detach job is
+// still working on, as CloudStack does while the volume is in a transitional state.
+func (s *Simulator) refuseInTransitionLocked(volumeID string) *apiError {
+	for _, j := range s.pending {
+		if j.InstanceID != volumeID {
+			continue
+		}
+		switch j.Command {
+		case "attachVolume":
+			return errVolumeInTransition(volumeID, "attached")
+		case "detachVolume":
+			return errVolumeInTransition(volumeID, "detached")
+		}
+	}
+	return nil
 }
 
 // completeDetachVolume is detachVolumeFromVM, which runs entirely in the job.

@@ -93,7 +93,18 @@ const (
 	textHostUnreachable  = "Resource [Host:1] is unreachable: Host 1: Host with specified id is not in the right state: Disconnected"
 	textDetachNeedsIDs   = "Please provide either a volume id, or a tuple(device id, instance id)"
 	textNeedOfferingOrSn = "Either disk Offering Id or snapshot Id must be passed whilst creating volume"
+	// textVolumeInTransition (volume id, "attached" or "detached") is not confirmed
+	// against CloudStack's source: see errVolumeInTransition.
+	textVolumeInTransition = "Volume %s is being %s by a job in progress; retry once the job has completed"
 )
+
+// errVolumeInTransition refuses to delete or detach a volume that an attach or detach job
+// is still working on. CloudStack refuses these while the volume is in a transitional
+// state (it moves through Attaching and the like while a VM work job holds it); this text
+// and its 431/4350 are the simulator's own, NOT confirmed against CloudStack's source.
+func errVolumeInTransition(volumeID, change string) *apiError {
+	return errInvalid(textVolumeInTransition, volumeID, change)
+}
 
 func errMaxDataDisks(max int) *apiError {
 	return errInvalid("The specified VM already has the maximum number of data disks (%d) attached. Please specify another VM.", max)

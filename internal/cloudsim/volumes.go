@@ -205,6 +205,9 @@ func deleteVolume(c *call) (any, *apiError) {
 	if v == nil {
 		return nil, errInvalid("Unable to find volume with ID: %d", s.removed[id])
 	}
+	if err := s.refuseInTransitionLocked(v.ID); err != nil {
+		return nil, err
+	}
 	if v.VirtualMachineID != "" {
 		return nil, errInvalid(textVolumeAttached)
 	}

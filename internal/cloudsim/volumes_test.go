@@ -177,6 +177,58 @@ func TestChangesWaitForTheJob(t *testing.T) {
 	}
 }
 
+// A volume an attach or detach job is working on can be neither deleted nor detached
+// until the job has completed; afterwards the usual rules apply.
+func TestNoDeleteOrDetachDuringAJob(t *testing.T) {
+	e := newEnv(t, Options{JobLatency: 300 * time.Millisecond})
+	cp := e.cs.Volume.NewCreateVolumeParams()
+	cp.SetZoneid(DefaultZoneID)
+	cp.SetDiskofferingid(DefaultDiskOfferingID)
+	cp.SetSize(1)
+	v, err := e.cs.Volume.CreateVolume(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitJob(v.JobID)
+	del := func() error {
+		_, err := e.cs.Volume.DeleteVolume(e.cs.Volume.NewDeleteVolumeParams(v.Id))
+		return err
+	}
+	detach := func() error {
+		p := e.cs.Volume.NewDetachVolumeParams()
+		p.SetId(v.Id)
+		_, err := e.cs.Volume.DetachVolume(p)
+		return err
+	}
+
+	att, err := e.cs.Volume.AttachVolume(e.cs.Volume.NewAttachVolumeParams(v.Id, DefaultOMAVMID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	attaching := apiErr(431, 4350, "Volume "+v.Id+" is being attached by a job in progress; retry once the job has completed")
+	wantErr(t, del(), attaching)
+	wantErr(t, detach(), attaching)
+	if r := e.waitJob(att.JobID); r.Jobstatus != jobSucceeded {
+		t.Fatalf("the attach job failed: %s", r.Jobresult)
+	}
+
+	p := e.cs.Volume.NewDetachVolumeParams()
+	p.SetId(v.Id)
+	det, err := e.cs.Volume.DetachVolume(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	detaching := apiErr(431, 4350, "Volume "+v.Id+" is being detached by a job in progress; retry once the job has completed")
+	wantErr(t, del(), detaching)
+	wantErr(t, detach(), detaching)
+	if r := e.waitJob(det.JobID); r.Jobstatus != jobSucceeded {
+		t.Fatalf("the detach job failed: %s", r.Jobresult)
+	}
+	if err := del(); err != nil {
+		t.Fatalf("deleting the detached volume: %v", err)
+	}
+}
+
 func TestListVolumesFilters(t *testing.T) {
 	e := newEnv(t, Options{})
 	a, b := e.createVolume("alpha-disk", 1), e.createVolume("beta-disk", 1)

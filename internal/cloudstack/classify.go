@@ -97,7 +97,10 @@ func apiClass(code int, text string) error {
 		return ErrCapacity
 	case strings.Contains(t, "maximum amount of resources of type"):
 		return ErrAccountLimit
-	case strings.Contains(t, "specify a vm that is either running or stopped"):
+	case strings.Contains(t, "specify a vm that is either running or stopped"),
+		// The simulator's refusal to delete or detach a volume an attach or detach job is
+		// working on (its text is not confirmed against CloudStack's): retry once it ends.
+		strings.Contains(t, "by a job in progress"):
 		return ErrInvalidState
 	case strings.Contains(t, "entity does not exist"),
 		strings.Contains(t, "unable to find volume"),
@@ -133,7 +136,10 @@ func networkError(err error, red *redactor) *Error {
 	var verifyErr *tls.CertificateVerificationError
 	var recordErr tls.RecordHeaderError
 	var syntaxErr *json.SyntaxError
+	var notSent *notSentError
 	switch {
+	case errors.As(err, &notSent):
+		e.Class, e.cause = ErrNotSent, notSent.err
 	case errors.As(err, &status):
 		e.Code = status.Code
 		e.Class = statusClass(status.Code)

@@ -52,6 +52,10 @@ var (
 	ErrSecretInvalid = errors.New("credentials secret invalid")
 	// ErrInvalidConfig: the OsseaConfig cannot be used as written (bad apiURL, ...).
 	ErrInvalidConfig = errors.New("invalid configuration")
+	// ErrNotSent: the caller's send guard (WithSendGuard) refused the request just before
+	// it was sent; CloudStack was not asked, so nothing happened. The error also matches
+	// the guard's own error.
+	ErrNotSent = errors.New("request not sent")
 )
 
 // Error is a classified CloudStack or transport failure. Code and Text are what a person
@@ -75,8 +79,9 @@ type Error struct {
 	// from something in front of it, so the message does not blame CloudStack wrongly.
 	fromAPI bool
 
-	// cause is kept only for context errors, whose text holds nothing secret, so that
-	// errors.Is(err, context.Canceled) keeps working across the boundary.
+	// cause is kept only for context errors and a send guard's refusal, whose texts hold
+	// nothing secret, so that errors.Is(err, context.Canceled) and the guard's own error
+	// keep working across the boundary.
 	cause error
 }
 

@@ -315,6 +315,77 @@ func TestSimAccountLimit(t *testing.T) {
 	}
 }
 
+// TestSimVolumeInTransition: a delete or detach of a volume an attach job is working on is
+// refused; the refusal is a state that passes (retry), never a stall.
+func TestSimVolumeInTransition(t *testing.T) {
+	env := startSim(t, cloudsim.Options{JobLatency: 300 * time.Millisecond}, false)
+	c := env.cloud(t)
+	ctx := testContext(t)
+	volID, jobID, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "busy", ZoneID: cloudsim.DefaultZoneID,
+		DiskOfferingID: cloudsim.DefaultDiskOfferingID, SizeGiB: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitJob(t, ctx, c, jobID)
+	if jobID, err = c.AttachVolume(ctx, volID, cloudsim.DefaultOMAVMID); err != nil {
+		t.Fatal(err)
+	}
+	_, detachErr := c.DetachVolume(ctx, volID)
+	for what, err := range map[string]error{"delete": c.DeleteVolume(ctx, volID), "detach": detachErr} {
+		var ce *Error
+		if !errors.Is(err, ErrInvalidState) || IsTerminal(err) || errors.Is(err, ErrTransient) ||
+			!errors.As(err, &ce) || ce.Code != 431 || ce.CSCode != 4350 {
+			t.Errorf("%s during the attach job: %v", what, err)
+		}
+	}
+	if res := waitJob(t, ctx, c, jobID); res.Status != JobSucceeded {
+		t.Fatalf("the attach job: %+v", res)
+	}
+}
+
+// TestSimSendGuard: a send guard runs just before each call that changes something, after
+// the rate limit; a refusal keeps the call from CloudStack and comes back as ErrNotSent
+// with the guard's own error. Reads are never held back.
+func TestSimSendGuard(t *testing.T) {
+	env := startSim(t, cloudsim.Options{}, false)
+	c := env.cloud(t)
+	ctx := testContext(t)
+	volID, jobID, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "guarded", ZoneID: cloudsim.DefaultZoneID,
+		DiskOfferingID: cloudsim.DefaultDiskOfferingID, SizeGiB: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitJob(t, ctx, c, jobID)
+	env.sim.ResetCounters()
+
+	deleting := errors.New("the object is being deleted")
+	checks := 0
+	refuse := WithSendGuard(ctx, func(context.Context) error { checks++; return deleting })
+	_, attachErr := c.AttachVolume(refuse, volID, cloudsim.DefaultOMAVMID)
+	_, tagErr := c.CreateTags(refuse, volID, map[string]string{"k": "v"})
+	_, _, createErr := c.CreateVolume(refuse, CreateVolumeRequest{Name: "never", ZoneID: cloudsim.DefaultZoneID,
+		DiskOfferingID: cloudsim.DefaultDiskOfferingID, SizeGiB: 1})
+	for what, err := range map[string]error{"attach": attachErr, "tag": tagErr, "create": createErr} {
+		if !errors.Is(err, ErrNotSent) || !errors.Is(err, deleting) || errors.Is(err, ErrTransient) || IsTerminal(err) {
+			t.Errorf("%s refused by its guard: %v", what, err)
+		}
+	}
+	if _, err := c.GetVolume(refuse, volID); err != nil {
+		t.Errorf("a read with a guard: %v", err)
+	}
+	if calls := env.sim.Snapshot().Calls; checks != 3 || len(calls) != 1 || calls["listVolumes"] != 1 {
+		t.Fatalf("%d guard checks, calls %v: want 3 checks and only the read sent", checks, calls)
+	}
+
+	allow := WithSendGuard(ctx, func(context.Context) error { return nil })
+	if jobID, err = c.AttachVolume(allow, volID, cloudsim.DefaultOMAVMID); err != nil {
+		t.Fatalf("attach with a guard that allows it: %v", err)
+	}
+	if res := waitJob(t, ctx, c, jobID); res.Status != JobSucceeded {
+		t.Fatalf("attach job: %+v", res)
+	}
+}
+
 func TestSimJobFailure(t *testing.T) {
 	env := startSim(t, cloudsim.Options{JobLatency: 50 * time.Millisecond,
 		Faults: cloudsim.Faults{JobFailureRate: 1, Commands: []string{"createVolume"}}}, false)

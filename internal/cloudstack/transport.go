@@ -91,6 +91,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
+	// The guard's check shares the request's timeout: a check that hangs must not hold
+	// the reconcile forever.
+	if err := checkSendGuard(ctx, laneOf(command)); err != nil {
+		log.V(1).Info("CloudStack API call not sent: its guard refused", "reason", err.Error())
+		return nil, err
+	}
 	start := time.Now()
 	resp, err := t.next.RoundTrip(req.WithContext(ctx))
 	var body []byte

@@ -135,6 +135,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	defer rec.Stop()
 	proxy.before = detachGuard(ctx, c, rec)
+	proxy.rules = &world.CallRules{State: sim.State, Deleting: deletingNow(ctx, c, rec), Recorded: recordedNow(ctx, c)}
 
 	mgr, err := w.StartManager("manager", "--zap-log-level=debug", "--cloudstack-qps=30")
 	if err != nil {
@@ -156,7 +157,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	chaosCtx, stopChaos := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var killsMu sync.Mutex
-	killer := func(p *world.Process, every [2]time.Duration, seed int64, count *int) {
+	// killed, when set, is told once the process is dead, before it starts again.
+	killer := func(p *world.Process, every [2]time.Duration, seed int64, count *int, killed func()) {
 		defer wg.Done()
 		r := rand.New(rand.NewSource(seed))
 		for {
@@ -170,6 +172,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 				res.addViolation(fmt.Sprintf("%s exited by itself; see %s", p.Name, p.Log))
 			}
 			p.Kill()
+			if killed != nil {
+				killed()
+			}
 			if err := p.Restart(); err != nil {
 				res.addViolation(fmt.Sprintf("restarting %s: %v", p.Name, err))
 				return
@@ -180,9 +185,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 	}
 	wg.Add(1 + len(agents))
-	go killer(mgr, cfg.ManagerKill, rnd.Int63(), &res.ManagerKills)
+	go killer(mgr, cfg.ManagerKill, rnd.Int63(), &res.ManagerKills, proxy.rules.ManagerRestarted)
 	for _, a := range agents {
-		go killer(a, cfg.AgentKill, rnd.Int63(), &res.AgentKills)
+		go killer(a, cfg.AgentKill, rnd.Int63(), &res.AgentKills, nil)
 	}
 	checker := &checker{sim: sim, rec: rec, proxy: proxy, res: res}
 	wg.Add(1)
@@ -262,6 +267,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	for _, p := range append([]*world.Process{mgr}, agents...) {
 		if !p.Running() {
+			if p == mgr {
+				proxy.rules.ManagerRestarted()
+			}
 			if err := p.Restart(); err != nil {
 				return res, err
 			}
@@ -368,6 +376,61 @@ func detachGuard(ctx context.Context, c client.Client, rec *world.Recorder) func
 			return fmt.Sprintf("detach of volume %s at %s while %s still carried the mount finalizer", cl.VolumeID, cl.At.Format("15:04:05.000"), name)
 		}
 		return ""
+	}
+}
+
+// deletingNow tells the rules whether the object whose UID begins with uid8 is being
+// deleted, or gone, as the API server has it at this moment.
+func deletingNow(ctx context.Context, c client.Client, rec *world.Recorder) func(uid8 string) (string, bool) {
+	return func(uid8 string) (string, bool) {
+		name := ""
+		for n, t := range rec.Traces() {
+			if strings.HasPrefix(t.UID, uid8) {
+				name = n
+			}
+		}
+		if name == "" {
+			var list osseav1.MigrationVolumeList
+			if err := c.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+				return "", false
+			}
+			for _, mv := range list.Items {
+				if strings.HasPrefix(string(mv.UID), uid8) {
+					name = mv.Name
+				}
+			}
+			if name == "" {
+				return "", false // not created through this run
+			}
+		}
+		mv := &osseav1.MigrationVolume{}
+		err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, mv)
+		switch {
+		case apierrors.IsNotFound(err):
+			return name, true
+		case err != nil:
+			return name, false
+		case !strings.HasPrefix(string(mv.UID), uid8):
+			return name, true // gone, and a new object took its name
+		}
+		return name, !mv.DeletionTimestamp.IsZero()
+	}
+}
+
+// recordedNow tells the rules whether a job is recorded in status.pendingJob of the object
+// whose volume it is, as the API server has it at this moment.
+func recordedNow(ctx context.Context, c client.Client) func(volumeID, jobID string) bool {
+	return func(volumeID, jobID string) bool {
+		var list osseav1.MigrationVolumeList
+		if err := c.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+			return true // cannot tell: count the job
+		}
+		for _, mv := range list.Items {
+			if strings.EqualFold(mv.Status.VolumeID, volumeID) {
+				return mv.Status.PendingJob != nil && mv.Status.PendingJob.ID == jobID
+			}
+		}
+		return false
 	}
 }
 

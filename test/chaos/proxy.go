@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/migratekit/ossea-operator/test/world"
 )
 
 // call is one request the manager sent to CloudStack through the recording proxy, for the
@@ -36,6 +38,9 @@ type recorder struct {
 	// before, when set, runs before a recorded call is passed on: it can look at the world
 	// as it is at the moment the manager asks, and say what is wrong with asking now.
 	before func(call) string
+	// rules, when set, checks the rules of starts and teardowns at the moment of each call
+	// it knows, and learns the jobs the manager started from the replies.
+	rules *world.CallRules
 
 	mu       sync.Mutex
 	calls    []call
@@ -93,20 +98,29 @@ func (r *recorder) serve(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	cmd := params.Get("command")
-	if !recorded[cmd] {
+	checked := r.rules != nil && r.rules.Checks(cmd)
+	if !recorded[cmd] && !checked {
 		r.proxy.ServeHTTP(w, req)
 		return
 	}
 	c := call{At: time.Now(), Command: cmd, VolumeID: params.Get("id")}
-	if r.before != nil {
-		if problem := r.before(c); problem != "" {
-			r.mu.Lock()
-			r.problems = append(r.problems, problem)
-			r.mu.Unlock()
-		}
+	if r.before != nil && recorded[cmd] {
+		r.problem(r.before(c))
+	}
+	gen := 0
+	if checked {
+		gen = r.rules.Generation()
+		r.problem(r.rules.Before(cmd, params))
 	}
 	rec := &responseRecorder{ResponseWriter: w}
 	defer func() {
+		if checked {
+			// A lost reply leaves the body empty: the manager never learnt the job.
+			r.rules.After(gen, cmd, params, rec.body.Bytes())
+		}
+		if !recorded[cmd] {
+			return
+		}
 		c.Status = rec.status
 		c.ErrorCode, c.ErrorText = errorOf(rec.body.Bytes())
 		r.mu.Lock()
@@ -114,6 +128,15 @@ func (r *recorder) serve(w http.ResponseWriter, req *http.Request) {
 		r.mu.Unlock()
 	}()
 	r.proxy.ServeHTTP(rec, req)
+}
+
+func (r *recorder) problem(p string) {
+	if p == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.problems = append(r.problems, time.Now().Format("15:04:05.000 ")+p)
 }
 
 // errorOf reads CloudStack's error envelope {"<command>response": {"errorcode": N, ...}}.

@@ -1,0 +1,192 @@
+package controllers
+
+import (
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+)
+
+// volumeMemory is what this manager process knows of each MigrationVolume beyond its
+// status, in one place and under one lock:
+//
+//   - the CloudStack job it started on the object's volume and has not seen end, with when
+//     to poll it (see jobtiming.go). It is kept even when the status write that was to
+//     record the job was refused (the optimistic lock fails when the object changed
+//     meanwhile, for instance because it is being deleted), so that the job is resumed,
+//     and the volume never detached or deleted under it, from memory and not only from
+//     status;
+//   - the data-disk slot it holds for an attach that the cache does not show yet (see
+//     capacity.go);
+//   - whether what status records of the volume may no longer hold in CloudStack (a call
+//     or a job failed, drift was seen): such a volume is read before the next decision,
+//     the others are trusted as recorded, which saves a read per step;
+//   - whether the object was seen being deleted, so that a pass over an older cached copy
+//     starts nothing.
+//
+// Each code path makes one call on it, one of the transitions below. A restarted manager
+// starts with an empty memory and resumes from status.pendingJob. No CloudStack or API
+// server call is ever made under its lock.
+type volumeMemory struct {
+	mu  sync.Mutex
+	now func() time.Time
+	// volumes holds a record only while there is something to remember.
+	volumes map[types.UID]*volumeRecord
+	// estimates are how long each kind of job takes, by config and operation.
+	estimates map[string]*jobEstimate
+}
+
+type volumeRecord struct {
+	job      *jobRun
+	slot     *slotHold
+	stale    bool
+	deleting bool
+}
+
+func (v *volumeRecord) empty() bool {
+	return v.job == nil && v.slot == nil && !v.stale && !v.deleting
+}
+
+func newVolumeMemory() *volumeMemory {
+	return &volumeMemory{now: time.Now, volumes: map[types.UID]*volumeRecord{}, estimates: map[string]*jobEstimate{}}
+}
+
+// record returns the object's record, made if there is none. m.mu is held.
+func (m *volumeMemory) record(uid types.UID) *volumeRecord {
+	v := m.volumes[uid]
+	if v == nil {
+		v = &volumeRecord{}
+		m.volumes[uid] = v
+	}
+	return v
+}
+
+// tidy drops a record that holds nothing any more. m.mu is held.
+func (m *volumeMemory) tidy(uid types.UID) {
+	if v := m.volumes[uid]; v != nil && v.empty() {
+		delete(m.volumes, uid)
+	}
+}
+
+// jobStarted records a job this process has just started on the object's volume; the
+// CloudStack call that started it has answered. vmID is the VM an attach attaches to.
+func (m *volumeMemory) jobStarted(mv *osseav1.MigrationVolume, job *osseav1.PendingJob, volumeID, vmID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.record(mv.UID).job = &jobRun{
+		job: *job.DeepCopy(), volumeID: volumeID, vmID: vmID,
+		estimateKey: estimateKey(mv, job.Operation), started: m.now(),
+	}
+}
+
+// jobDone records a job seen finished well. reread says that its result did not show the
+// volume as the job left it, so the volume is read before the next decision. A slot held
+// for an attach stays held until the cache shows the volume attached.
+func (m *volumeMemory) jobDone(uid types.UID, job *osseav1.PendingJob, reread bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := m.record(uid)
+	m.endJob(v, job)
+	v.stale = v.stale || reread
+	m.tidy(uid)
+}
+
+// jobFailed records a job seen failed: CloudStack's view of the volume is read before the
+// next decision, and the slot an attach held is given back.
+func (m *volumeMemory) jobFailed(uid types.UID, job *osseav1.PendingJob) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := m.record(uid)
+	m.endJob(v, job)
+	v.stale = true
+	if job.Operation == opAttach {
+		v.slot = nil
+	}
+}
+
+// jobLost records a job that will never be heard of again: CloudStack forgot it, or the
+// volume it worked on is gone. It teaches nothing about job durations; the volume is read
+// before the next decision, and a slot held for it is given back (status, which names the
+// VM while the attach was under way, still counts it until the read says where it is).
+func (m *volumeMemory) jobLost(uid types.UID, job *osseav1.PendingJob) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := m.record(uid)
+	if v.job != nil && v.job.job.ID == job.ID {
+		v.job = nil
+	}
+	v.stale = true
+	v.slot = nil
+}
+
+// endJob drops the record's job if it is this one, and learns from how long it took. m.mu
+// is held.
+func (m *volumeMemory) endJob(v *volumeRecord, job *osseav1.PendingJob) {
+	if v.job == nil || v.job.job.ID != job.ID {
+		// Not a job this process started (it restarted meanwhile): its elapsed time
+		// includes the downtime and teaches nothing.
+		return
+	}
+	m.learn(v.job)
+	v.job = nil
+}
+
+// forget lets the object go: nothing of it is left in CloudStack that this process acts on.
+func (m *volumeMemory) forget(uid types.UID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.volumes, uid)
+}
+
+// unfinished returns the job this process started on the object's volume and has not seen
+// end, and whether there is one.
+func (m *volumeMemory) unfinished(uid types.UID) (jobRun, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v := m.volumes[uid]; v != nil && v.job != nil {
+		return *v.job, true
+	}
+	return jobRun{}, false
+}
+
+// markStale notes that the volume must be read before the next decision: a call failed
+// (CloudStack may have acted anyway) or drift was seen.
+func (m *volumeMemory) markStale(uid types.UID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.record(uid).stale = true
+}
+
+// volumeRead notes that the volume was just read, so status is as CloudStack has it.
+func (m *volumeMemory) volumeRead(uid types.UID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v := m.volumes[uid]; v != nil {
+		v.stale = false
+		m.tidy(uid)
+	}
+}
+
+func (m *volumeMemory) isStale(uid types.UID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := m.volumes[uid]
+	return v != nil && v.stale
+}
+
+// sawDeleting notes that the object was seen being deleted (by a pass over a copy that
+// shows it, or by the API server when a start was about to be sent).
+func (m *volumeMemory) sawDeleting(uid types.UID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.record(uid).deleting = true
+}
+
+func (m *volumeMemory) isDeleting(uid types.UID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := m.volumes[uid]
+	return v != nil && v.deleting
+}
