@@ -96,9 +96,7 @@ func copyStatus(dst, src client.Object) {
 	switch d := dst.(type) {
 	case *osseav1.OsseaConfig:
 		d.Status = *src.(*osseav1.OsseaConfig).Status.DeepCopy()
-	case *osseav1.MigrationVolume:
-		d.Status = *src.(*osseav1.MigrationVolume).Status.DeepCopy()
-	default:
+	default: // a MigrationVolume's status is applied (see applyVolume), never copied
 		panic(fmt.Sprintf("patchHelper: unsupported type %T", dst))
 	}
 }

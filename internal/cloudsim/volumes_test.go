@@ -181,15 +181,7 @@ func TestChangesWaitForTheJob(t *testing.T) {
 // until the job has completed; afterwards the usual rules apply.
 func TestNoDeleteOrDetachDuringAJob(t *testing.T) {
 	e := newEnv(t, Options{JobLatency: 300 * time.Millisecond})
-	cp := e.cs.Volume.NewCreateVolumeParams()
-	cp.SetZoneid(DefaultZoneID)
-	cp.SetDiskofferingid(DefaultDiskOfferingID)
-	cp.SetSize(1)
-	v, err := e.cs.Volume.CreateVolume(cp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.waitJob(v.JobID)
+	v := e.createVolume("busy-disk", 1)
 	del := func() error {
 		_, err := e.cs.Volume.DeleteVolume(e.cs.Volume.NewDeleteVolumeParams(v.Id))
 		return err
