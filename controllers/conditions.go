@@ -7,13 +7,6 @@ import (
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
 
-// ReasonNotChecked marks a detail condition that was not evaluated because an earlier
-// check failed.
-const ReasonNotChecked = "NotChecked"
-
-// ReasonProgressing is the Reconciling reason while work is under way.
-const ReasonProgressing = "Progressing"
-
 // conditionSetter wraps one object's condition list so every condition carries the
 // generation it was computed for.
 type conditionSetter struct {
@@ -43,7 +36,7 @@ func (s conditionSetter) summarize(details []string, stalled bool, readyReason, 
 	for _, t := range details {
 		c := meta.FindStatusCondition(*s.conditions, t)
 		if c == nil {
-			ready = metav1.Condition{Status: metav1.ConditionUnknown, Reason: ReasonProgressing, Message: "waiting for the " + t + " condition to be reported"}
+			ready = metav1.Condition{Status: metav1.ConditionUnknown, Reason: osseav1.ReasonProgressing, Message: "waiting for the " + t + " condition to be reported"}
 			break
 		}
 		if c.Status != metav1.ConditionTrue {

@@ -44,7 +44,7 @@ func setupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	}
 	if err := idx.IndexField(ctx, &osseav1.MigrationVolume{}, indexWaitingForSlot, func(o client.Object) []string {
 		mv := o.(*osseav1.MigrationVolume)
-		if c := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionAttached); c != nil && c.Reason == ReasonCapacityExhausted {
+		if c := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionAttached); c != nil && c.Reason == osseav1.ReasonCapacityExhausted {
 			return []string{mv.Spec.OsseaConfigRef.Name}
 		}
 		return nil

@@ -32,25 +32,6 @@ import (
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
 )
 
-// Reasons of a MigrationVolume's conditions beyond the ones in the API package.
-const (
-	ReasonOsseaConfigNotReady = "OsseaConfigNotReady"
-	ReasonCreating            = "Creating"
-	ReasonTagging             = "Tagging"
-	ReasonCreated             = "Created"
-	ReasonAttaching           = "Attaching"
-	ReasonAttached            = "Attached"
-	ReasonCapacityExhausted   = "CapacityExhausted"
-	ReasonNameConflict        = "NameConflict"
-	ReasonVolumeLost          = "VolumeLost"
-	ReasonAttachedElsewhere   = "AttachedElsewhere"
-	ReasonAccountLimit        = "AccountLimitExceeded"
-	ReasonCloudStackRejected  = "CloudStackRejected"
-	ReasonWaitingForAgent     = "WaitingForAgent"
-	ReasonDetaching           = "Detaching"
-	ReasonDeleting            = "Deleting"
-)
-
 // Operations recorded in status.pendingJob.
 const (
 	opCreate = "create"
@@ -201,9 +182,9 @@ func (r *MigrationVolumeReconciler) connect(ctx context.Context, s *volumeScope)
 			}
 		}
 		if !meta.IsStatusConditionTrue(s.mv.Status.Conditions, osseav1.ConditionAllocated) {
-			s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, ReasonOsseaConfigNotReady, msg)
+			s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, osseav1.ReasonOsseaConfigNotReady, msg)
 		} else {
-			s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, ReasonOsseaConfigNotReady, msg)
+			s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, osseav1.ReasonOsseaConfigNotReady, msg)
 		}
 		return false, nil
 	}
@@ -315,17 +296,17 @@ func (r *MigrationVolumeReconciler) cloudError(s *volumeScope, condType, action 
 	r.mem.markStale(s.mv.UID)
 	switch {
 	case errors.Is(err, cloudstack.ErrAccountLimit):
-		r.stall(s, condType, ReasonAccountLimit, fmt.Sprintf(
+		r.stall(s, condType, osseav1.ReasonAccountLimit, fmt.Sprintf(
 			"%s: the CloudStack account's volume limit is reached; raise the limit or free volumes (%v)", action, err))
 		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
 	case errors.Is(err, cloudstack.ErrPermissionDenied):
 		r.stall(s, condType, osseav1.ReasonPermissionDenied, permissionMessage(action, s.cfg, err))
 		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
 	case cloudstack.IsTerminal(err):
-		r.stall(s, condType, ReasonCloudStackRejected, fmt.Sprintf("%s: CloudStack refused: %v", action, err))
+		r.stall(s, condType, osseav1.ReasonCloudStackRejected, fmt.Sprintf("%s: CloudStack refused: %v", action, err))
 		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
 	}
-	s.conditions.set(condType, metav1.ConditionFalse, ReasonCloudStackError, fmt.Sprintf("%s: %v; retrying", action, err))
+	s.conditions.set(condType, metav1.ConditionFalse, osseav1.ReasonCloudStackError, fmt.Sprintf("%s: %v; retrying", action, err))
 	return ctrl.Result{}, false, fmt.Errorf("%s: %w", action, err)
 }
 

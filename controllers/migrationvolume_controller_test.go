@@ -253,7 +253,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	mv := e.newVolume("disk0", func(mv *osseav1.MigrationVolume) { mv.Spec.Tags = map[string]string{"wave": "3"} })
 	create(t, mv)
 
-	got := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached))
+	got := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached))
 	if !controllerutil.ContainsFinalizer(got, osseav1.VolumeFinalizer) {
 		t.Error("no volume finalizer on an attached volume")
 	}
@@ -342,7 +342,7 @@ func TestVolumeLifecycle(t *testing.T) {
 			t.Errorf("deleteVolume called at %s, before the detach finished at %s", at, detachDone)
 		}
 	}
-	if !hasEvent(t, e.ns, "disk0", "Deleted") || !hasEvent(t, e.ns, "disk0", ReasonAttached) {
+	if !hasEvent(t, e.ns, "disk0", "Deleted") || !hasEvent(t, e.ns, "disk0", osseav1.ReasonAttached) {
 		t.Error("missing Attached or Deleted events")
 	}
 }
@@ -362,7 +362,7 @@ func TestVolumeExactlyOnceUnderLostResponses(t *testing.T) {
 		mvs = append(mvs, mv)
 	}
 	for _, mv := range mvs {
-		got := waitVolume(t, mv, 60*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached))
+		got := waitVolume(t, mv, 60*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached))
 		vols := simVolumes(s, got)
 		if len(vols) != 1 {
 			t.Errorf("%s: %d volumes in CloudStack, want exactly 1: %+v", mv.Name, len(vols), vols)
@@ -399,7 +399,7 @@ func TestVolumeManagerRestartMidJob(t *testing.T) {
 		e.mgr.stop() // a crash: nothing in memory survives
 		e.mgr = startManager(t, e.ns)
 	}
-	got := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached))
+	got := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached))
 	if vols := simVolumes(s, got); len(vols) != 1 {
 		t.Fatalf("%d volumes in CloudStack after restarts, want 1: %+v", len(vols), vols)
 	}
@@ -489,11 +489,11 @@ func TestVolumeCapacity(t *testing.T) {
 		mvs = append(mvs, mv)
 		if i < 2 {
 			// Attach the first two first, so that which two wait is known.
-			waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached))
+			waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached))
 		}
 	}
 	for _, mv := range mvs[2:] {
-		got := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionFalse, ReasonCapacityExhausted))
+		got := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionFalse, osseav1.ReasonCapacityExhausted))
 		if got.Status.AttachedVirtualMachineID != "" {
 			t.Errorf("%s waits for capacity but is attached", mv.Name)
 		}
@@ -508,7 +508,7 @@ func TestVolumeCapacity(t *testing.T) {
 		}
 	}
 	for _, mv := range mvs[2:] {
-		waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached))
+		waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached))
 	}
 	for _, mv := range mvs[:2] {
 		eventually(t, 10*time.Second, gone(mv))
@@ -521,7 +521,7 @@ func TestVolumeRetain(t *testing.T) {
 	e := newVolumeEnv(t, s, nil)
 	mv := e.newVolume("disk0", func(mv *osseav1.MigrationVolume) { mv.Spec.DeletionPolicy = osseav1.DeletionPolicyRetain })
 	create(t, mv)
-	got := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached))
+	got := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached))
 	if err := k8s.Delete(testCtx, got); err != nil {
 		t.Fatal(err)
 	}
@@ -556,9 +556,9 @@ func TestVolumeWaitsForConfigThenNameConflict(t *testing.T) {
 	conflict := e.newVolume("conflict", nil)
 	create(t, waiting, conflict)
 	for _, mv := range []*osseav1.MigrationVolume{waiting, conflict} {
-		got := waitVolume(t, mv, 20*time.Second, conditionIs(osseav1.ConditionAllocated, metav1.ConditionFalse, ReasonOsseaConfigNotReady))
+		got := waitVolume(t, mv, 20*time.Second, conditionIs(osseav1.ConditionAllocated, metav1.ConditionFalse, osseav1.ReasonOsseaConfigNotReady))
 		ready := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionReady)
-		if ready == nil || ready.Reason != ReasonOsseaConfigNotReady || !strings.Contains(ready.Message, "ossea") {
+		if ready == nil || ready.Reason != osseav1.ReasonOsseaConfigNotReady || !strings.Contains(ready.Message, "ossea") {
 			t.Errorf("Ready should say the config is not ready: %+v", ready)
 		}
 		assertVolumeKstatus(t, got, status.InProgressStatus)
@@ -582,8 +582,8 @@ func TestVolumeWaitsForConfigThenNameConflict(t *testing.T) {
 	waitJob(t, c, jobID)
 
 	create(t, credentials(e.ns, "ossea-credentials", tenantAPIKey, tenantSecretKey))
-	waitVolume(t, waiting, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached))
-	got := waitVolume(t, conflict, 30*time.Second, conditionIs(osseav1.ConditionStalled, metav1.ConditionTrue, ReasonNameConflict))
+	waitVolume(t, waiting, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached))
+	got := waitVolume(t, conflict, 30*time.Second, conditionIs(osseav1.ConditionStalled, metav1.ConditionTrue, osseav1.ReasonNameConflict))
 	if got.Status.Phase != osseav1.PhaseFailed || got.Status.VolumeID != "" {
 		t.Errorf("NameConflict: phase %s volumeID %q", got.Status.Phase, got.Status.VolumeID)
 	}
@@ -610,7 +610,7 @@ func TestVolumeDrift(t *testing.T) {
 	e := newVolumeEnv(t, s, nil)
 	mv := e.newVolume("disk0", nil)
 	create(t, mv)
-	got := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached))
+	got := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached))
 	c := directCloud(t, e)
 
 	jobID, err := c.DetachVolume(context.Background(), got.Status.VolumeID)
@@ -639,9 +639,9 @@ func TestVolumeDrift(t *testing.T) {
 	if err := c.DeleteVolume(context.Background(), got.Status.VolumeID); err != nil {
 		t.Fatal(err)
 	}
-	lost := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionStalled, metav1.ConditionTrue, ReasonVolumeLost))
+	lost := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionStalled, metav1.ConditionTrue, osseav1.ReasonVolumeLost))
 	assertVolumeKstatus(t, lost, status.FailedStatus)
-	if !hasEvent(t, e.ns, "disk0", ReasonVolumeLost) {
+	if !hasEvent(t, e.ns, "disk0", osseav1.ReasonVolumeLost) {
 		t.Error("no VolumeLost event")
 	}
 	time.Sleep(2 * driftInterval)
@@ -664,7 +664,7 @@ func TestVolumeAccountLimit(t *testing.T) {
 	e := newVolumeEnv(t, s, nil)
 	mv := e.newVolume("disk0", nil)
 	create(t, mv)
-	got := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionStalled, metav1.ConditionTrue, ReasonAccountLimit))
+	got := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionStalled, metav1.ConditionTrue, osseav1.ReasonAccountLimit))
 	if e := got.Status.LastCloudStackError; e == nil || e.Code != 535 || !strings.Contains(e.Text, "Maximum amount of resources of Type = 'volume'") {
 		t.Errorf("lastCloudStackError = %+v, want CloudStack's 535 and its text", e)
 	}

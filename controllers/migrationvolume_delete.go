@@ -27,7 +27,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 	}
 	if controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) {
 		// The agent's finalizer going triggers the next reconcile; no timer needed.
-		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, ReasonWaitingForAgent,
+		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, osseav1.ReasonWaitingForAgent,
 			fmt.Sprintf("waiting for the node agent to unmount %s", mv.Status.MountPath))
 		return ctrl.Result{}, nil
 	}
@@ -65,7 +65,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 
 	if !ownedBy(vol.Tags, mv) {
 		if vol.Tags[TagUID] != "" || vol.Name != volumeName(mv) {
-			r.Recorder.Eventf(mv, nil, corev1.EventTypeWarning, "NotOwned", "Delete",
+			r.Recorder.Eventf(mv, nil, corev1.EventTypeWarning, osseav1.EventNotOwned, "Delete",
 				"CloudStack volume %s does not carry this object's ownership tags; left untouched", vol.ID)
 			r.forget(s)
 			return ctrl.Result{}, nil
@@ -91,7 +91,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 			return res, err
 		}
 		r.startJob(s, opDetach, jobID)
-		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, ReasonDetaching,
+		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, osseav1.ReasonDetaching,
 			fmt.Sprintf("detaching CloudStack volume %s from VM %s", vol.ID, vol.VirtualMachineID))
 		return r.mem.firstPoll(mv, mv.Status.PendingJob), nil
 	}
@@ -110,7 +110,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 		return ctrl.Result{}, nil
 	}
 
-	s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, ReasonDeleting,
+	s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, osseav1.ReasonDeleting,
 		fmt.Sprintf("deleting CloudStack volume %s", vol.ID))
 	if err := r.teardownAllowed(ctx, s, "deleting the volume"); err != nil {
 		return ctrl.Result{}, err
@@ -120,7 +120,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 		res, _, err := r.cloudError(s, osseav1.ConditionAllocated, "deleting the volume", err)
 		return res, err
 	}
-	r.event(s, "Deleted", "Delete", "Deleted CloudStack volume %s", vol.ID)
+	r.event(s, osseav1.EventDeleted, "Delete", "Deleted CloudStack volume %s", vol.ID)
 	r.forget(s)
 	return ctrl.Result{}, nil
 }

@@ -135,21 +135,21 @@ func (r *MigrationVolumeReconciler) jobSucceeded(s *volumeScope, job *osseav1.Pe
 	case opCreate:
 		// Events mark outcomes only: each is a write to the API server, and the conditions
 		// already show the steps in progress.
-		r.event(s, ReasonCreated, "Create", "Created CloudStack volume %s (%s, %d GiB)", mv.Status.VolumeID, volumeName(mv), mv.Spec.SizeGiB)
+		r.event(s, osseav1.ReasonCreated, "Create", "Created CloudStack volume %s (%s, %d GiB)", mv.Status.VolumeID, volumeName(mv), mv.Spec.SizeGiB)
 	case opTag:
 		// The job put on exactly the tags that were missing: ownership is proven.
-		s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionTrue, ReasonCreated,
+		s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionTrue, osseav1.ReasonCreated,
 			fmt.Sprintf("CloudStack volume %s exists and carries its ownership tags", mv.Status.VolumeID))
 	case opAttach:
 		if seen {
-			s.conditions.set(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached, fmt.Sprintf(
+			s.conditions.set(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached, fmt.Sprintf(
 				"attached to OMA VM %s as device %d", mv.Status.AttachedVirtualMachineID, derefOr(mv.Status.DeviceID, -1)))
-			r.event(s, ReasonAttached, "Attach", "Attached CloudStack volume %s as device %d", mv.Status.VolumeID, derefOr(mv.Status.DeviceID, -1))
+			r.event(s, osseav1.ReasonAttached, "Attach", "Attached CloudStack volume %s as device %d", mv.Status.VolumeID, derefOr(mv.Status.DeviceID, -1))
 		}
 	case opDetach:
-		r.event(s, "Detached", "Detach", "Detached CloudStack volume %s", mv.Status.VolumeID)
+		r.event(s, osseav1.EventDetached, "Detach", "Detached CloudStack volume %s", mv.Status.VolumeID)
 	case opRetain:
-		r.event(s, "Retained", "Delete", "Kept CloudStack volume %s, tagged %s=true", mv.Status.VolumeID, TagRetained)
+		r.event(s, osseav1.EventRetained, "Delete", "Kept CloudStack volume %s, tagged %s=true", mv.Status.VolumeID, TagRetained)
 	}
 }
 
@@ -163,7 +163,7 @@ func (r *MigrationVolumeReconciler) jobFailed(ctx context.Context, s *volumeScop
 	case job.Operation == opDetach && errors.Is(jobErr, cloudstack.ErrNotAttached):
 		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 	case job.Operation == opAttach && errors.Is(jobErr, cloudstack.ErrCapacity):
-		s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, ReasonCapacityExhausted, fmt.Sprintf(
+		s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, osseav1.ReasonCapacityExhausted, fmt.Sprintf(
 			"OMA VM %s has no free data volume slot; waiting for one to be detached", s.cfg.Spec.OMAVirtualMachineID))
 		return ctrl.Result{RequeueAfter: r.DriftInterval}, nil
 	case job.Operation == opCreate && errors.Is(jobErr, cloudstack.ErrTransient):
@@ -186,7 +186,7 @@ func (r *MigrationVolumeReconciler) resolveLostCreate(ctx context.Context, s *vo
 		var conflict *nameConflictError
 		if errors.As(err, &conflict) {
 			s.mv.Status.PendingJob = nil
-			r.stall(s, osseav1.ConditionAllocated, ReasonNameConflict, conflict.Error())
+			r.stall(s, osseav1.ConditionAllocated, osseav1.ReasonNameConflict, conflict.Error())
 			return ctrl.Result{}, false, nil
 		}
 		_, _, err := r.cloudError(s, osseav1.ConditionAllocated, "looking for the volume of a lost create", err)
@@ -196,7 +196,7 @@ func (r *MigrationVolumeReconciler) resolveLostCreate(ctx context.Context, s *vo
 	if vol != nil {
 		log.FromContext(ctx).Info("Adopted the volume of a create whose reply was lost", "volumeID", vol.ID)
 		r.recordVolume(s, vol)
-		r.event(s, "Adopted", "Create", "Adopted CloudStack volume %s, made by a create whose reply was lost", vol.ID)
+		r.event(s, osseav1.EventAdopted, "Create", "Adopted CloudStack volume %s, made by a create whose reply was lost", vol.ID)
 	}
 	return ctrl.Result{}, true, nil
 }

@@ -31,7 +31,7 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 		if vol, err = r.findOwnVolume(ctx, s); err != nil {
 			var conflict *nameConflictError
 			if errors.As(err, &conflict) {
-				r.stall(s, osseav1.ConditionAllocated, ReasonNameConflict, conflict.Error())
+				r.stall(s, osseav1.ConditionAllocated, osseav1.ReasonNameConflict, conflict.Error())
 				return ctrl.Result{}, false, nil
 			}
 			return r.cloudError(s, osseav1.ConditionAllocated, "looking for an existing volume", err)
@@ -40,7 +40,7 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	if vol != nil {
 		log.FromContext(ctx).Info("Adopted existing volume", "volumeID", vol.ID)
 		r.recordVolume(s, vol)
-		r.event(s, "Adopted", "Create", "Adopted existing CloudStack volume %s", vol.ID)
+		r.event(s, osseav1.EventAdopted, "Create", "Adopted existing CloudStack volume %s", vol.ID)
 		return ctrl.Result{}, true, nil
 	}
 
@@ -49,7 +49,7 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	// the resourceVersion this reconcile read, so it fails if our view is stale, and a
 	// volume is never created twice for an object whose intent we did not see.
 	mv.Status.PendingJob = &osseav1.PendingJob{Operation: opCreate, StartedAt: metav1.Now()}
-	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, ReasonCreating, "creating the CloudStack volume")
+	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, osseav1.ReasonCreating, "creating the CloudStack volume")
 	if err := s.helper.patch(ctx, mv); err != nil {
 		return ctrl.Result{}, false, fmt.Errorf("recording the create intent: %w", err)
 	}
@@ -132,7 +132,7 @@ func (r *MigrationVolumeReconciler) ensureTags(ctx context.Context, s *volumeSco
 	}
 	missing := missingTags(vol.Tags, volumeTags(mv))
 	if len(missing) == 0 {
-		s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionTrue, ReasonCreated,
+		s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionTrue, osseav1.ReasonCreated,
 			fmt.Sprintf("CloudStack volume %s exists and carries its ownership tags", vol.ID))
 		return ctrl.Result{}, true, nil
 	}
@@ -144,7 +144,7 @@ func (r *MigrationVolumeReconciler) ensureTags(ctx context.Context, s *volumeSco
 		return r.cloudError(s, osseav1.ConditionAllocated, "tagging the volume", err)
 	}
 	r.startJob(s, opTag, jobID)
-	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, ReasonTagging, "tagging the CloudStack volume")
+	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, osseav1.ReasonTagging, "tagging the CloudStack volume")
 	return r.mem.firstPoll(mv, mv.Status.PendingJob), false, nil
 }
 
@@ -173,17 +173,17 @@ func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volum
 		switch {
 		case vol.VirtualMachineID == omaVM:
 			r.recordVolume(s, vol)
-			s.conditions.set(osseav1.ConditionAttached, metav1.ConditionTrue, ReasonAttached,
+			s.conditions.set(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached,
 				fmt.Sprintf("attached to OMA VM %s as device %d", omaVM, derefOr(vol.DeviceID, -1)))
 			return ctrl.Result{}, true, nil
 		case vol.Attached():
-			r.stall(s, osseav1.ConditionAttached, ReasonAttachedElsewhere, fmt.Sprintf(
+			r.stall(s, osseav1.ConditionAttached, osseav1.ReasonAttachedElsewhere, fmt.Sprintf(
 				"CloudStack volume %s is attached to VM %s, not to the OMA VM %s; detach it there first", vol.ID, vol.VirtualMachineID, omaVM))
 			return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
 		}
 	}
 	if wasAttached {
-		r.Recorder.Eventf(mv, nil, corev1.EventTypeWarning, "Detached", "Attach",
+		r.Recorder.Eventf(mv, nil, corev1.EventTypeWarning, osseav1.EventDetached, "Attach",
 			"CloudStack volume %s was detached outside the operator; attaching it again", mv.Status.VolumeID)
 	}
 
@@ -194,7 +194,7 @@ func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volum
 		return r.cloudError(s, osseav1.ConditionAttached, "counting the OMA VM's data volumes", err)
 	}
 	if !ok {
-		s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, ReasonCapacityExhausted, fmt.Sprintf(
+		s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, osseav1.ReasonCapacityExhausted, fmt.Sprintf(
 			"OMA VM %s holds %d of %d data volumes; waiting for one to be detached", omaVM, used, limit))
 		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
 	}
@@ -211,7 +211,7 @@ func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volum
 	// disk is mounted the moment it appears. (It also counts for the VM's slots.)
 	mv.Status.AttachedVirtualMachineID = omaVM
 	r.startJob(s, opAttach, jobID)
-	s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, ReasonAttaching,
+	s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, osseav1.ReasonAttaching,
 		fmt.Sprintf("attaching CloudStack volume %s to OMA VM %s", mv.Status.VolumeID, omaVM))
 	return r.mem.firstPoll(mv, mv.Status.PendingJob), false, nil
 }
@@ -223,11 +223,11 @@ func (r *MigrationVolumeReconciler) readVolume(ctx context.Context, s *volumeSco
 	vol, err := s.cloud.GetVolume(ctx, s.mv.Status.VolumeID)
 	if errors.Is(err, cloudstack.ErrNotFound) {
 		if !s.mv.DeletionTimestamp.IsZero() {
-			r.event(s, "Deleted", "Delete", "CloudStack volume %s is gone", s.mv.Status.VolumeID)
+			r.event(s, osseav1.EventDeleted, "Delete", "CloudStack volume %s is gone", s.mv.Status.VolumeID)
 			r.forget(s)
 			return nil, false, ctrl.Result{}, nil
 		}
-		r.stall(s, osseav1.ConditionAllocated, ReasonVolumeLost, fmt.Sprintf(
+		r.stall(s, osseav1.ConditionAllocated, osseav1.ReasonVolumeLost, fmt.Sprintf(
 			"CloudStack volume %s no longer exists; it was deleted outside the operator. Its data is gone: "+
 				"delete this object, and create a new one for a new empty disk", s.mv.Status.VolumeID))
 		s.mv.Status.CloudStackState = ""
@@ -260,7 +260,7 @@ func (r *MigrationVolumeReconciler) recordVolume(s *volumeScope, vol *cloudstack
 	st.DeviceID = vol.DeviceID
 	// (devicePath is the node agent's: the link it actually found, virtio or scsi.)
 	if !vol.Attached() && meta.IsStatusConditionTrue(st.Conditions, osseav1.ConditionAttached) {
-		s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, "NotAttached", "the volume is not attached")
+		s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, osseav1.ReasonNotAttached, "the volume is not attached")
 	}
 }
 

@@ -177,7 +177,7 @@ func TestVolumeDeleteRacesAttach(t *testing.T) {
 			switch {
 			case c != nil && c.Status == metav1.ConditionTrue:
 				attached = append(attached, got)
-			case c != nil && c.Reason == ReasonCapacityExhausted:
+			case c != nil && c.Reason == osseav1.ReasonCapacityExhausted:
 				waiting = append(waiting, got)
 			}
 		}

@@ -10,31 +10,24 @@ import (
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
 
-// agentStallReasons are the node agent's Mounted reasons that need a person: the device is
-// missing, wrong, or holds something the agent must not touch.
-var agentStallReasons = map[string]bool{
-	"DeviceNotFound": true, "DeviceSizeMismatch": true, "DeviceNotBlank": true, "FilesystemMismatch": true,
-	"DeviceBlank": true, "DeviceInUse": true, "InvalidMountPath": true,
-}
-
 // summarize computes Ready, Reconciling, Stalled, the phase and observedGeneration, in one
 // place, at the end of every reconcile.
 func (r *MigrationVolumeReconciler) summarize(s *volumeScope) {
 	mv := s.mv
 	mounted := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionMounted)
-	stalled := s.stalled || (mounted != nil && mounted.Status == metav1.ConditionFalse && agentStallReasons[mounted.Reason])
+	stalled := s.stalled || (mounted != nil && mounted.Status == metav1.ConditionFalse && osseav1.NeedsPerson(mounted.Reason))
 
 	if mv.DeletionTimestamp.IsZero() {
 		// Keep a Reconciling reason a phase set on purpose (waiting for the config).
 		waiting := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionReconciling)
 		s.conditions.summarize(volumeDetails, stalled, readyReason(mounted), readyMessage(mv))
-		if waiting != nil && waiting.Reason == ReasonOsseaConfigNotReady && !stalled &&
+		if waiting != nil && waiting.Reason == osseav1.ReasonOsseaConfigNotReady && !stalled &&
 			meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAllocated) {
 			s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, waiting.Reason, waiting.Message)
 		}
 	} else {
 		step := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionReconciling)
-		reason, msg := ReasonDeleting, "tearing down"
+		reason, msg := osseav1.ReasonDeleting, "tearing down"
 		if step != nil {
 			reason, msg = step.Reason, step.Message
 		}
@@ -50,10 +43,10 @@ func (r *MigrationVolumeReconciler) summarize(s *volumeScope) {
 }
 
 func readyReason(mounted *metav1.Condition) string {
-	if mounted != nil && mounted.Reason == string(osseav1.PhasePublished) {
-		return string(osseav1.PhasePublished)
+	if mounted != nil && mounted.Reason == osseav1.ReasonPublished {
+		return osseav1.ReasonPublished
 	}
-	return string(osseav1.PhaseMounted)
+	return osseav1.ReasonMounted
 }
 
 func readyMessage(mv *osseav1.MigrationVolume) string {
@@ -78,7 +71,7 @@ func phaseOf(mv *osseav1.MigrationVolume, stalled bool) osseav1.Phase {
 	case stalled:
 		return osseav1.PhaseFailed
 	case meta.IsStatusConditionTrue(conds, osseav1.ConditionMounted):
-		if c := meta.FindStatusCondition(conds, osseav1.ConditionMounted); c.Reason == string(osseav1.PhasePublished) {
+		if c := meta.FindStatusCondition(conds, osseav1.ConditionMounted); c.Reason == osseav1.ReasonPublished {
 			return osseav1.PhasePublished
 		}
 		return osseav1.PhaseMounted

@@ -40,7 +40,7 @@ func TestClassifyValidation(t *testing.T) {
 		{"VM starting", check(cloudstack.CheckVirtualMachine, apiErr(cloudstack.ErrInvalidState, 0, "VM is Starting")), "Starting", osseav1.ReasonOMAVMNotUsable, false, "cannot take volumes"},
 		{"VM destroyed", check(cloudstack.CheckVirtualMachine, apiErr(cloudstack.ErrInvalidState, 0, "VM is Destroyed")), "Destroyed", osseav1.ReasonOMAVMNotUsable, true, "cannot take volumes"},
 		{"fixed-size offering", check(cloudstack.CheckDiskOffering, apiErr(cloudstack.ErrInvalidParameter, 0, "fixed size")), "", osseav1.ReasonDiskOfferingInvalid, true, "custom size"},
-		{"server error", check(cloudstack.CheckZone, apiErr(cloudstack.ErrTransient, 530, "internal error")), "", ReasonCloudStackError, false, "retrying"},
+		{"server error", check(cloudstack.CheckZone, apiErr(cloudstack.ErrTransient, 530, "internal error")), "", osseav1.ReasonCloudStackError, false, "retrying"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := cfg.DeepCopy()

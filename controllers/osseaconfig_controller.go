@@ -30,23 +30,7 @@ import (
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
 )
 
-// Detail conditions of an OsseaConfig, in the order the connection test runs them; Ready
-// summarises them.
-const (
-	ConditionCredentialsValid = "CredentialsValid"
-	ConditionConnected        = "Connected"
-	ConditionResourcesFound   = "ResourcesFound"
-)
-
-var configDetails = []string{ConditionCredentialsValid, ConditionConnected, ConditionResourcesFound}
-
-// Reasons beyond the ones in the API package.
-const (
-	// ReasonCloudStackError: CloudStack answered with a server-side error; retried.
-	ReasonCloudStackError = "CloudStackError"
-	// ReasonDeletionBlocked: the config is being deleted but volumes still use it.
-	ReasonDeletionBlocked = "DeletionBlocked"
-)
+var configDetails = []string{osseav1.ConditionCredentialsValid, osseav1.ConditionConnected, osseav1.ConditionResourcesFound}
 
 // CloudFactory builds the CloudStack client of an OsseaConfig from its credentials Secret.
 type CloudFactory interface {
@@ -135,8 +119,8 @@ func (r *OsseaConfigReconciler) reconcileDelete(ctx context.Context, s *configSc
 		res, err := r.validate(ctx, s)
 		msg := fmt.Sprintf("deletion waits for %d MigrationVolume(s) that use this config to be deleted: %s",
 			len(s.volumes), summarizeNames(s.volumes))
-		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, ReasonDeletionBlocked, msg)
-		r.Recorder.Eventf(s.cfg, nil, corev1.EventTypeNormal, ReasonDeletionBlocked, "Delete", msg)
+		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, osseav1.ReasonDeletionBlocked, msg)
+		r.Recorder.Eventf(s.cfg, nil, corev1.EventTypeNormal, osseav1.ReasonDeletionBlocked, "Delete", msg)
 		return res, err
 	}
 	if err := r.releaseSecret(ctx, s.cfg); err != nil {
@@ -161,7 +145,7 @@ func (r *OsseaConfigReconciler) validate(ctx context.Context, s *configScope) (c
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: cfg.Namespace, Name: cfg.Spec.CredentialsSecretRef.Name}, secret)
 	switch {
 	case apierrors.IsNotFound(err):
-		r.fail(s, ConditionCredentialsValid, osseav1.ReasonSecretMissing, true, fmt.Sprintf(
+		r.fail(s, osseav1.ConditionCredentialsValid, osseav1.ReasonSecretMissing, true, fmt.Sprintf(
 			"Secret %q does not exist in namespace %q: create it with the keys apiKey and secretKey",
 			cfg.Spec.CredentialsSecretRef.Name, cfg.Namespace))
 		return recheck, nil
@@ -180,7 +164,7 @@ func (r *OsseaConfigReconciler) validate(ctx context.Context, s *configScope) (c
 		r.fail(s, conditionFor(reason), reason, stalled, msg)
 		return recheck, nil
 	}
-	s.conditions.set(ConditionCredentialsValid, metav1.ConditionTrue, "SecretFound",
+	s.conditions.set(osseav1.ConditionCredentialsValid, metav1.ConditionTrue, osseav1.ReasonSecretFound,
 		fmt.Sprintf("Secret %q holds apiKey and secretKey", secret.Name))
 
 	v, err := cloud.Validate(ctx, cloudstack.ValidateRequest{
@@ -192,7 +176,7 @@ func (r *OsseaConfigReconciler) validate(ctx context.Context, s *configScope) (c
 	recordValidation(cfg, v)
 	var check *cloudstack.CheckError
 	if err == nil || (errors.As(err, &check) && check.Check != cloudstack.CheckConnection && !errors.Is(err, cloudstack.ErrTransient)) {
-		s.conditions.set(ConditionConnected, metav1.ConditionTrue, osseav1.ReasonConnected,
+		s.conditions.set(osseav1.ConditionConnected, metav1.ConditionTrue, osseav1.ReasonConnected,
 			fmt.Sprintf("CloudStack %s accepted the credentials", cfg.Status.CloudStackVersion))
 	}
 	if err != nil {
@@ -205,7 +189,7 @@ func (r *OsseaConfigReconciler) validate(ctx context.Context, s *configScope) (c
 		return recheck, nil
 	}
 
-	s.conditions.set(ConditionResourcesFound, metav1.ConditionTrue, "ResourcesFound", fmt.Sprintf(
+	s.conditions.set(osseav1.ConditionResourcesFound, metav1.ConditionTrue, osseav1.ReasonResourcesFound, fmt.Sprintf(
 		"zone %s, OMA VM %s (%s), disk offering %s", v.Zone.Name, v.VirtualMachine.Name, v.VirtualMachine.State, v.DiskOffering.Name))
 	now := metav1.Now()
 	cfg.Status.LastValidated = &now
@@ -235,7 +219,7 @@ func (r *OsseaConfigReconciler) fail(s *configScope, condType, reason string, st
 			s.conditions.set(t, metav1.ConditionFalse, reason, msg)
 			after = true
 		case after:
-			s.conditions.set(t, metav1.ConditionUnknown, ReasonNotChecked, "not checked: "+condType+" failed first")
+			s.conditions.set(t, metav1.ConditionUnknown, osseav1.ReasonNotChecked, "not checked: "+condType+" failed first")
 		}
 	}
 	s.stalled = stalled
@@ -308,7 +292,7 @@ func classifyValidation(cfg *osseav1.OsseaConfig, err error) (reason string, sta
 		return osseav1.ReasonDiskOfferingInvalid, true, fmt.Sprintf(
 			"disk offering cannot be used: %v; set spec.diskOfferingID to an offering with a custom size", err)
 	default:
-		return ReasonCloudStackError, cloudstack.IsTerminal(err), fmt.Sprintf("CloudStack at %s failed the connection test: %v; retrying", cfg.Spec.APIURL, err)
+		return osseav1.ReasonCloudStackError, cloudstack.IsTerminal(err), fmt.Sprintf("CloudStack at %s failed the connection test: %v; retrying", cfg.Spec.APIURL, err)
 	}
 }
 
@@ -318,11 +302,11 @@ var deadVMStates = map[string]bool{"Destroyed": true, "Expunging": true, "Expung
 func conditionFor(reason string) string {
 	switch reason {
 	case osseav1.ReasonSecretMissing, osseav1.ReasonSecretInvalid:
-		return ConditionCredentialsValid
+		return osseav1.ConditionCredentialsValid
 	case osseav1.ReasonZoneNotFound, osseav1.ReasonOMAVMNotFound, osseav1.ReasonOMAVMNotUsable, osseav1.ReasonDiskOfferingInvalid:
-		return ConditionResourcesFound
+		return osseav1.ConditionResourcesFound
 	default:
-		return ConditionConnected
+		return osseav1.ConditionConnected
 	}
 }
 

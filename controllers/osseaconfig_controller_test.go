@@ -381,10 +381,10 @@ func TestConfigDeletionWaitsForVolumes(t *testing.T) {
 			return err.Error()
 		}
 		c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionReconciling)
-		if c == nil || c.Reason != ReasonDeletionBlocked || !strings.Contains(c.Message, "1 MigrationVolume") || !strings.Contains(c.Message, "disk0") {
+		if c == nil || c.Reason != osseav1.ReasonDeletionBlocked || !strings.Contains(c.Message, "1 MigrationVolume") || !strings.Contains(c.Message, "disk0") {
 			return fmt.Sprintf("no DeletionBlocked condition naming the volume: %+v", got.Status.Conditions)
 		}
-		if !hasEvent(t, ns, "inuse", ReasonDeletionBlocked) {
+		if !hasEvent(t, ns, "inuse", osseav1.ReasonDeletionBlocked) {
 			return "no DeletionBlocked event"
 		}
 		return ""

@@ -1,19 +1,5 @@
 package v1alpha1
 
-// Condition types shared by both kinds. Ready is the summary; Reconciling and Stalled follow
-// the kstatus conventions so Flux, Argo CD and `kubectl wait` read progress correctly.
-const (
-	ConditionReady       = "Ready"
-	ConditionReconciling = "Reconciling"
-	ConditionStalled     = "Stalled"
-)
-
-// ReasonPermissionDenied, on either kind: the credentials are valid, but CloudStack
-// refused their account the operation on a resource (531: a volume or VM of another
-// account, or a role without the command). Retrying cannot help; a person must grant the
-// access or use the owning account's keys.
-const ReasonPermissionDenied = "PermissionDenied"
-
 // Finalizers. Each one guards one step of teardown so the steps cannot run out of order.
 const (
 	// VolumeFinalizer is held by the manager from before any CloudStack call until the

@@ -61,13 +61,6 @@ const (
 	PhaseFailed     Phase = "Failed"
 )
 
-// Detail condition types of a MigrationVolume; Ready summarises them.
-const (
-	ConditionAllocated = "Allocated"
-	ConditionAttached  = "Attached"
-	ConditionMounted   = "Mounted"
-)
-
 // ReservedTagPrefix starts the keys of the tags the operator puts on every CloudStack
 // volume to prove ownership; spec.tags may not use it.
 const ReservedTagPrefix = "ossea.migratekit.io/"

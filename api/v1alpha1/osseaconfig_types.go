@@ -4,20 +4,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Reasons an OsseaConfig's Ready condition can carry. Each one tells a person what to fix.
-const (
-	ReasonConnected           = "Connected"
-	ReasonSecretMissing       = "SecretMissing"
-	ReasonSecretInvalid       = "SecretInvalid"
-	ReasonUnreachable         = "Unreachable"
-	ReasonTLSError            = "TLSError"
-	ReasonUnauthorized        = "Unauthorized"
-	ReasonZoneNotFound        = "ZoneNotFound"
-	ReasonOMAVMNotFound       = "OMAVMNotFound"
-	ReasonOMAVMNotUsable      = "OMAVMNotUsable"
-	ReasonDiskOfferingInvalid = "DiskOfferingInvalid"
-)
-
 // OsseaConfigSpec is one CloudStack (OSSEA) endpoint, the credentials to use it and the
 // virtual machine of the migration appliance (OMA) that volumes are attached to.
 // +kubebuilder:validation:XValidation:rule="!(has(self.caBundle) && has(self.insecureSkipTLSVerify) && self.insecureSkipTLSVerify)",message="caBundle and insecureSkipTLSVerify are mutually exclusive: trust a CA or skip verification, not both"
@@ -35,14 +21,6 @@ type OsseaConfigSpec struct {
 	// API credentials under the keys `apiKey` and `secretKey`.
 	// +required
 	CredentialsSecretRef LocalObjectReference `json:"credentialsSecretRef"`
-
-	// domain is the CloudStack domain path of the account, "/" for the root domain.
-	// +kubebuilder:default="/"
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=512
-	// +kubebuilder:validation:Pattern=`^/[^\x00-\x1F\x7F]*$`
-	// +optional
-	Domain string `json:"domain,omitempty"`
 
 	// zone is the CloudStack zone that volumes are created in, by name or by UUID.
 	// +kubebuilder:validation:MinLength=1

@@ -143,7 +143,6 @@ func TestSchemaRejectsInvalidObjects(t *testing.T) {
 		{"zone empty", validConfig, set("zone", ""), []string{"spec.zone", "at least 1 chars long"}},
 		{"credentialsSecretRef empty name", validConfig, set("credentialsSecretRef.name", ""), []string{"spec.credentialsSecretRef.name", "at least 1 chars long"}},
 		{"maxDataVolumes zero", validConfig, set("maxDataVolumes", int64(0)), []string{"spec.maxDataVolumes", "greater than or equal to 1"}},
-		{"domain not a path", validConfig, set("domain", "ROOT"), []string{"spec.domain", "should match"}},
 		{"caBundle with insecureSkipTLSVerify", validConfig, func(o map[string]any) {
 			set("caBundle", "-----BEGIN CERTIFICATE-----")(o)
 			set("insecureSkipTLSVerify", true)(o)
@@ -227,11 +226,14 @@ func TestSchemaAllowsMutableFieldsAndDefaults(t *testing.T) {
 	}
 
 	cfg := &unstructured.Unstructured{Object: validConfig("defaults")}
+	// spec.domain was removed (the keys imply the account's domain, and no call takes it);
+	// an old manifest that still sets it must apply, the field dropped.
+	_ = unstructured.SetNestedField(cfg.Object, "/", "spec", "domain")
 	if err := k8sClient.Create(ctx, cfg); err != nil {
 		t.Fatalf("creating config: %v", err)
 	}
-	if d, _, _ := unstructured.NestedString(cfg.Object, "spec", "domain"); d != "/" {
-		t.Errorf("spec.domain defaulted to %q, want /", d)
+	if d, found, _ := unstructured.NestedString(cfg.Object, "spec", "domain"); found {
+		t.Errorf("spec.domain kept as %q; it is no longer part of the API and must be pruned", d)
 	}
 	if g, _, _ := unstructured.NestedInt64(cfg.Object, "status", "observedGeneration"); g != -1 {
 		t.Errorf("config status.observedGeneration = %d, want -1", g)

@@ -182,7 +182,7 @@ func TestBinaryKilledAndRestartedWhileMounted(t *testing.T) {
 			if err := k8s.Get(ctx, client.ObjectKeyFromObject(mv), got); err != nil {
 				return err.Error()
 			}
-			if c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted); c == nil || c.Reason != nodeagent.ReasonMounted {
+			if c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted); c == nil || c.Reason != osseav1.ReasonMounted {
 				return fmt.Sprintf("Mounted %+v", c)
 			}
 			return ""

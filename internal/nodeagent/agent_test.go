@@ -43,7 +43,7 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 	mv := w.newVolume("blank", "job-1", "disk-0", 1)
 	w.attach(mv, volID)
 
-	w.waitMounted(mv, metav1.ConditionFalse, ReasonWaitingForDevice, 10*time.Second)
+	w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 10*time.Second)
 	// The claim writes status, then the finalizer: wait for both.
 	eventually(t, 10*time.Second, func() string {
 		got := w.get(mv)
@@ -56,7 +56,7 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 	dev := w.loopDevice(1 << 30)
 	link := w.link(volID, dev)
 	start := time.Now()
-	got := w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	got := w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
 	t.Logf("mounted %s after the link appeared", time.Since(start).Round(time.Millisecond))
 
 	path := w.mountPath("job-1", "disk-0")
@@ -75,8 +75,8 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 	if typ := run(t, "blkid", "-p", "-s", "TYPE", "-o", "value", dev); typ != "ext4" {
 		t.Errorf("blkid says %q, want ext4", typ)
 	}
-	w.waitEvent(mv, corev1.EventTypeNormal, ReasonFormatted)
-	w.waitEvent(mv, corev1.EventTypeNormal, ReasonMounted)
+	w.waitEvent(mv, corev1.EventTypeNormal, osseav1.EventFormatted)
+	w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted)
 
 	data := []byte("migration data " + volID)
 	writeSynced(t, filepath.Join(path, "data.bin"), data)
@@ -90,17 +90,17 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 			t.Errorf("%s left behind after deletion: %v", d, err)
 		}
 	}
-	w.waitEvent(mv, corev1.EventTypeNormal, ReasonUnmounted)
+	w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonUnmounted)
 
 	// The same disk for a new object: it holds ext4 now, so it is mounted, not formatted.
 	again := w.newVolume("blank-again", "job-1", "disk-0", 1)
 	w.attach(again, volID)
-	w.waitMounted(again, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	w.waitMounted(again, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
 	if b, err := os.ReadFile(filepath.Join(path, "data.bin")); err != nil || string(b) != string(data) {
 		t.Fatalf("after unmount and re-mount the file reads %q, %v; want %q", b, err, data)
 	}
-	w.waitEvent(again, corev1.EventTypeNormal, ReasonMounted)
-	if note := w.findEvent(again, corev1.EventTypeNormal, ReasonFormatted); note != "" {
+	w.waitEvent(again, corev1.EventTypeNormal, osseav1.ReasonMounted)
+	if note := w.findEvent(again, corev1.EventTypeNormal, osseav1.EventFormatted); note != "" {
 		t.Errorf("the disk was formatted a second time: %s", note)
 	}
 	w.deleteAndWaitGone(again, 20*time.Second)
@@ -114,7 +114,7 @@ func TestBlankDeviceFormattedXFS(t *testing.T) {
 	w.link(volID, dev)
 	mv := w.newVolume("xfs", "job-x", "disk-0", 1, withFilesystem(osseav1.FilesystemXFS, osseav1.FormatIfBlank))
 	w.attach(mv, volID)
-	got := w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	got := w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
 	if got.Status.FilesystemType != "xfs" {
 		t.Errorf("filesystemType %q, want xfs", got.Status.FilesystemType)
 	}
@@ -146,7 +146,7 @@ func TestExistingFilesystemMountedWithoutFormatting(t *testing.T) {
 			disk := "disk-" + string(fsType)
 			mv := w.newVolume("existing-"+string(fsType), "job-e", disk, 1, withFilesystem(fsType, osseav1.FormatIfBlank))
 			w.attach(mv, volID)
-			w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+			w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
 			path := w.mountPath("job-e", disk)
 			assertMountedRW(t, path, dev, string(fsType))
 			if after := run(t, "blkid", "-p", "-s", "UUID", "-o", "value", dev); after != fsUUID {
@@ -157,8 +157,8 @@ func TestExistingFilesystemMountedWithoutFormatting(t *testing.T) {
 					t.Errorf("restored.txt reads %q, %v", b, err)
 				}
 			}
-			w.waitEvent(mv, corev1.EventTypeNormal, ReasonMounted)
-			if note := w.findEvent(mv, corev1.EventTypeNormal, ReasonFormatted); note != "" {
+			w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted)
+			if note := w.findEvent(mv, corev1.EventTypeNormal, osseav1.EventFormatted); note != "" {
 				t.Errorf("Formatted event for a disk that held %s: %s", fsType, note)
 			}
 			w.deleteAndWaitGone(mv, 20*time.Second)
@@ -180,13 +180,13 @@ func TestRefusedDevicesAreLeftUntouched(t *testing.T) {
 		reason string
 	}
 	cases := []refusal{
-		{name: "partition-table", size: 1 << 30, prep: writeMBR, reason: ReasonDeviceNotBlank},
-		{name: "wrong-size", size: 2 << 30, reason: ReasonDeviceSizeMismatch},
-		{name: "never-on-blank", size: 1 << 30, opts: []mvOption{withFilesystem(osseav1.FilesystemExt4, osseav1.FormatNever)}, reason: ReasonDeviceBlank},
+		{name: "partition-table", size: 1 << 30, prep: writeMBR, reason: osseav1.ReasonDeviceNotBlank},
+		{name: "wrong-size", size: 2 << 30, reason: osseav1.ReasonDeviceSizeMismatch},
+		{name: "never-on-blank", size: 1 << 30, opts: []mvOption{withFilesystem(osseav1.FilesystemExt4, osseav1.FormatNever)}, reason: osseav1.ReasonDeviceBlank},
 		{name: "xfs-asked-ext4", size: 1 << 30, prep: func(t *testing.T, dev string) { run(t, "mkfs.xfs", "-q", dev) },
-			opts: []mvOption{withFilesystem(osseav1.FilesystemExt4, osseav1.FormatIfBlank)}, reason: ReasonFilesystemMismatch},
+			opts: []mvOption{withFilesystem(osseav1.FilesystemExt4, osseav1.FormatIfBlank)}, reason: osseav1.ReasonFilesystemMismatch},
 		{name: "ext4-asked-xfs", size: 1 << 30, prep: func(t *testing.T, dev string) { run(t, "mkfs.ext4", "-q", dev) },
-			opts: []mvOption{withFilesystem(osseav1.FilesystemXFS, osseav1.FormatIfBlank)}, reason: ReasonFilesystemMismatch},
+			opts: []mvOption{withFilesystem(osseav1.FilesystemXFS, osseav1.FormatIfBlank)}, reason: osseav1.ReasonFilesystemMismatch},
 	}
 	type prepared struct {
 		refusal
@@ -270,17 +270,17 @@ func TestDeviceNotFoundAfterTimeoutThenRecovers(t *testing.T) {
 	volID := uuid.NewString()
 	mv := w.newVolume("late", "job-l", "disk-0", 1)
 	w.attach(mv, volID)
-	w.waitMounted(mv, metav1.ConditionFalse, ReasonWaitingForDevice, 10*time.Second)
-	got := w.waitMounted(mv, metav1.ConditionFalse, ReasonDeviceNotFound, 10*time.Second)
+	w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 10*time.Second)
+	got := w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonDeviceNotFound, 10*time.Second)
 	msg := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted).Message
 	if !strings.Contains(msg, guestdisk.LinkNames(volID)[0]) || !strings.Contains(msg, w.vmID) {
 		t.Errorf("DeviceNotFound message names neither the link nor the VM: %s", msg)
 	}
-	w.waitEvent(mv, corev1.EventTypeWarning, ReasonDeviceNotFound)
+	w.waitEvent(mv, corev1.EventTypeWarning, osseav1.ReasonDeviceNotFound)
 
 	dev := w.loopDevice(1 << 30)
 	w.link(volID, dev)
-	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
 	w.deleteAndWaitGone(mv, 20*time.Second)
 }
 
@@ -294,8 +294,8 @@ func TestRestartWhileMountedDoesNotMountTwice(t *testing.T) {
 	w.link(volID, dev)
 	mv := w.newVolume("restart", "job-s", "disk-0", 1)
 	w.attach(mv, volID)
-	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
-	w.waitEvent(mv, corev1.EventTypeNormal, ReasonMounted)
+	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
+	w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted)
 	path := w.mountPath("job-s", "disk-0")
 	writeSynced(t, filepath.Join(path, "before-restart"), []byte("x"))
 
@@ -325,7 +325,7 @@ func TestRestartWhileMountedDoesNotMountTwice(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(path, "before-restart")); err != nil {
 		t.Errorf("the file written before the restart is not visible: %v", err)
 	}
-	if n := countEvents(t, w, mv, ReasonMounted); n != 1 {
+	if n := countEvents(t, w, mv, osseav1.ReasonMounted); n != 1 {
 		t.Errorf("%d Mounted events, want 1 (no second mount)", n)
 	}
 	w.deleteAndWaitGone(mv, 20*time.Second)
@@ -341,7 +341,7 @@ func TestBusyMountBlocksTeardownUntilReleased(t *testing.T) {
 	w.link(volID, dev)
 	mv := w.newVolume("busy", "job-b", "disk-0", 1)
 	w.attach(mv, volID)
-	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
 	path := w.mountPath("job-b", "disk-0")
 
 	f, err := os.Create(filepath.Join(path, "open-file"))
@@ -357,9 +357,9 @@ func TestBusyMountBlocksTeardownUntilReleased(t *testing.T) {
 	if err := k8s.Delete(testCtx, mv); err != nil {
 		t.Fatal(err)
 	}
-	got := w.waitMounted(mv, metav1.ConditionFalse, ReasonUnmountBusy, 20*time.Second)
+	got := w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonUnmountBusy, 20*time.Second)
 	t.Logf("UnmountBusy: %s", meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted).Message)
-	w.waitEvent(mv, corev1.EventTypeWarning, ReasonUnmountBusy)
+	w.waitEvent(mv, corev1.EventTypeWarning, osseav1.ReasonUnmountBusy)
 
 	// Several retries (the backoff is capped at 500ms here) change nothing while busy.
 	time.Sleep(2 * time.Second)
@@ -398,14 +398,14 @@ func TestBlockModePublishesWithoutTouching(t *testing.T) {
 	hash := firstMiB(t, dev)
 	mv := w.newVolume("block", "job-k", "disk-0", 1, blockMode)
 	w.attach(mv, volID)
-	got := w.waitMounted(mv, metav1.ConditionTrue, ReasonPublished, 30*time.Second)
+	got := w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonPublished, 30*time.Second)
 	if got.Status.DevicePath != link || got.Status.MountPath != "" || got.Status.FilesystemType != "" || got.Status.NodeName != w.nodeName {
 		t.Errorf("status %+v: want devicePath %s, no mountPath, no filesystemType", got.Status, link)
 	}
 	if len(got.Finalizers) != 0 {
 		t.Errorf("finalizers %v in Block mode, want none", got.Finalizers)
 	}
-	w.waitEvent(mv, corev1.EventTypeNormal, ReasonPublished)
+	w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonPublished)
 	if _, err := os.Lstat(filepath.Join(w.mountRoot, "job-k")); !isNotExist(err) {
 		t.Errorf("a mount directory was made in Block mode: %v", err)
 	}
@@ -427,7 +427,7 @@ func TestStatusWritesNeverClobberTheManager(t *testing.T) {
 	volID := uuid.NewString()
 	mv := w.newVolume("shared", "job-c", "disk-0", 1)
 	w.attach(mv, volID)
-	w.waitMounted(mv, metav1.ConditionFalse, ReasonWaitingForDevice, 10*time.Second)
+	w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 10*time.Second)
 
 	dev := w.loopDevice(1 << 30)
 	const writes = 40
@@ -447,7 +447,7 @@ func TestStatusWritesNeverClobberTheManager(t *testing.T) {
 		}
 	}()
 	<-done
-	got := w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	got := w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
 	alloc := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionAllocated)
 	if alloc == nil || alloc.Message != fmt.Sprintf("manager write %d", writes) || got.Status.CloudStackState != fmt.Sprintf("Ready-%d", writes) {
 		t.Errorf("the manager's last write was reverted: Allocated %+v, cloudStackState %q", alloc, got.Status.CloudStackState)
@@ -470,7 +470,7 @@ func TestDetachedWhileMountedIsReleased(t *testing.T) {
 	link := w.link(volID, dev)
 	mv := w.newVolume("detached", "job-d", "disk-0", 1)
 	w.attach(mv, volID)
-	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
 	path := w.mountPath("job-d", "disk-0")
 	writeSynced(t, filepath.Join(path, "kept"), []byte("kept"))
 
@@ -486,7 +486,7 @@ func TestDetachedWhileMountedIsReleased(t *testing.T) {
 	}
 	released := func() {
 		t.Helper()
-		w.waitMounted(mv, metav1.ConditionFalse, ReasonDeviceDetached, 20*time.Second)
+		w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonDeviceDetached, 20*time.Second)
 		eventually(t, 10*time.Second, func() string {
 			got := w.get(mv)
 			if controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.MountPath != "" {
@@ -503,7 +503,7 @@ func TestDetachedWhileMountedIsReleased(t *testing.T) {
 
 	w.link(volID, dev)
 	w.attach(mv, volID)
-	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
 	if b, err := os.ReadFile(filepath.Join(path, "kept")); err != nil || string(b) != "kept" {
 		t.Fatalf("after re-attachment the file reads %q, %v", b, err)
 	}
@@ -626,7 +626,7 @@ func TestLinkFlapWhileMountedKeepsTheMount(t *testing.T) {
 	link := w.link(volID, dev)
 	mv := w.newVolume("flap", "job-f", "disk-0", 1)
 	w.attach(mv, volID)
-	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
 	before := w.get(mv)
 
 	if err := os.Remove(link); err != nil {
@@ -643,7 +643,7 @@ func TestLinkFlapWhileMountedKeepsTheMount(t *testing.T) {
 	if n := mountCount(t, w.mountPath("job-f", "disk-0")); n != 1 {
 		t.Errorf("%d mounts, want 1", n)
 	}
-	if note := w.findEvent(mv, corev1.EventTypeWarning, ReasonDeviceNotFound); note != "" {
+	if note := w.findEvent(mv, corev1.EventTypeWarning, osseav1.ReasonDeviceNotFound); note != "" {
 		t.Errorf("Warning event for a link that only flapped: %s", note)
 	}
 	w.deleteAndWaitGone(mv, 20*time.Second)
@@ -671,7 +671,7 @@ func TestSameDiskForTwoObjectsMountsOnce(t *testing.T) {
 			case c == nil:
 			case c.Status == metav1.ConditionTrue:
 				mounted = mv
-			case c.Reason == ReasonDeviceInUse:
+			case c.Reason == osseav1.ReasonDeviceInUse:
 				refused = mv
 			}
 		}
@@ -680,7 +680,7 @@ func TestSameDiskForTwoObjectsMountsOnce(t *testing.T) {
 		}
 		return ""
 	})
-	if n := countEvents(t, w, a, ReasonFormatted) + countEvents(t, w, b, ReasonFormatted); n != 1 {
+	if n := countEvents(t, w, a, osseav1.EventFormatted) + countEvents(t, w, b, osseav1.EventFormatted); n != 1 {
 		t.Errorf("formatted %d times, want once", n)
 	}
 	if ms, _ := mountsOfDevice(&Device{Major: major(t, dev), Minor: minor(t, dev)}); len(ms) != 1 {
@@ -710,7 +710,7 @@ func TestClaimedWhileAttaching(t *testing.T) {
 	w.startAgent()
 	claimed := func(mv *osseav1.MigrationVolume) {
 		t.Helper()
-		w.waitMounted(mv, metav1.ConditionFalse, ReasonWaitingForDevice, 20*time.Second)
+		w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 20*time.Second)
 		// The claim writes status, then the finalizer: wait for both.
 		eventually(t, 10*time.Second, func() string {
 			got := w.get(mv)
@@ -730,7 +730,7 @@ func TestClaimedWhileAttaching(t *testing.T) {
 	claimed(mv)
 	dev := w.loopDevice(1 << 30)
 	w.link(volID, dev)
-	got := w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 20*time.Second)
+	got := w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 20*time.Second)
 	if meta.IsStatusConditionTrue(got.Status.Conditions, osseav1.ConditionAttached) {
 		t.Fatal("the test never reported the attach done, yet Attached is True")
 	}
@@ -739,7 +739,7 @@ func TestClaimedWhileAttaching(t *testing.T) {
 		t.Fatalf("%d mounts at %s, want 1", n, path)
 	}
 	w.attach(mv, volID) // the manager sees the job done: nothing changes on the node
-	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 5*time.Second)
+	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 5*time.Second)
 	if n := mountCount(t, path); n != 1 {
 		t.Fatalf("%d mounts at %s after the attach was confirmed, want 1", n, path)
 	}
@@ -753,14 +753,14 @@ func TestClaimedWhileAttaching(t *testing.T) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: osseav1.ConditionAttached, Status: metav1.ConditionFalse,
 			Reason: "CloudStackError", Message: "the attach job failed, says the test", ObservedGeneration: failed.Generation})
 	})
-	w.waitMounted(failed, metav1.ConditionFalse, ReasonNotAttached, 20*time.Second)
+	w.waitMounted(failed, metav1.ConditionFalse, osseav1.ReasonNotAttached, 20*time.Second)
 	eventually(t, 10*time.Second, func() string {
 		if got := w.get(failed); controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
 			return fmt.Sprintf("the failed attach still carries the mount finalizer: %v", got.Finalizers)
 		}
 		return ""
 	})
-	if note := w.findEvent(failed, corev1.EventTypeWarning, ReasonDeviceDetached); note != "" {
+	if note := w.findEvent(failed, corev1.EventTypeWarning, osseav1.ReasonDeviceDetached); note != "" {
 		t.Errorf("a claim that never mounted was reported as a disk lost while mounted: %s", note)
 	}
 	if _, err := os.Stat(w.mountPath("job-e", "disk-1")); !isNotExist(err) {
@@ -772,7 +772,7 @@ func TestClaimedWhileAttaching(t *testing.T) {
 	blkID := uuid.NewString()
 	w.attaching(blk, blkID)
 	w.link(blkID, w.loopDevice(1<<30))
-	if got := w.waitMounted(blk, metav1.ConditionTrue, ReasonPublished, 20*time.Second); controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
+	if got := w.waitMounted(blk, metav1.ConditionTrue, osseav1.ReasonPublished, 20*time.Second); controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
 		t.Errorf("a Block-mode volume got the mount finalizer: %v", got.Finalizers)
 	}
 

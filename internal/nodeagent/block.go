@@ -6,6 +6,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
 
 // reconcileBlock publishes a volume in Block mode: its disk is found and its size checked,
@@ -30,13 +32,13 @@ func (r *Reconciler) reconcileBlock(ctx context.Context, s *volumeScope) (ctrl.R
 	}
 	published := blockPublishedBefore(s.prev, mv, dev)
 	err = r.setStatus(ctx, s, &report{
-		status: metav1.ConditionTrue, reason: ReasonPublished,
+		status: metav1.ConditionTrue, reason: osseav1.ReasonPublished,
 		message:    fmt.Sprintf("%s (%s, %d bytes) is attached and verified; it is not formatted or mounted (mode Block)", dev.Link, dev.Path, dev.Size),
 		devicePath: strp(dev.Link), mountPath: strp(""), filesystemType: strp(""),
 	})
 	if err == nil && !published {
 		s.log.Info("Published block device", "device", dev.Path, "link", dev.Link)
-		r.event(s, ReasonPublished, "Publish", "Published %s (%s)", dev.Link, dev.Path)
+		r.event(s, osseav1.ReasonPublished, "Publish", "Published %s (%s)", dev.Link, dev.Path)
 	}
 	return ctrl.Result{RequeueAfter: r.ResyncInterval}, err
 }

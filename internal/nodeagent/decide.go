@@ -121,7 +121,7 @@ type deviceWait struct {
 func missingDevice(mv *osseav1.MigrationVolume, w deviceWait) (*report, ctrl.Result) {
 	names := guestdisk.LinkNames(mv.Status.VolumeID)
 	if names == nil {
-		return &report{status: metav1.ConditionFalse, reason: ReasonDeviceNotFound,
+		return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonDeviceNotFound,
 			message: fmt.Sprintf("status.volumeID %q is not a CloudStack volume UUID, so its disk serial is unknown", mv.Status.VolumeID)}, ctrl.Result{}
 	}
 	links := make([]string, len(names))
@@ -130,17 +130,17 @@ func missingDevice(mv *osseav1.MigrationVolume, w deviceWait) (*report, ctrl.Res
 	}
 	want := strings.Join(links, " or ")
 	if !attachConfirmed(mv) {
-		return &report{status: metav1.ConditionFalse, reason: ReasonWaitingForDevice,
+		return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonWaitingForDevice,
 			message: fmt.Sprintf("CloudStack is attaching volume %s to this VM; waiting for its disk to appear as %s", mv.Status.VolumeID, want),
 		}, ctrl.Result{RequeueAfter: w.resync}
 	}
 	waited := w.now.Sub(attachedSince(mv))
 	if waited < w.deviceTimeout {
-		return &report{status: metav1.ConditionFalse, reason: ReasonWaitingForDevice,
+		return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonWaitingForDevice,
 			message: fmt.Sprintf("waiting up to %s for the disk of CloudStack volume %s to appear as %s", w.deviceTimeout, mv.Status.VolumeID, want),
 		}, ctrl.Result{RequeueAfter: w.deviceTimeout - waited + 100*time.Millisecond}
 	}
-	return &report{status: metav1.ConditionFalse, reason: ReasonDeviceNotFound,
+	return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonDeviceNotFound,
 		message: fmt.Sprintf("no disk appeared as %s within %s of the attachment: check in CloudStack that volume %s is attached to VM %s, "+
 			"and on the node that the guest sees a new disk (lsblk, dmesg); the agent keeps watching", want, w.deviceTimeout, mv.Status.VolumeID, w.vmID),
 	}, ctrl.Result{RequeueAfter: w.resync}
@@ -190,7 +190,7 @@ func refuse(reason, format string, args ...any) decision {
 // either way nothing on it may be trusted to be what the object describes.
 func decideSize(dev *Device, sizeGiB int32) decision {
 	if msg := guestdisk.SizeMismatch(dev.Link, dev.Path, dev.Size, sizeGiB); msg != "" {
-		return refuse(ReasonDeviceSizeMismatch, "%s", msg)
+		return refuse(osseav1.ReasonDeviceSizeMismatch, "%s", msg)
 	}
 	return goOn()
 }
@@ -204,20 +204,20 @@ func decideMounts(dev *Device, path, fsType string, atPath, elsewhere []*mountin
 		top := atPath[len(atPath)-1] // the one a process sees
 		switch {
 		case !isDevice(top, dev):
-			return refuse(ReasonMountFailed,
+			return refuse(osseav1.ReasonMountFailed,
 				"%s already has %s (device %d:%d) mounted, not this volume's disk %s (%s, %d:%d); unmount it and the agent mounts the volume",
 				path, top.Source, top.Major, top.Minor, dev.Link, dev.Path, dev.Major, dev.Minor)
 		case top.FSType != fsType:
-			return refuse(ReasonFilesystemMismatch, "%s is mounted at %s as %s but spec.filesystem.type is %s", dev.Path, path, top.FSType, fsType)
+			return refuse(osseav1.ReasonFilesystemMismatch, "%s is mounted at %s as %s but spec.filesystem.type is %s", dev.Path, path, top.FSType, fsType)
 		case readOnly(top):
-			return refuse(ReasonMountFailed,
+			return refuse(osseav1.ReasonMountFailed,
 				"%s is mounted read-only at %s, usually after filesystem errors: check the kernel log (dmesg), stop the writers, unmount it and repair it (fsck); the agent then mounts it again",
 				dev.Path, path)
 		}
 		return decision{step: stepReportMounted}
 	}
 	if len(elsewhere) > 0 {
-		return refuse(ReasonDeviceInUse, "%s (%s) is already mounted at %s; the agent mounts it only at %s: unmount it there first",
+		return refuse(osseav1.ReasonDeviceInUse, "%s (%s) is already mounted at %s; the agent mounts it only at %s: unmount it there first",
 			dev.Link, dev.Path, mountPoints(elsewhere), path)
 	}
 	return goOn()
@@ -235,17 +235,17 @@ func decideContent(dev *Device, content diskContent, fsType string, policy ossea
 		// of ours, never mounted, holding nothing.
 		return decision{step: stepRedoFormat}
 	case content.kind == contentPartitioned:
-		return refuse(ReasonDeviceNotBlank,
+		return refuse(osseav1.ReasonDeviceNotBlank,
 			"%s (%s) holds a partition table; the agent never formats a device that holds anything. "+
 				"If its data is not needed, wipe it (wipefs -a %s) and the agent formats it; otherwise use mode Block",
 			dev.Link, dev.Path, dev.Path)
 	case content.kind == contentFilesystem && content.fsType != fsType:
-		return refuse(ReasonFilesystemMismatch,
+		return refuse(osseav1.ReasonFilesystemMismatch,
 			"%s (%s) holds a filesystem of type %s but spec.filesystem.type is %s; the agent never reformats. "+
 				"Recreate the object with filesystem type %s to mount it, or wipe the device if its data is not needed",
 			dev.Link, dev.Path, content.fsType, fsType, content.fsType)
 	case content.kind == contentBlank && policy == osseav1.FormatNever:
-		return refuse(ReasonDeviceBlank,
+		return refuse(osseav1.ReasonDeviceBlank,
 			"%s (%s) holds no filesystem and formatPolicy is Never; the volume was expected to carry data. "+
 				"Check that the right volume is attached, or recreate the object with formatPolicy IfBlank",
 			dev.Link, dev.Path)
@@ -275,7 +275,7 @@ func checkMounted(dev *Device, dir string, atDir []*mountinfo.Info) error {
 // blockPublishedBefore reports whether the last reconcile already published this very
 // device, so that a resync neither logs nor sends the Published event again.
 func blockPublishedBefore(prev *metav1.Condition, mv *osseav1.MigrationVolume, dev *Device) bool {
-	return prev != nil && prev.Status == metav1.ConditionTrue && prev.Reason == ReasonPublished &&
+	return prev != nil && prev.Status == metav1.ConditionTrue && prev.Reason == osseav1.ReasonPublished &&
 		mv.Status.DevicePath == dev.Link
 }
 
@@ -324,7 +324,7 @@ func unmountBackoff(attempts int, limit time.Duration) time.Duration {
 
 // busyReport is the report for a filesystem a process still uses.
 func busyReport(path string) *report {
-	return &report{status: metav1.ConditionFalse, reason: ReasonUnmountBusy,
+	return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonUnmountBusy,
 		message: fmt.Sprintf("cannot unmount %s: it is busy, a process has a file, its working directory or a mount there. "+
 			"Find it with `fuser -vm %s` (or `lsof +f -- %s`) and stop it; the agent retries with backoff and never unmounts lazily",
 			path, path, path)}
@@ -336,16 +336,16 @@ func busyReport(path string) *report {
 func detachedReport(mv *osseav1.MigrationVolume, vmID string, unmounted bool, prev *metav1.Condition) *report {
 	// devicePath is the agent's too (see the ownership contract): the link is gone.
 	if mv.Spec.Mode == osseav1.VolumeModeBlock {
-		return &report{status: metav1.ConditionFalse, reason: ReasonNotAttached,
+		return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonNotAttached,
 			message:    fmt.Sprintf("volume %s is no longer attached to this VM (%s); its device is published again once it is", mv.Status.VolumeID, vmID),
 			devicePath: strp("")}
 	}
 	if !unmounted && (prev == nil || prev.Status != metav1.ConditionTrue) {
-		return &report{status: metav1.ConditionFalse, reason: ReasonNotAttached,
+		return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonNotAttached,
 			message:   fmt.Sprintf("volume %s is not attached to this VM (%s); the agent mounts it once it is", mv.Status.VolumeID, vmID),
 			mountPath: strp(""), devicePath: strp("")}
 	}
-	return &report{status: metav1.ConditionFalse, reason: ReasonDeviceDetached,
+	return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonDeviceDetached,
 		message:   "the volume's disk left this node while mounted; the agent unmounted it and mounts it again when the volume is attached again",
 		mountPath: strp(""), devicePath: strp("")}
 }
@@ -359,8 +359,8 @@ func warnsOnReport(prev *metav1.Condition, rep *report) bool {
 
 // warningReasons are the Mounted reasons a person has to look at.
 var warningReasons = map[string]bool{
-	ReasonDeviceNotFound: true, ReasonDeviceSizeMismatch: true, ReasonDeviceNotBlank: true,
-	ReasonFilesystemMismatch: true, ReasonDeviceBlank: true, ReasonDeviceInUse: true,
-	ReasonInvalidMountPath: true, ReasonMountFailed: true, ReasonFormatFailed: true,
-	ReasonUnmountBusy: true, ReasonDeviceDetached: true,
+	osseav1.ReasonDeviceNotFound: true, osseav1.ReasonDeviceSizeMismatch: true, osseav1.ReasonDeviceNotBlank: true,
+	osseav1.ReasonFilesystemMismatch: true, osseav1.ReasonDeviceBlank: true, osseav1.ReasonDeviceInUse: true,
+	osseav1.ReasonInvalidMountPath: true, osseav1.ReasonMountFailed: true, osseav1.ReasonFormatFailed: true,
+	osseav1.ReasonUnmountBusy: true, osseav1.ReasonDeviceDetached: true,
 }

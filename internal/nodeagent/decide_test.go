@@ -78,27 +78,27 @@ func TestDecideContent(t *testing.T) {
 		// Blank: formatted only when the policy allows it.
 		{blank, "ext4", ifBlank, stepFormat, ""},
 		{blank, "xfs", ifBlank, stepFormat, ""},
-		{blank, "ext4", never, stepRefuse, ReasonDeviceBlank},
-		{blank, "xfs", never, stepRefuse, ReasonDeviceBlank},
+		{blank, "ext4", never, stepRefuse, osseav1.ReasonDeviceBlank},
+		{blank, "xfs", never, stepRefuse, osseav1.ReasonDeviceBlank},
 		// The wanted filesystem: mounted as it is, whatever the policy.
 		{fs("ext4"), "ext4", ifBlank, stepMount, ""},
 		{fs("ext4"), "ext4", never, stepMount, ""},
 		{fs("xfs"), "xfs", ifBlank, stepMount, ""},
 		{fs("xfs"), "xfs", never, stepMount, ""},
 		// Another filesystem (or signature): never reformatted.
-		{fs("xfs"), "ext4", ifBlank, stepRefuse, ReasonFilesystemMismatch},
-		{fs("xfs"), "ext4", never, stepRefuse, ReasonFilesystemMismatch},
-		{fs("ext4"), "xfs", ifBlank, stepRefuse, ReasonFilesystemMismatch},
-		{fs("ext4"), "xfs", never, stepRefuse, ReasonFilesystemMismatch},
-		{fs("LVM2_member"), "ext4", ifBlank, stepRefuse, ReasonFilesystemMismatch},
-		{fs("LVM2_member"), "xfs", never, stepRefuse, ReasonFilesystemMismatch},
-		{fs("ntfs"), "xfs", ifBlank, stepRefuse, ReasonFilesystemMismatch},
-		{fs("crypto_LUKS"), "ext4", ifBlank, stepRefuse, ReasonFilesystemMismatch},
+		{fs("xfs"), "ext4", ifBlank, stepRefuse, osseav1.ReasonFilesystemMismatch},
+		{fs("xfs"), "ext4", never, stepRefuse, osseav1.ReasonFilesystemMismatch},
+		{fs("ext4"), "xfs", ifBlank, stepRefuse, osseav1.ReasonFilesystemMismatch},
+		{fs("ext4"), "xfs", never, stepRefuse, osseav1.ReasonFilesystemMismatch},
+		{fs("LVM2_member"), "ext4", ifBlank, stepRefuse, osseav1.ReasonFilesystemMismatch},
+		{fs("LVM2_member"), "xfs", never, stepRefuse, osseav1.ReasonFilesystemMismatch},
+		{fs("ntfs"), "xfs", ifBlank, stepRefuse, osseav1.ReasonFilesystemMismatch},
+		{fs("crypto_LUKS"), "ext4", ifBlank, stepRefuse, osseav1.ReasonFilesystemMismatch},
 		// A partition table: never formatted.
-		{parted, "ext4", ifBlank, stepRefuse, ReasonDeviceNotBlank},
-		{parted, "xfs", ifBlank, stepRefuse, ReasonDeviceNotBlank},
-		{parted, "ext4", never, stepRefuse, ReasonDeviceNotBlank},
-		{parted, "xfs", never, stepRefuse, ReasonDeviceNotBlank},
+		{parted, "ext4", ifBlank, stepRefuse, osseav1.ReasonDeviceNotBlank},
+		{parted, "xfs", ifBlank, stepRefuse, osseav1.ReasonDeviceNotBlank},
+		{parted, "ext4", never, stepRefuse, osseav1.ReasonDeviceNotBlank},
+		{parted, "xfs", never, stepRefuse, osseav1.ReasonDeviceNotBlank},
 		// The agent's own format of this disk for this object was cut short: formatted
 		// again (forced) when IfBlank, since what is there is its own unfinished work...
 		{cut(blank), "ext4", ifBlank, stepRedoFormat, ""},
@@ -106,18 +106,18 @@ func TestDecideContent(t *testing.T) {
 		{cut(fs("ext4")), "ext4", ifBlank, stepRedoFormat, ""},
 		{cut(fs("xfs")), "xfs", ifBlank, stepRedoFormat, ""},
 		// ...never under Never...
-		{cut(blank), "ext4", never, stepRefuse, ReasonDeviceBlank},
-		{cut(blank), "xfs", never, stepRefuse, ReasonDeviceBlank},
+		{cut(blank), "ext4", never, stepRefuse, osseav1.ReasonDeviceBlank},
+		{cut(blank), "xfs", never, stepRefuse, osseav1.ReasonDeviceBlank},
 		{cut(fs("ext4")), "ext4", never, stepMount, ""},
 		{cut(fs("xfs")), "xfs", never, stepMount, ""},
 		// ...and never over anything its own mkfs of fsType cannot have left.
-		{cut(fs("xfs")), "ext4", ifBlank, stepRefuse, ReasonFilesystemMismatch},
-		{cut(fs("ext4")), "xfs", ifBlank, stepRefuse, ReasonFilesystemMismatch},
-		{cut(fs("LVM2_member")), "ext4", ifBlank, stepRefuse, ReasonFilesystemMismatch},
-		{cut(fs("xfs")), "ext4", never, stepRefuse, ReasonFilesystemMismatch},
-		{cut(parted), "ext4", ifBlank, stepRefuse, ReasonDeviceNotBlank},
-		{cut(parted), "xfs", ifBlank, stepRefuse, ReasonDeviceNotBlank},
-		{cut(parted), "ext4", never, stepRefuse, ReasonDeviceNotBlank},
+		{cut(fs("xfs")), "ext4", ifBlank, stepRefuse, osseav1.ReasonFilesystemMismatch},
+		{cut(fs("ext4")), "xfs", ifBlank, stepRefuse, osseav1.ReasonFilesystemMismatch},
+		{cut(fs("LVM2_member")), "ext4", ifBlank, stepRefuse, osseav1.ReasonFilesystemMismatch},
+		{cut(fs("xfs")), "ext4", never, stepRefuse, osseav1.ReasonFilesystemMismatch},
+		{cut(parted), "ext4", ifBlank, stepRefuse, osseav1.ReasonDeviceNotBlank},
+		{cut(parted), "xfs", ifBlank, stepRefuse, osseav1.ReasonDeviceNotBlank},
+		{cut(parted), "ext4", never, stepRefuse, osseav1.ReasonDeviceNotBlank},
 	} {
 		name := fmt.Sprintf("%s/interrupted=%t/want %s/%s", c.content, c.content.interrupted, c.fsType, c.policy)
 		t.Run(name, func(t *testing.T) {
@@ -126,7 +126,7 @@ func TestDecideContent(t *testing.T) {
 			if c.want == stepRefuse {
 				// A person must be able to find the device from the message.
 				mentions = []string{decideDev.Link, decideDev.Path}
-				if c.reason == ReasonFilesystemMismatch {
+				if c.reason == osseav1.ReasonFilesystemMismatch {
 					mentions = append(mentions, c.content.fsType, c.fsType)
 				}
 			}
@@ -161,7 +161,7 @@ func TestDecideSize(t *testing.T) {
 				assertDecision(t, got, stepGoOn, "")
 				return
 			}
-			assertDecision(t, got, stepRefuse, ReasonDeviceSizeMismatch, dev.Link, fmt.Sprint(c.size), fmt.Sprintf("%d GiB", c.sizeGiB))
+			assertDecision(t, got, stepRefuse, osseav1.ReasonDeviceSizeMismatch, dev.Link, fmt.Sprint(c.size), fmt.Sprintf("%d GiB", c.sizeGiB))
 		})
 	}
 }
@@ -187,25 +187,25 @@ func TestDecideMounts(t *testing.T) {
 		{name: "this disk at the path and, by device number, in the list of its mounts", fsType: "ext4",
 			atPath: []*mountinfo.Info{ours(decidePath, "ext4")}, elsewhere: []*mountinfo.Info{ours(decidePath, "ext4")}, want: stepReportMounted},
 		{name: "this disk at the path as another type", fsType: "ext4",
-			atPath: []*mountinfo.Info{ours(decidePath, "xfs")}, want: stepRefuse, reason: ReasonFilesystemMismatch, mentions: []string{"xfs", "ext4"}},
+			atPath: []*mountinfo.Info{ours(decidePath, "xfs")}, want: stepRefuse, reason: osseav1.ReasonFilesystemMismatch, mentions: []string{"xfs", "ext4"}},
 		{name: "this disk at the path read-only (after errors)", fsType: "ext4",
-			atPath: []*mountinfo.Info{mountOf(252, 16, decidePath, "ext4", "ro,nosuid,nodev")}, want: stepRefuse, reason: ReasonMountFailed, mentions: []string{"read-only", "fsck"}},
+			atPath: []*mountinfo.Info{mountOf(252, 16, decidePath, "ext4", "ro,nosuid,nodev")}, want: stepRefuse, reason: osseav1.ReasonMountFailed, mentions: []string{"read-only", "fsck"}},
 		{name: "errors=remount-ro is not read-only", fsType: "ext4",
 			atPath: []*mountinfo.Info{mountOf(252, 16, decidePath, "ext4", "rw,relatime,errors=remount-ro")}, want: stepReportMounted},
 		{name: "another disk at the path", fsType: "ext4",
-			atPath: []*mountinfo.Info{other}, want: stepRefuse, reason: ReasonMountFailed, mentions: []string{other.Source, "not this volume's disk", decideDev.Path}},
+			atPath: []*mountinfo.Info{other}, want: stepRefuse, reason: osseav1.ReasonMountFailed, mentions: []string{other.Source, "not this volume's disk", decideDev.Path}},
 		{name: "another disk at the path, read-only", fsType: "ext4",
-			atPath: []*mountinfo.Info{mountOf(8, 0, decidePath, "ext4", "ro")}, want: stepRefuse, reason: ReasonMountFailed, mentions: []string{"not this volume's disk"}},
+			atPath: []*mountinfo.Info{mountOf(8, 0, decidePath, "ext4", "ro")}, want: stepRefuse, reason: osseav1.ReasonMountFailed, mentions: []string{"not this volume's disk"}},
 		{name: "same minor, another major", fsType: "ext4",
-			atPath: []*mountinfo.Info{mountOf(253, 16, decidePath, "ext4", "rw")}, want: stepRefuse, reason: ReasonMountFailed, mentions: []string{"not this volume's disk"}},
+			atPath: []*mountinfo.Info{mountOf(253, 16, decidePath, "ext4", "rw")}, want: stepRefuse, reason: osseav1.ReasonMountFailed, mentions: []string{"not this volume's disk"}},
 		{name: "another disk stacked on top of this one", fsType: "ext4",
-			atPath: []*mountinfo.Info{ours(decidePath, "ext4"), other}, want: stepRefuse, reason: ReasonMountFailed, mentions: []string{"not this volume's disk"}},
+			atPath: []*mountinfo.Info{ours(decidePath, "ext4"), other}, want: stepRefuse, reason: osseav1.ReasonMountFailed, mentions: []string{"not this volume's disk"}},
 		{name: "this disk stacked on top of another", fsType: "ext4",
 			atPath: []*mountinfo.Info{other, ours(decidePath, "ext4")}, want: stepReportMounted},
 		{name: "this disk mounted elsewhere", fsType: "ext4",
-			elsewhere: []*mountinfo.Info{ours("/srv/data", "ext4")}, want: stepRefuse, reason: ReasonDeviceInUse, mentions: []string{"/srv/data", decidePath}},
+			elsewhere: []*mountinfo.Info{ours("/srv/data", "ext4")}, want: stepRefuse, reason: osseav1.ReasonDeviceInUse, mentions: []string{"/srv/data", decidePath}},
 		{name: "this disk mounted in two other places", fsType: "xfs",
-			elsewhere: []*mountinfo.Info{ours("/srv/a", "xfs"), ours("/srv/b", "xfs")}, want: stepRefuse, reason: ReasonDeviceInUse, mentions: []string{"/srv/a, /srv/b"}},
+			elsewhere: []*mountinfo.Info{ours("/srv/a", "xfs"), ours("/srv/b", "xfs")}, want: stepRefuse, reason: osseav1.ReasonDeviceInUse, mentions: []string{"/srv/a, /srv/b"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			assertDecision(t, decideMounts(decideDev, decidePath, c.fsType, c.atPath, c.elsewhere), c.want, c.reason, c.mentions...)
@@ -298,7 +298,7 @@ func TestDecideUnmountBackoff(t *testing.T) {
 			}
 		})
 	}
-	if r := busyReport(decidePath); r.reason != ReasonUnmountBusy || r.status != metav1.ConditionFalse ||
+	if r := busyReport(decidePath); r.reason != osseav1.ReasonUnmountBusy || r.status != metav1.ConditionFalse ||
 		!strings.Contains(r.message, "fuser -vm "+decidePath) {
 		t.Errorf("busy report %+v: want UnmountBusy naming fuser -vm %s", r, decidePath)
 	}
@@ -395,19 +395,19 @@ func TestDecideMissingDevice(t *testing.T) {
 		mentions []string
 	}{
 		{"volume id not a UUID", decideVolume(func(mv *osseav1.MigrationVolume) { mv.Status.VolumeID = "../../etc" }),
-			ReasonDeviceNotFound, 0, []string{"not a CloudStack volume UUID"}},
+			osseav1.ReasonDeviceNotFound, 0, []string{"not a CloudStack volume UUID"}},
 		{"attach running, no Attached condition yet", decideVolume(attachedTo(decideVMID)),
-			ReasonWaitingForDevice, time.Minute, append([]string{"is attaching"}, links...)},
+			osseav1.ReasonWaitingForDevice, time.Minute, append([]string{"is attaching"}, links...)},
 		{"attach running, Attached False", decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionFalse, now.Add(-time.Hour))),
-			ReasonWaitingForDevice, time.Minute, []string{"is attaching"}},
+			osseav1.ReasonWaitingForDevice, time.Minute, []string{"is attaching"}},
 		{"attached 10s ago", decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionTrue, now.Add(-10*time.Second))),
-			ReasonWaitingForDevice, 110*time.Second + 100*time.Millisecond, []string{"waiting up to 2m0s"}},
+			osseav1.ReasonWaitingForDevice, 110*time.Second + 100*time.Millisecond, []string{"waiting up to 2m0s"}},
 		{"attached just now", decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionTrue, now)),
-			ReasonWaitingForDevice, 2*time.Minute + 100*time.Millisecond, nil},
+			osseav1.ReasonWaitingForDevice, 2*time.Minute + 100*time.Millisecond, nil},
 		{"attached exactly the timeout ago", decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionTrue, now.Add(-2*time.Minute))),
-			ReasonDeviceNotFound, time.Minute, append([]string{decideVMID, decideVolumeID}, links...)},
+			osseav1.ReasonDeviceNotFound, time.Minute, append([]string{decideVMID, decideVolumeID}, links...)},
 		{"attached long ago", decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionTrue, now.Add(-time.Hour))),
-			ReasonDeviceNotFound, time.Minute, []string{"within 2m0s"}},
+			osseav1.ReasonDeviceNotFound, time.Minute, []string{"within 2m0s"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rep, res := missingDevice(c.mv, w)
@@ -431,10 +431,10 @@ func TestDecideKeepMountWithoutLink(t *testing.T) {
 		mounts int
 		want   bool
 	}{
-		{"mounted, link flapping", decideVolume(withMounted(metav1.ConditionTrue, ReasonMounted)), 1, true},
-		{"reported mounted, nothing mounted", decideVolume(withMounted(metav1.ConditionTrue, ReasonMounted)), 0, false},
+		{"mounted, link flapping", decideVolume(withMounted(metav1.ConditionTrue, osseav1.ReasonMounted)), 1, true},
+		{"reported mounted, nothing mounted", decideVolume(withMounted(metav1.ConditionTrue, osseav1.ReasonMounted)), 0, false},
 		{"something mounted, never reported", decideVolume(), 1, false},
-		{"something mounted, reported waiting", decideVolume(withMounted(metav1.ConditionFalse, ReasonWaitingForDevice)), 1, false},
+		{"something mounted, reported waiting", decideVolume(withMounted(metav1.ConditionFalse, osseav1.ReasonWaitingForDevice)), 1, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := keepMountWithoutLink(c.mv, c.mounts); got != c.want {
@@ -446,19 +446,19 @@ func TestDecideKeepMountWithoutLink(t *testing.T) {
 
 // What a volume let go after leaving this VM says happened to it.
 func TestDecideDetachedReport(t *testing.T) {
-	mounted := &metav1.Condition{Type: osseav1.ConditionMounted, Status: metav1.ConditionTrue, Reason: ReasonMounted}
-	waiting := &metav1.Condition{Type: osseav1.ConditionMounted, Status: metav1.ConditionFalse, Reason: ReasonWaitingForDevice}
+	mounted := &metav1.Condition{Type: osseav1.ConditionMounted, Status: metav1.ConditionTrue, Reason: osseav1.ReasonMounted}
+	waiting := &metav1.Condition{Type: osseav1.ConditionMounted, Status: metav1.ConditionFalse, Reason: osseav1.ReasonWaitingForDevice}
 	for _, c := range []struct {
 		name      string
 		unmounted bool
 		prev      *metav1.Condition
 		want      string
 	}{
-		{"its disk left while mounted", true, mounted, ReasonDeviceDetached},
-		{"unmounted, whatever the status said", true, waiting, ReasonDeviceDetached},
-		{"reported mounted, the mount already gone", false, mounted, ReasonDeviceDetached},
-		{"claimed while attaching, the attach failed", false, waiting, ReasonNotAttached},
-		{"claimed, never reported", false, nil, ReasonNotAttached},
+		{"its disk left while mounted", true, mounted, osseav1.ReasonDeviceDetached},
+		{"unmounted, whatever the status said", true, waiting, osseav1.ReasonDeviceDetached},
+		{"reported mounted, the mount already gone", false, mounted, osseav1.ReasonDeviceDetached},
+		{"claimed while attaching, the attach failed", false, waiting, osseav1.ReasonNotAttached},
+		{"claimed, never reported", false, nil, osseav1.ReasonNotAttached},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rep := detachedReport(decideVolume(attachedTo("")), decideVMID, c.unmounted, c.prev)
@@ -483,13 +483,13 @@ func TestDecideWarnings(t *testing.T) {
 		rep  *report
 		want bool
 	}{
-		{"first report is a refusal", nil, rep(metav1.ConditionFalse, ReasonDeviceNotBlank), true},
-		{"the same refusal again", cond(metav1.ConditionFalse, ReasonDeviceNotBlank), rep(metav1.ConditionFalse, ReasonDeviceNotBlank), false},
-		{"waiting turns into not found", cond(metav1.ConditionFalse, ReasonWaitingForDevice), rep(metav1.ConditionFalse, ReasonDeviceNotFound), true},
-		{"mounted, then busy on delete", cond(metav1.ConditionTrue, ReasonMounted), rep(metav1.ConditionFalse, ReasonUnmountBusy), true},
-		{"waiting is no warning", nil, rep(metav1.ConditionFalse, ReasonWaitingForDevice), false},
-		{"mounted is no warning", cond(metav1.ConditionFalse, ReasonWaitingForDevice), rep(metav1.ConditionTrue, ReasonMounted), false},
-		{"unmounted on delete is no warning", cond(metav1.ConditionTrue, ReasonMounted), rep(metav1.ConditionFalse, ReasonUnmounted), false},
+		{"first report is a refusal", nil, rep(metav1.ConditionFalse, osseav1.ReasonDeviceNotBlank), true},
+		{"the same refusal again", cond(metav1.ConditionFalse, osseav1.ReasonDeviceNotBlank), rep(metav1.ConditionFalse, osseav1.ReasonDeviceNotBlank), false},
+		{"waiting turns into not found", cond(metav1.ConditionFalse, osseav1.ReasonWaitingForDevice), rep(metav1.ConditionFalse, osseav1.ReasonDeviceNotFound), true},
+		{"mounted, then busy on delete", cond(metav1.ConditionTrue, osseav1.ReasonMounted), rep(metav1.ConditionFalse, osseav1.ReasonUnmountBusy), true},
+		{"waiting is no warning", nil, rep(metav1.ConditionFalse, osseav1.ReasonWaitingForDevice), false},
+		{"mounted is no warning", cond(metav1.ConditionFalse, osseav1.ReasonWaitingForDevice), rep(metav1.ConditionTrue, osseav1.ReasonMounted), false},
+		{"unmounted on delete is no warning", cond(metav1.ConditionTrue, osseav1.ReasonMounted), rep(metav1.ConditionFalse, osseav1.ReasonUnmounted), false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := warnsOnReport(c.prev, c.rep); got != c.want {
@@ -501,7 +501,7 @@ func TestDecideWarnings(t *testing.T) {
 
 // Block mode: a resync of the same device publishes nothing new.
 func TestDecideBlockPublishedBefore(t *testing.T) {
-	published := &metav1.Condition{Status: metav1.ConditionTrue, Reason: ReasonPublished}
+	published := &metav1.Condition{Status: metav1.ConditionTrue, Reason: osseav1.ReasonPublished}
 	for _, c := range []struct {
 		name       string
 		prev       *metav1.Condition
@@ -511,7 +511,7 @@ func TestDecideBlockPublishedBefore(t *testing.T) {
 		{"first time", nil, "", false},
 		{"this device, published", published, decideDev.Link, true},
 		{"published under another link", published, "/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_0b3f5c2e9a414d6e8f00", false},
-		{"refused before (size)", &metav1.Condition{Status: metav1.ConditionFalse, Reason: ReasonDeviceSizeMismatch}, decideDev.Link, false},
+		{"refused before (size)", &metav1.Condition{Status: metav1.ConditionFalse, Reason: osseav1.ReasonDeviceSizeMismatch}, decideDev.Link, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			mv := decideVolume(inBlockMode, func(mv *osseav1.MigrationVolume) { mv.Status.DevicePath = c.devicePath })

@@ -47,7 +47,7 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 	path, err := MountPath(r.MountRoot, mv.Spec.JobID, mv.Spec.DiskName)
 	if err != nil {
 		// Both fields are immutable, so retrying cannot help; only a new object can.
-		return ctrl.Result{}, r.setStatus(ctx, s, &report{status: metav1.ConditionFalse, reason: ReasonInvalidMountPath,
+		return ctrl.Result{}, r.setStatus(ctx, s, &report{status: metav1.ConditionFalse, reason: osseav1.ReasonInvalidMountPath,
 			message: fmt.Sprintf("cannot mount under %s: %v; jobID and diskName must be DNS labels: recreate the object with valid values", r.MountRoot, err)})
 	}
 
@@ -108,22 +108,22 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 	if err != nil {
 		var pe *PathError
 		if errors.As(err, &pe) {
-			return r.refuse(ctx, s, dev, refuse(ReasonInvalidMountPath, "cannot mount at %s: %v; remove it and the agent retries", path, err))
+			return r.refuse(ctx, s, dev, refuse(osseav1.ReasonInvalidMountPath, "cannot mount at %s: %v; remove it and the agent retries", path, err))
 		}
 		return ctrl.Result{}, err
 	}
 	if err := r.host.mount(dev, dir, fsType); err != nil {
-		return r.fail(ctx, s, dev, ReasonMountFailed, err)
+		return r.fail(ctx, s, dev, osseav1.ReasonMountFailed, err)
 	}
 	at, err = r.host.mountsAt(dir)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := checkMounted(dev, dir, at); err != nil {
-		return r.fail(ctx, s, dev, ReasonMountFailed, err)
+		return r.fail(ctx, s, dev, osseav1.ReasonMountFailed, err)
 	}
 	s.log.Info("Mounted volume", "device", dev.Path, "link", dev.Link, "path", dir, "filesystem", fsType)
-	r.event(s, ReasonMounted, "Mount", "Mounted %s (%s, %s) at %s", dev.Link, dev.Path, fsType, dir)
+	r.event(s, osseav1.ReasonMounted, "Mount", "Mounted %s (%s, %s) at %s", dev.Link, dev.Path, fsType, dir)
 	return r.reportMounted(ctx, s, dev, dir, fsType)
 }
 
@@ -136,19 +136,19 @@ func (r *Reconciler) format(ctx context.Context, s *volumeScope, dev *Device, fs
 	start := time.Now()
 	volumeID := s.mv.Status.VolumeID
 	if err := r.host.format(ctx, dev, fsType, volumeID, s.mv.UID, redo); err != nil {
-		return r.fail(ctx, s, dev, ReasonFormatFailed, err)
+		return r.fail(ctx, s, dev, osseav1.ReasonFormatFailed, err)
 	}
 	content, err := r.host.probe(dev, volumeID, s.mv.UID)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := checkFormatted(dev, fsType, content); err != nil {
-		return r.fail(ctx, s, dev, ReasonFormatFailed, err)
+		return r.fail(ctx, s, dev, osseav1.ReasonFormatFailed, err)
 	}
 	if err := r.host.forgetFormat(volumeID); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.event(s, ReasonFormatted, "Format", "Created a %s filesystem on blank device %s (%s)", fsType, dev.Link, dev.Path)
+	r.event(s, osseav1.EventFormatted, "Format", "Created a %s filesystem on blank device %s (%s)", fsType, dev.Link, dev.Path)
 	s.log.Info("Formatted device", "device", dev.Path, "filesystem", fsType, "took", time.Since(start).Round(time.Millisecond))
 	return ctrl.Result{}, nil
 }
@@ -157,7 +157,7 @@ func (r *Reconciler) reportMounted(ctx context.Context, s *volumeScope, dev *Dev
 	// The message is a pure function of the state, so a resync or a restart that finds the
 	// same mount writes nothing.
 	err := r.setStatus(ctx, s, &report{
-		status: metav1.ConditionTrue, reason: ReasonMounted,
+		status: metav1.ConditionTrue, reason: osseav1.ReasonMounted,
 		message:    fmt.Sprintf("%s (%s, %s) is mounted read-write at %s", dev.Link, dev.Path, fsType, path),
 		devicePath: strp(dev.Link), mountPath: strp(path), filesystemType: strp(fsType),
 	})

@@ -61,7 +61,7 @@ func TestInterruptedFormatIsRedone(t *testing.T) {
 			mark := w.markFormat(volID, string(mv.UID))
 			w.link(volID, dev)
 			w.attach(mv, volID)
-			w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+			w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
 			assertMountedRW(t, w.mountPath("job-r", disk), dev, "xfs")
 			if after := run(t, "blkid", "-p", "-s", "UUID", "-o", "value", dev); after == before {
 				t.Errorf("filesystem UUID still %s: the interrupted format was not redone", after)
@@ -69,7 +69,7 @@ func TestInterruptedFormatIsRedone(t *testing.T) {
 			if _, err := os.Lstat(mark); !isNotExist(err) {
 				t.Errorf("the format mark is still there after the format: %v", err)
 			}
-			w.waitEvent(mv, corev1.EventTypeNormal, ReasonFormatted)
+			w.waitEvent(mv, corev1.EventTypeNormal, osseav1.EventFormatted)
 			w.deleteAndWaitGone(mv, 20*time.Second)
 		})
 	}
@@ -88,11 +88,11 @@ func TestFormatMarkOfAnotherObjectIsIgnored(t *testing.T) {
 	mv := w.newVolume("stale-mark", "job-s", "disk-0", 1, withFilesystem(osseav1.FilesystemXFS, osseav1.FormatIfBlank))
 	w.link(volID, dev)
 	w.attach(mv, volID)
-	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
+	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
 	if after := run(t, "blkid", "-p", "-s", "UUID", "-o", "value", dev); after != before {
 		t.Errorf("filesystem UUID changed from %s to %s: a disk holding a filesystem was formatted", before, after)
 	}
-	if note := w.findEvent(mv, corev1.EventTypeNormal, ReasonFormatted); note != "" {
+	if note := w.findEvent(mv, corev1.EventTypeNormal, osseav1.EventFormatted); note != "" {
 		t.Errorf("Formatted event: %s", note)
 	}
 	w.deleteAndWaitGone(mv, 20*time.Second)

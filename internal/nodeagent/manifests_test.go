@@ -20,6 +20,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
 
 // config/agent is what a cluster gets. These tests apply it to the real API server and run
@@ -144,8 +146,8 @@ func TestAgentWorksWithItsOwnRBAC(t *testing.T) {
 	w.link(volID, dev)
 	mv := w.newVolume("rbac", "job-rbac", "disk-0", 1)
 	w.attach(mv, volID)
-	w.waitMounted(mv, metav1.ConditionTrue, ReasonMounted, 30*time.Second)
-	w.waitEvent(mv, corev1.EventTypeNormal, ReasonMounted)
+	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
+	w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted)
 	w.deleteAndWaitGone(mv, 20*time.Second)
 }
 

@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
 
 // reconcileDelete releases a deleted volume this agent holds (see routeOf): unmount,
@@ -20,7 +22,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *volumeScope) (ctrl.
 	if !done || err != nil {
 		return res, err
 	}
-	if err := r.setStatus(ctx, s, &report{status: metav1.ConditionFalse, reason: ReasonUnmounted,
+	if err := r.setStatus(ctx, s, &report{status: metav1.ConditionFalse, reason: osseav1.ReasonUnmounted,
 		message: "unmounted; the volume may be detached", mountPath: strp("")}); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -97,7 +99,7 @@ release:
 	r.unmountAttempts.Delete(mv.UID)
 	if unmounted {
 		s.log.Info("Unmounted volume", "path", path)
-		r.event(s, ReasonUnmounted, "Unmount", "Unmounted %s", path)
+		r.event(s, osseav1.ReasonUnmounted, "Unmount", "Unmounted %s", path)
 	}
 	removed, err := removeMountDir(r.MountRoot, mv.Spec.JobID, mv.Spec.DiskName)
 	if err != nil {
@@ -110,7 +112,7 @@ release:
 		// Files in the bare directory were written while nothing was mounted there. They
 		// are not the volume's, and the agent never deletes data: leave them, and say so.
 		s.log.Info("Mount directory not empty after unmount; left in place", "path", path)
-		r.Recorder.Eventf(mv, nil, corev1.EventTypeWarning, "DirectoryNotEmpty", "Unmount",
+		r.Recorder.Eventf(mv, nil, corev1.EventTypeWarning, osseav1.EventDirectoryNotEmpty, "Unmount",
 			"%s holds files written while the volume was not mounted; left in place", path)
 	}
 	return true, unmounted, ctrl.Result{}, nil

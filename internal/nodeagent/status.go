@@ -7,36 +7,6 @@ import (
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
 
-// Reasons of the Mounted condition, the only condition the agent writes.
-const (
-	// True.
-	ReasonMounted   = "Mounted"   // Filesystem mode: mounted read-write
-	ReasonPublished = "Published" // Block mode: device found and verified
-
-	// False, transient: the agent is working or waiting.
-	ReasonWaitingForDevice = "WaitingForDevice"
-	ReasonUnmounting       = "Unmounting"
-	ReasonUnmounted        = "Unmounted"
-	ReasonNotAttached      = "NotAttached" // a claim let go: the attach did not finish
-
-	// False, a person has to act (the agent keeps watching and recovers by itself once
-	// the cause is gone).
-	ReasonDeviceNotFound     = "DeviceNotFound"
-	ReasonDeviceSizeMismatch = "DeviceSizeMismatch"
-	ReasonDeviceNotBlank     = "DeviceNotBlank"
-	ReasonFilesystemMismatch = "FilesystemMismatch"
-	ReasonDeviceBlank        = "DeviceBlank" // formatPolicy Never on a blank device
-	ReasonDeviceInUse        = "DeviceInUse" // mounted somewhere else already
-	ReasonInvalidMountPath   = "InvalidMountPath"
-	ReasonMountFailed        = "MountFailed"
-	ReasonFormatFailed       = "FormatFailed"
-	ReasonUnmountBusy        = "UnmountBusy"
-	ReasonDeviceDetached     = "DeviceDetached"
-
-	// Events only.
-	ReasonFormatted = "Formatted"
-)
-
 // report is what one reconcile has to say: the Mounted condition (left alone when reason is
 // empty), and the agent's own status fields. A nil field is left as it is; a pointer to ""
 // clears it.

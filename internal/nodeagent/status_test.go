@@ -50,7 +50,7 @@ func TestStatusWritersNeverRefuseNorRevertEachOther(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The agent reports from its older copy.
-	mounted := &report{status: metav1.ConditionTrue, reason: ReasonMounted, message: "mounted",
+	mounted := &report{status: metav1.ConditionTrue, reason: osseav1.ReasonMounted, message: "mounted",
 		mountPath: strp("/mnt/migration/job-race/disk-0"), filesystemType: strp("ext4")}
 	if err := r.setStatus(testCtx, &volumeScope{mv: agentCopy, log: logr.Discard()}, mounted); err != nil {
 		t.Fatal(err)
@@ -59,7 +59,7 @@ func TestStatusWritersNeverRefuseNorRevertEachOther(t *testing.T) {
 	if a := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionAllocated); a == nil || a.Message != "manager" || got.Status.CloudStackState != "Ready" {
 		t.Errorf("the manager's write was reverted: %+v", got.Status)
 	}
-	if m := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted); m == nil || m.Reason != ReasonMounted ||
+	if m := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted); m == nil || m.Reason != osseav1.ReasonMounted ||
 		got.Status.MountPath != "/mnt/migration/job-race/disk-0" || got.Status.NodeName != "node-a" {
 		t.Errorf("the agent's write is missing: %+v", got.Status)
 	}
@@ -70,7 +70,7 @@ func TestStatusWritersNeverRefuseNorRevertEachOther(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = w.get(mv)
-	if m := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted); m == nil || m.Reason != ReasonMounted || got.Status.MountPath == "" ||
+	if m := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted); m == nil || m.Reason != osseav1.ReasonMounted || got.Status.MountPath == "" ||
 		got.Status.CloudStackState != "Ready again" {
 		t.Errorf("after the manager's second write: %+v", got.Status)
 	}
@@ -92,7 +92,7 @@ func TestStatusWritersNeverRefuseNorRevertEachOther(t *testing.T) {
 	}
 
 	// The agent lets go: its fields it clears are removed, the manager's stay.
-	released := &report{status: metav1.ConditionFalse, reason: ReasonUnmounted, message: "released", mountPath: strp(""), filesystemType: strp("")}
+	released := &report{status: metav1.ConditionFalse, reason: osseav1.ReasonUnmounted, message: "released", mountPath: strp(""), filesystemType: strp("")}
 	if err := r.setStatus(testCtx, &volumeScope{mv: w.get(mv), log: logr.Discard()}, released); err != nil {
 		t.Fatal(err)
 	}

@@ -289,7 +289,7 @@ func TestFullPathWithTheSimulatorsHypervisor(t *testing.T) {
 			return err.Error()
 		}
 		c := meta.FindStatusCondition(fs.Status.Conditions, osseav1.ConditionMounted)
-		if c == nil || c.Reason != nodeagent.ReasonUnmountBusy {
+		if c == nil || c.Reason != osseav1.ReasonUnmountBusy {
 			return fmt.Sprintf("disk-0 Mounted %+v, want UnmountBusy", c)
 		}
 		return ""

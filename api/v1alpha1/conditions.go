@@ -1,0 +1,150 @@
+package v1alpha1
+
+// Every condition type and Reason of both kinds, and the events' reasons, live here: they are
+// the contract between the manager, the node agent and the people and tools reading status
+// (kubectl wait, Flux, Argo CD). No binary spells one as a literal of its own.
+
+// Condition types shared by both kinds. Ready is the summary; Reconciling and Stalled follow
+// the kstatus conventions (present only while True) so Flux, Argo CD and `kubectl wait` read
+// progress correctly.
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+)
+
+// Detail condition types of an OsseaConfig, in the order the connection test runs them;
+// Ready summarises them.
+const (
+	ConditionCredentialsValid = "CredentialsValid"
+	ConditionConnected        = "Connected"
+	ConditionResourcesFound   = "ResourcesFound"
+)
+
+// Detail condition types of a MigrationVolume; Ready summarises them. The manager writes
+// Allocated and Attached, the node agent Mounted (see migrationvolume_ownership.go).
+const (
+	ConditionAllocated = "Allocated"
+	ConditionAttached  = "Attached"
+	ConditionMounted   = "Mounted"
+)
+
+// Reasons used by both kinds.
+const (
+	// ReasonProgressing is the Reconciling reason while work is under way.
+	ReasonProgressing = "Progressing"
+	// ReasonNotChecked marks a detail condition that was not evaluated because an earlier
+	// check failed.
+	ReasonNotChecked = "NotChecked"
+	// ReasonCloudStackError: CloudStack answered with an error that a retry may cure; the
+	// operator retries with backoff.
+	ReasonCloudStackError = "CloudStackError"
+	// ReasonPermissionDenied: the credentials are valid, but CloudStack refused their
+	// account the operation on a resource (531: a volume or VM of another account, or a
+	// role without the command). Retrying cannot help; a person must grant the access or
+	// use the owning account's keys.
+	ReasonPermissionDenied = "PermissionDenied"
+)
+
+// Reasons of an OsseaConfig's conditions. Each failure tells a person what to fix.
+const (
+	ReasonConnected           = "Connected"
+	ReasonSecretFound         = "SecretFound"
+	ReasonResourcesFound      = "ResourcesFound"
+	ReasonSecretMissing       = "SecretMissing"
+	ReasonSecretInvalid       = "SecretInvalid"
+	ReasonUnreachable         = "Unreachable"
+	ReasonTLSError            = "TLSError"
+	ReasonUnauthorized        = "Unauthorized"
+	ReasonZoneNotFound        = "ZoneNotFound"
+	ReasonOMAVMNotFound       = "OMAVMNotFound"
+	ReasonOMAVMNotUsable      = "OMAVMNotUsable"
+	ReasonDiskOfferingInvalid = "DiskOfferingInvalid"
+	// ReasonDeletionBlocked: the config is being deleted but volumes still use it.
+	ReasonDeletionBlocked = "DeletionBlocked"
+)
+
+// Reasons of a MigrationVolume's Allocated and Attached conditions and of its teardown,
+// written by the manager.
+const (
+	ReasonOsseaConfigNotReady = "OsseaConfigNotReady"
+	ReasonCreating            = "Creating"
+	ReasonTagging             = "Tagging"
+	ReasonCreated             = "Created"
+	ReasonAttaching           = "Attaching"
+	ReasonAttached            = "Attached"
+	ReasonNotAttached         = "NotAttached"
+	ReasonCapacityExhausted   = "CapacityExhausted"
+	ReasonWaitingForAgent     = "WaitingForAgent"
+	ReasonDetaching           = "Detaching"
+	ReasonDeleting            = "Deleting"
+
+	// A person has to act.
+	ReasonNameConflict       = "NameConflict"
+	ReasonVolumeLost         = "VolumeLost"
+	ReasonAttachedElsewhere  = "AttachedElsewhere"
+	ReasonAccountLimit       = "AccountLimitExceeded"
+	ReasonCloudStackRejected = "CloudStackRejected"
+)
+
+// Reasons of a MigrationVolume's Mounted condition, written by the node agent.
+const (
+	// True.
+	ReasonMounted   = "Mounted"   // Filesystem mode: mounted read-write
+	ReasonPublished = "Published" // Block mode: device found and verified
+
+	// False while the agent works or waits (ReasonNotAttached, above, when a claim is let
+	// go because the attach did not finish).
+	ReasonWaitingForDevice = "WaitingForDevice"
+	ReasonUnmounting       = "Unmounting"
+	ReasonUnmounted        = "Unmounted"
+
+	// False, retried by the agent: the host refused, and may not next time.
+	ReasonMountFailed    = "MountFailed"
+	ReasonFormatFailed   = "FormatFailed"
+	ReasonUnmountBusy    = "UnmountBusy"
+	ReasonDeviceDetached = "DeviceDetached"
+
+	// False, a person has to act (the agent keeps watching and recovers by itself once
+	// the cause is gone).
+	ReasonDeviceNotFound     = "DeviceNotFound"
+	ReasonDeviceSizeMismatch = "DeviceSizeMismatch"
+	ReasonDeviceNotBlank     = "DeviceNotBlank"
+	ReasonFilesystemMismatch = "FilesystemMismatch"
+	ReasonDeviceBlank        = "DeviceBlank" // formatPolicy Never on a blank device
+	ReasonDeviceInUse        = "DeviceInUse" // mounted somewhere else already
+	ReasonInvalidMountPath   = "InvalidMountPath"
+)
+
+// Reasons of events only: outcomes that no condition keeps.
+const (
+	EventAdopted           = "Adopted"
+	EventDeleted           = "Deleted"
+	EventDetached          = "Detached"
+	EventRetained          = "Retained"
+	EventNotOwned          = "NotOwned"
+	EventFormatted         = "Formatted"
+	EventDirectoryNotEmpty = "DirectoryNotEmpty"
+)
+
+// needsPerson holds the MigrationVolume Reasons that, on a False detail condition, mean no
+// retry will help: the volume is Stalled until a person acts.
+var needsPerson = map[string]bool{
+	ReasonPermissionDenied:   true,
+	ReasonNameConflict:       true,
+	ReasonVolumeLost:         true,
+	ReasonAttachedElsewhere:  true,
+	ReasonAccountLimit:       true,
+	ReasonCloudStackRejected: true,
+	ReasonDeviceNotFound:     true,
+	ReasonDeviceSizeMismatch: true,
+	ReasonDeviceNotBlank:     true,
+	ReasonFilesystemMismatch: true,
+	ReasonDeviceBlank:        true,
+	ReasonDeviceInUse:        true,
+	ReasonInvalidMountPath:   true,
+}
+
+// NeedsPerson reports whether a MigrationVolume detail condition that is False with this
+// Reason waits for a person (the volume is Stalled) rather than for time or a retry.
+func NeedsPerson(reason string) bool { return needsPerson[reason] }
