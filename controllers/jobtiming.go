@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
-	ctrl "sigs.k8s.io/controller-runtime"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
@@ -75,8 +74,8 @@ func (m *volumeMemory) startOf(run *jobRun, job *osseav1.PendingJob) time.Time {
 	return job.StartedAt.Time
 }
 
-// firstPoll says when to look at a job for the first time.
-func (m *volumeMemory) firstPoll(mv *osseav1.MigrationVolume, job *osseav1.PendingJob) ctrl.Result {
+// firstPoll says how long to wait before looking at a job for the first time.
+func (m *volumeMemory) firstPoll(mv *osseav1.MigrationVolume, job *osseav1.PendingJob) time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	est := initialJobEstimate
@@ -87,13 +86,13 @@ func (m *volumeMemory) firstPoll(mv *osseav1.MigrationVolume, job *osseav1.Pendi
 	return m.schedule(run, max(est-m.now().Sub(m.startOf(run, job)), time.Millisecond))
 }
 
-// schedule notes when the job is due to be polled and returns the result that comes back
-// then. m.mu is held.
-func (m *volumeMemory) schedule(run *jobRun, after time.Duration) ctrl.Result {
+// schedule notes when the job is due to be polled and returns how long to wait until then.
+// m.mu is held.
+func (m *volumeMemory) schedule(run *jobRun, after time.Duration) time.Duration {
 	if run != nil {
 		run.next = m.now().Add(after)
 	}
-	return ctrl.Result{RequeueAfter: after}
+	return after
 }
 
 // notYet says how long a reconcile that came before the job's poll is due should wait;
@@ -121,7 +120,7 @@ func (m *volumeMemory) missed(uid types.UID, job *osseav1.PendingJob) int {
 // stillRunning records a poll that found the job running and says when to look again: a
 // fifth of the time it has run so far, so a job that is much slower than expected is not
 // polled at the pace of a fast one, and one just missed is looked at again soon.
-func (m *volumeMemory) stillRunning(uid types.UID, job *osseav1.PendingJob) ctrl.Result {
+func (m *volumeMemory) stillRunning(uid types.UID, job *osseav1.PendingJob) time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	run := m.run(uid, job)

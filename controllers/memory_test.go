@@ -168,15 +168,15 @@ func TestVolumeMemoryPollTiming(t *testing.T) {
 			job := pending("job-1", opAttach)
 			job.StartedAt = metav1.NewTime(clock.now())
 			m.jobStarted(mv, job, "vol-a", "vm")
-			res := m.firstPoll(mv, job)
-			if res.RequeueAfter != tc.wantFirst {
-				t.Fatalf("first poll after %v, want %v", res.RequeueAfter, tc.wantFirst)
+			wait := m.firstPoll(mv, job)
+			if wait != tc.wantFirst {
+				t.Fatalf("first poll after %v, want %v", wait, tc.wantFirst)
 			}
 			if wait := m.notYet(mv.UID, job); wait != tc.wantFirst {
 				t.Fatalf("a reconcile right away waits %v, want %v", wait, tc.wantFirst)
 			}
 			for i, running := range tc.polls {
-				clock.advance(res.RequeueAfter)
+				clock.advance(wait)
 				if m.notYet(mv.UID, job) != 0 {
 					t.Fatalf("poll %d not due when asked for", i)
 				}
@@ -184,7 +184,7 @@ func TestVolumeMemoryPollTiming(t *testing.T) {
 					t.Fatalf("poll %d: %d misses recorded", i, m.missed(mv.UID, job))
 				}
 				if running {
-					res = m.stillRunning(mv.UID, job)
+					wait = m.stillRunning(mv.UID, job)
 					continue
 				}
 				m.jobDone(mv.UID, job, false)

@@ -84,7 +84,7 @@ type volumeScope struct {
 	// lookedUp is set when this reconcile found no volume by the object's name, so that
 	// the create right after need not look again.
 	lookedUp bool
-	// stalled is set by a phase that met an error no retry can fix.
+	// stalled is set when this pass ended on an error no retry can fix.
 	stalled bool
 }
 
@@ -129,48 +129,67 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}()
 
 	r.recallJob(ctx, s)
+	var err error
 	if !mv.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, s)
+		err = r.reconcileDelete(ctx, s)
+	} else {
+		// The finalizer is written with the create intent, before the create call (see
+		// ensureVolume), so nothing can be created that deletion would not clean up.
+		controllerutil.AddFinalizer(mv, osseav1.VolumeFinalizer)
+		err = r.reconcileNormal(ctx, s)
 	}
-	// The finalizer is written with the create intent, before the create call (see
-	// ensureVolume), so nothing can be created that deletion would not clean up.
-	controllerutil.AddFinalizer(mv, osseav1.VolumeFinalizer)
-	return r.reconcileNormal(ctx, s)
+	r.recordOutcome(s, err)
+	return outcomeResult(err, r.DriftInterval)
 }
 
 // reconcileNormal moves the volume on as far as it can in one go: a job found finished
 // leads straight into the next step, so each step costs one status write.
-func (r *MigrationVolumeReconciler) reconcileNormal(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
-	if ok, err := r.connect(ctx, s); !ok || err != nil {
-		return ctrl.Result{}, err
+func (r *MigrationVolumeReconciler) reconcileNormal(ctx context.Context, s *volumeScope) error {
+	if err := r.connect(ctx, s); err != nil {
+		return err
 	}
 	if s.mv.Status.PendingJob != nil {
-		if res, done, err := r.pollPendingJob(ctx, s); err != nil || !done {
-			return res, err
+		if err := r.pollPendingJob(ctx, s); err != nil {
+			return err
 		}
 	}
-	for _, phase := range []func(context.Context, *volumeScope) (ctrl.Result, bool, error){
+	for _, phase := range []func(context.Context, *volumeScope) error{
 		r.ensureVolume,
 		r.ensureTags,
 		r.ensureAttached,
 	} {
-		res, done, err := phase(ctx, s)
-		if err != nil || !done {
-			return res, err
+		if err := phase(ctx, s); err != nil {
+			return err
 		}
 	}
 	// Settled: the drift checker looks at it with the config's other volumes from now on.
-	return ctrl.Result{}, nil
+	return nil
+}
+
+// recordOutcome writes into conditions and events what the pass ended with (see
+// outcome.go); it is the one place that does.
+func (r *MigrationVolumeReconciler) recordOutcome(s *volumeScope, err error) {
+	var st *stalling
+	var re *retrying
+	switch {
+	case errors.As(err, &st):
+		s.conditions.set(st.cond, metav1.ConditionFalse, st.reason, st.msg)
+		s.stalled = true
+		r.Recorder.Eventf(s.mv, nil, corev1.EventTypeWarning, st.reason, "Reconcile", st.msg)
+	case errors.As(err, &re):
+		s.conditions.set(re.cond, metav1.ConditionFalse, re.reason, re.msg)
+	}
 }
 
 // connect finds the OsseaConfig and its CloudStack client. Creating waits, without a
-// single API call, while the config is not Ready.
-func (r *MigrationVolumeReconciler) connect(ctx context.Context, s *volumeScope) (bool, error) {
+// single API call, while the config is not Ready; it is woken when the config becomes
+// Ready.
+func (r *MigrationVolumeReconciler) connect(ctx context.Context, s *volumeScope) error {
 	cfg := &osseav1.OsseaConfig{}
 	key := types.NamespacedName{Namespace: s.mv.Namespace, Name: s.mv.Spec.OsseaConfigRef.Name}
 	err := r.Get(ctx, key, cfg)
 	if client.IgnoreNotFound(err) != nil {
-		return false, fmt.Errorf("reading OsseaConfig %s: %w", key.Name, err)
+		return fmt.Errorf("reading OsseaConfig %s: %w", key.Name, err)
 	}
 	deleting := !s.mv.DeletionTimestamp.IsZero()
 	if err != nil || (!deleting && !meta.IsStatusConditionTrue(cfg.Status.Conditions, osseav1.ConditionReady)) {
@@ -186,14 +205,19 @@ func (r *MigrationVolumeReconciler) connect(ctx context.Context, s *volumeScope)
 		} else {
 			s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, osseav1.ReasonOsseaConfigNotReady, msg)
 		}
-		return false, nil
+		if deleting {
+			// Teardown needs the config's credentials; the config cannot go while
+			// volumes use it, so it is missing only briefly or by force.
+			return waitFor(time.Minute)
+		}
+		return waitFor(0)
 	}
 	cloud, err := r.cloudFor(ctx, cfg)
 	if err != nil {
-		return false, err
+		return err
 	}
 	s.cfg, s.cloud = cfg, cloud
-	return true, nil
+	return nil
 }
 
 // cachedFactory is a CloudFactory that can hand out the client it built for a Secret
@@ -284,9 +308,8 @@ func (r *MigrationVolumeReconciler) recallJob(ctx context.Context, s *volumeScop
 }
 
 // cloudError records a CloudStack error on the volume and decides how to go on: terminal
-// errors stall the volume (a person must act), the rest are returned for a retry with
-// backoff.
-func (r *MigrationVolumeReconciler) cloudError(s *volumeScope, condType, action string, err error) (ctrl.Result, bool, error) {
+// errors stall the volume (a person must act), the rest are retried with backoff.
+func (r *MigrationVolumeReconciler) cloudError(s *volumeScope, condType, action string, err error) error {
 	var ce *cloudstack.Error
 	if errors.As(err, &ce) {
 		s.mv.Status.LastCloudStackError = &osseav1.CloudStackError{Code: int32(ce.Code), Text: truncate(ce.Text, 1024)}
@@ -296,18 +319,15 @@ func (r *MigrationVolumeReconciler) cloudError(s *volumeScope, condType, action 
 	r.mem.markStale(s.mv.UID)
 	switch {
 	case errors.Is(err, cloudstack.ErrAccountLimit):
-		r.stall(s, condType, osseav1.ReasonAccountLimit, fmt.Sprintf(
+		return stall(condType, osseav1.ReasonAccountLimit, fmt.Sprintf(
 			"%s: the CloudStack account's volume limit is reached; raise the limit or free volumes (%v)", action, err))
-		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
 	case errors.Is(err, cloudstack.ErrPermissionDenied):
-		r.stall(s, condType, osseav1.ReasonPermissionDenied, permissionMessage(action, s.cfg, err))
-		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
+		return stall(condType, osseav1.ReasonPermissionDenied, permissionMessage(action, s.cfg, err))
 	case cloudstack.IsTerminal(err):
-		r.stall(s, condType, osseav1.ReasonCloudStackRejected, fmt.Sprintf("%s: CloudStack refused: %v", action, err))
-		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
+		return stall(condType, osseav1.ReasonCloudStackRejected, fmt.Sprintf("%s: CloudStack refused: %v", action, err))
 	}
-	s.conditions.set(condType, metav1.ConditionFalse, osseav1.ReasonCloudStackError, fmt.Sprintf("%s: %v; retrying", action, err))
-	return ctrl.Result{}, false, fmt.Errorf("%s: %w", action, err)
+	return &retrying{cond: condType, reason: osseav1.ReasonCloudStackError,
+		msg: fmt.Sprintf("%s: %v; retrying", action, err), err: fmt.Errorf("%s: %w", action, err)}
 }
 
 // permissionMessage says which permission CloudStack refused and what would grant it.
@@ -315,12 +335,6 @@ func permissionMessage(action string, cfg *osseav1.OsseaConfig, err error) strin
 	return fmt.Sprintf("%s: CloudStack refused the account of the keys in Secret %q permission on this volume or on OMA VM %s (%v); "+
 		"the volume and the OMA VM must belong to that account, or the keys must be those of an admin who may act on both",
 		action, cfg.Spec.CredentialsSecretRef.Name, cfg.Spec.OMAVirtualMachineID, err)
-}
-
-func (r *MigrationVolumeReconciler) stall(s *volumeScope, condType, reason, msg string) {
-	s.conditions.set(condType, metav1.ConditionFalse, reason, msg)
-	s.stalled = true
-	r.Recorder.Eventf(s.mv, nil, corev1.EventTypeWarning, reason, "Reconcile", msg)
 }
 
 func (r *MigrationVolumeReconciler) event(s *volumeScope, reason, action, msg string, args ...any) {

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
@@ -18,36 +16,36 @@ import (
 // reconcileDelete tears down in the one safe order: the agent unmounts (its finalizer
 // goes), then the volume is detached, then deleted or kept. Only then does the volume
 // finalizer go.
-func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
+func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volumeScope) error {
 	mv := s.mv
 	if !controllerutil.ContainsFinalizer(mv, osseav1.VolumeFinalizer) {
 		// Nothing of it was ever made, or it is let go already.
 		r.mem.forget(mv.UID)
-		return ctrl.Result{}, nil
+		return nil
 	}
 	if controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) {
 		// The agent's finalizer going triggers the next reconcile; no timer needed.
 		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, osseav1.ReasonWaitingForAgent,
 			fmt.Sprintf("waiting for the node agent to unmount %s", mv.Status.MountPath))
-		return ctrl.Result{}, nil
+		return waitFor(0)
 	}
 	if mv.Status.VolumeID == "" && mv.Status.PendingJob == nil {
 		r.forget(s)
-		return ctrl.Result{}, nil
+		return nil
 	}
-	if ok, err := r.connect(ctx, s); !ok || err != nil {
-		return ctrl.Result{RequeueAfter: time.Minute}, err
+	if err := r.connect(ctx, s); err != nil {
+		return err
 	}
 	if mv.Status.PendingJob != nil {
 		// Let the job in flight finish before deciding what is left to undo; when it has,
 		// go straight on.
-		if res, done, err := r.pollPendingJob(ctx, s); err != nil || !done {
-			return res, err
+		if err := r.pollPendingJob(ctx, s); err != nil {
+			return err
 		}
 	}
 	if mv.Status.VolumeID == "" {
 		r.forget(s)
-		return ctrl.Result{}, nil
+		return nil
 	}
 
 	// Tear down only what is proven ours, as CloudStack has it now: a read just made by the
@@ -55,11 +53,9 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 	// torn down, in one call).
 	vol := s.vol
 	if vol == nil {
-		var done bool
-		var res ctrl.Result
 		var err error
-		if vol, done, res, err = r.readVolume(ctx, s); !done {
-			return res, err
+		if vol, err = r.readVolume(ctx, s); err != nil {
+			return err
 		}
 	}
 
@@ -68,61 +64,57 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 			r.Recorder.Eventf(mv, nil, corev1.EventTypeWarning, osseav1.EventNotOwned, "Delete",
 				"CloudStack volume %s does not carry this object's ownership tags; left untouched", vol.ID)
 			r.forget(s)
-			return ctrl.Result{}, nil
+			return nil
 		}
 		// Ours (we created it under this name) but deleted before it was tagged: tag it
 		// first, so that nothing is ever detached or deleted without the proof.
 		jobID, err := s.cloud.CreateTags(ctx, vol.ID, volumeTags(mv))
 		if err != nil {
-			res, _, err := r.cloudError(s, osseav1.ConditionAllocated, "tagging the volume before teardown", err)
-			return res, err
+			return r.cloudError(s, osseav1.ConditionAllocated, "tagging the volume before teardown", err)
 		}
 		r.startJob(s, opTag, jobID)
-		return r.mem.firstPoll(mv, mv.Status.PendingJob), nil
+		return waitFor(r.mem.firstPoll(mv, mv.Status.PendingJob))
 	}
 
 	if vol.Attached() {
 		if err := r.teardownAllowed(ctx, s, "detaching the volume"); err != nil {
-			return ctrl.Result{}, err
+			return err
 		}
 		jobID, err := s.cloud.DetachVolume(ctx, vol.ID)
 		if err != nil {
-			res, _, err := r.cloudError(s, osseav1.ConditionAttached, "detaching the volume", err)
-			return res, err
+			return r.cloudError(s, osseav1.ConditionAttached, "detaching the volume", err)
 		}
 		r.startJob(s, opDetach, jobID)
 		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, osseav1.ReasonDetaching,
 			fmt.Sprintf("detaching CloudStack volume %s from VM %s", vol.ID, vol.VirtualMachineID))
-		return r.mem.firstPoll(mv, mv.Status.PendingJob), nil
+		return waitFor(r.mem.firstPoll(mv, mv.Status.PendingJob))
 	}
 
 	if mv.Spec.DeletionPolicy == osseav1.DeletionPolicyRetain {
 		if vol.Tags[TagRetained] != "true" {
 			jobID, err := s.cloud.CreateTags(ctx, vol.ID, map[string]string{TagRetained: "true"})
 			if err != nil {
-				res, _, err := r.cloudError(s, osseav1.ConditionAllocated, "tagging the retained volume", err)
-				return res, err
+				return r.cloudError(s, osseav1.ConditionAllocated, "tagging the retained volume", err)
 			}
 			r.startJob(s, opRetain, jobID)
-			return r.mem.firstPoll(mv, mv.Status.PendingJob), nil
+			return waitFor(r.mem.firstPoll(mv, mv.Status.PendingJob))
 		}
 		r.forget(s)
-		return ctrl.Result{}, nil
+		return nil
 	}
 
 	s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, osseav1.ReasonDeleting,
 		fmt.Sprintf("deleting CloudStack volume %s", vol.ID))
 	if err := r.teardownAllowed(ctx, s, "deleting the volume"); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	if err := s.cloud.DeleteVolume(ctx, vol.ID); err != nil && !errors.Is(err, cloudstack.ErrNotFound) {
 		// Whatever the error says, the next pass reads the volume again before acting.
-		res, _, err := r.cloudError(s, osseav1.ConditionAllocated, "deleting the volume", err)
-		return res, err
+		return r.cloudError(s, osseav1.ConditionAllocated, "deleting the volume", err)
 	}
 	r.event(s, osseav1.EventDeleted, "Delete", "Deleted CloudStack volume %s", vol.ID)
 	r.forget(s)
-	return ctrl.Result{}, nil
+	return nil
 }
 
 // forget lets the object go: nothing of it is left in CloudStack that we own.

@@ -8,7 +8,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -75,12 +74,12 @@ func (r *MigrationVolumeReconciler) confirmNotDeleting(ctx context.Context, mv *
 // notSent ends a pass whose start its send guard kept from CloudStack: nothing happened
 // there, so nothing is recorded. A deletion is taken up by the next pass, once the cache
 // shows it; a failed check is retried with backoff.
-func (r *MigrationVolumeReconciler) notSent(ctx context.Context, action string, err error) (ctrl.Result, bool, error) {
+func (r *MigrationVolumeReconciler) notSent(ctx context.Context, action string, err error) error {
 	if errors.Is(err, errBeingDeleted) {
 		log.FromContext(ctx).V(1).Info("Not started: the object is being deleted", "step", action)
-		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, false, nil
+		return waitFor(100 * time.Millisecond)
 	}
-	return ctrl.Result{}, false, fmt.Errorf("%s: %w", action, err)
+	return fmt.Errorf("%s: %w", action, err)
 }
 
 // teardownAllowed is rule (b), checked right before a detach or delete is sent. recallJob

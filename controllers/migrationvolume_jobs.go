@@ -7,22 +7,21 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
 )
 
-// pollPendingJob looks once at the job in status.pendingJob. done is true when the job has
-// finished well: its result is recorded and the job cleared, and the caller goes straight
-// on to the next step. Whatever went wrong, the volume is read again before anything else
-// is decided.
-func (r *MigrationVolumeReconciler) pollPendingJob(ctx context.Context, s *volumeScope) (ctrl.Result, bool, error) {
+// pollPendingJob looks once at the job in status.pendingJob. It returns nil when the job
+// has finished well: its result is recorded and the job cleared, and the caller goes
+// straight on to the next step. Whatever went wrong, the volume is read again before
+// anything else is decided.
+func (r *MigrationVolumeReconciler) pollPendingJob(ctx context.Context, s *volumeScope) error {
 	job := s.mv.Status.PendingJob
 	if wait := r.mem.notYet(s.mv.UID, job); wait > 0 {
 		// Woken by something else (a write to the object) before the poll is due.
-		return ctrl.Result{RequeueAfter: wait}, false, nil
+		return waitFor(wait)
 	}
 	switch {
 	case job.ID == "":
@@ -46,24 +45,24 @@ func (r *MigrationVolumeReconciler) pollPendingJob(ctx context.Context, s *volum
 // the volume when its job is done, and reads of many volumes share one listVolumes call
 // (see cloudstack's batcher). Only when the change does not show yet is the job itself
 // asked, which also tells a failure.
-func (r *MigrationVolumeReconciler) pollByRead(ctx context.Context, s *volumeScope, job *osseav1.PendingJob) (ctrl.Result, bool, error) {
-	vol, done, res, err := r.readVolume(ctx, s)
-	if !done {
-		if err == nil {
-			// The volume is gone: the job does not matter any more.
+func (r *MigrationVolumeReconciler) pollByRead(ctx context.Context, s *volumeScope, job *osseav1.PendingJob) error {
+	vol, err := r.readVolume(ctx, s)
+	if err != nil {
+		if volumeGone(err) {
+			// The job does not matter any more.
 			s.mv.Status.PendingJob = nil
 			r.mem.jobLost(s.mv.UID, job)
 		}
-		return res, false, err
+		return err
 	}
 	if r.jobShows(s, job, vol) {
 		r.jobSucceeded(s, job, vol)
-		return ctrl.Result{}, true, nil
+		return nil
 	}
 	if r.mem.missed(s.mv.UID, job) == 0 {
 		// The first look came a little early, as it is meant to now and then (see
 		// jobtiming.go); the job itself is asked only if the next look fails too.
-		return r.mem.stillRunning(s.mv.UID, job), false, nil
+		return waitFor(r.mem.stillRunning(s.mv.UID, job))
 	}
 	return r.queryJob(ctx, s, job)
 }
@@ -84,7 +83,7 @@ func (r *MigrationVolumeReconciler) jobShows(s *volumeScope, job *osseav1.Pendin
 }
 
 // queryJob asks CloudStack about the job itself (queryAsyncJobResult).
-func (r *MigrationVolumeReconciler) queryJob(ctx context.Context, s *volumeScope, job *osseav1.PendingJob) (ctrl.Result, bool, error) {
+func (r *MigrationVolumeReconciler) queryJob(ctx context.Context, s *volumeScope, job *osseav1.PendingJob) error {
 	mv := s.mv
 	res, err := s.cloud.PollJob(ctx, job.ID)
 	if errors.Is(err, cloudstack.ErrNotFound) {
@@ -93,30 +92,28 @@ func (r *MigrationVolumeReconciler) queryJob(ctx context.Context, s *volumeScope
 		log.FromContext(ctx).Info("Pending job unknown to CloudStack; re-reading the volume", "job", job.ID, "operation", job.Operation)
 		mv.Status.PendingJob = nil
 		r.mem.jobLost(mv.UID, job)
-		return ctrl.Result{RequeueAfter: time.Millisecond}, false, nil
+		return waitFor(time.Millisecond)
 	}
 	if err != nil {
-		_, _, err := r.cloudError(s, conditionOfOperation(job.Operation), "polling job "+job.ID, err)
-		return ctrl.Result{}, false, err
+		return r.cloudError(s, conditionOfOperation(job.Operation), "polling job "+job.ID, err)
 	}
 	switch res.Status {
 	case cloudstack.JobPending:
-		return r.mem.stillRunning(mv.UID, job), false, nil
+		return waitFor(r.mem.stillRunning(mv.UID, job))
 	case cloudstack.JobSucceeded:
 		var vol *cloudstack.Volume
 		if res.Volume != nil && res.Volume.ID == mv.Status.VolumeID {
 			vol = res.Volume
 		}
 		r.jobSucceeded(s, job, vol)
-		return ctrl.Result{}, true, nil
+		return nil
 	}
 	mv.Status.PendingJob = nil
 	r.mem.jobFailed(mv.UID, job)
 	if job.Operation == opAttach {
 		mv.Status.AttachedVirtualMachineID = "" // until a read says where the volume is
 	}
-	res2, err := r.jobFailed(ctx, s, job, res.Err)
-	return res2, false, err
+	return r.jobFailed(ctx, s, job, res.Err)
 }
 
 // jobSucceeded records a finished job. vol, when not nil, is the volume as the job left it.
@@ -153,44 +150,38 @@ func (r *MigrationVolumeReconciler) jobSucceeded(s *volumeScope, job *osseav1.Pe
 	}
 }
 
-func (r *MigrationVolumeReconciler) jobFailed(ctx context.Context, s *volumeScope, job *osseav1.PendingJob, jobErr error) (ctrl.Result, error) {
+func (r *MigrationVolumeReconciler) jobFailed(ctx context.Context, s *volumeScope, job *osseav1.PendingJob, jobErr error) error {
 	mv := s.mv
 	log.FromContext(ctx).Info("CloudStack job failed", "job", job.ID, "operation", job.Operation, "error", jobErr.Error())
 	switch {
 	case job.Operation == opAttach && errors.Is(jobErr, cloudstack.ErrAlreadyAttached):
 		// An earlier attach whose reply was lost got there first.
-		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+		return waitFor(time.Millisecond)
 	case job.Operation == opDetach && errors.Is(jobErr, cloudstack.ErrNotAttached):
-		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+		return waitFor(time.Millisecond)
 	case job.Operation == opAttach && errors.Is(jobErr, cloudstack.ErrCapacity):
 		s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, osseav1.ReasonCapacityExhausted, fmt.Sprintf(
 			"OMA VM %s has no free data volume slot; waiting for one to be detached", s.cfg.Spec.OMAVirtualMachineID))
-		return ctrl.Result{RequeueAfter: r.DriftInterval}, nil
+		return waitFor(r.DriftInterval)
 	case job.Operation == opCreate && errors.Is(jobErr, cloudstack.ErrTransient):
 		// CloudStack allocates the volume before its job runs, so a failed job can leave
 		// it behind. Treat it like a lost reply: adopt what is there, else create again.
 		mv.Status.VolumeID = ""
 		mv.Status.PendingJob = &osseav1.PendingJob{Operation: opCreate, StartedAt: job.StartedAt}
-		_, _, err := r.cloudError(s, osseav1.ConditionAllocated, "create job "+job.ID, jobErr)
-		return ctrl.Result{}, err
 	}
-	res, _, err := r.cloudError(s, conditionOfOperation(job.Operation), job.Operation+" job "+job.ID, jobErr)
-	return res, err
+	return r.cloudError(s, conditionOfOperation(job.Operation), job.Operation+" job "+job.ID, jobErr)
 }
 
 // resolveLostCreate settles a create whose outcome is unknown: adopt what it made, or
 // forget the intent so the create is tried again. Either way the caller goes on.
-func (r *MigrationVolumeReconciler) resolveLostCreate(ctx context.Context, s *volumeScope) (ctrl.Result, bool, error) {
+func (r *MigrationVolumeReconciler) resolveLostCreate(ctx context.Context, s *volumeScope) error {
 	vol, err := r.findOwnVolume(ctx, s)
 	if err != nil {
 		var conflict *nameConflictError
 		if errors.As(err, &conflict) {
 			s.mv.Status.PendingJob = nil
-			r.stall(s, osseav1.ConditionAllocated, osseav1.ReasonNameConflict, conflict.Error())
-			return ctrl.Result{}, false, nil
 		}
-		_, _, err := r.cloudError(s, osseav1.ConditionAllocated, "looking for the volume of a lost create", err)
-		return ctrl.Result{}, false, err
+		return r.lookupError(s, "looking for the volume of a lost create", err)
 	}
 	s.mv.Status.PendingJob = nil
 	if vol != nil {
@@ -198,7 +189,7 @@ func (r *MigrationVolumeReconciler) resolveLostCreate(ctx context.Context, s *vo
 		r.recordVolume(s, vol)
 		r.event(s, osseav1.EventAdopted, "Create", "Adopted CloudStack volume %s, made by a create whose reply was lost", vol.ID)
 	}
-	return ctrl.Result{}, true, nil
+	return nil
 }
 
 func conditionOfOperation(op string) string {

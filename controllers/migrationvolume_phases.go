@@ -8,40 +8,34 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
 )
 
-// Each phase returns done=true when its part of the desired state holds, so the next
-// phase may run; otherwise the result says when to come back.
+// Each phase returns nil when its part of the desired state holds, so the next phase may
+// run; otherwise an outcome (see outcome.go) that ends the pass.
 
 // ensureVolume makes sure the object's CloudStack volume exists: it adopts the one a lost
 // reply or a crash left behind, and creates one only when there is none.
-func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeScope) (ctrl.Result, bool, error) {
+func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeScope) error {
 	mv := s.mv
 	if mv.Status.VolumeID != "" {
-		return ctrl.Result{}, true, nil
+		return nil
 	}
 	var vol *cloudstack.Volume
 	if !s.lookedUp {
 		var err error
 		if vol, err = r.findOwnVolume(ctx, s); err != nil {
-			var conflict *nameConflictError
-			if errors.As(err, &conflict) {
-				r.stall(s, osseav1.ConditionAllocated, osseav1.ReasonNameConflict, conflict.Error())
-				return ctrl.Result{}, false, nil
-			}
-			return r.cloudError(s, osseav1.ConditionAllocated, "looking for an existing volume", err)
+			return r.lookupError(s, "looking for an existing volume", err)
 		}
 	}
 	if vol != nil {
 		log.FromContext(ctx).Info("Adopted existing volume", "volumeID", vol.ID)
 		r.recordVolume(s, vol)
 		r.event(s, osseav1.EventAdopted, "Create", "Adopted existing CloudStack volume %s", vol.ID)
-		return ctrl.Result{}, true, nil
+		return nil
 	}
 
 	// Record the intent before the call: if the reply is lost, the untagged volume it made
@@ -51,7 +45,7 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	mv.Status.PendingJob = &osseav1.PendingJob{Operation: opCreate, StartedAt: metav1.Now()}
 	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, osseav1.ReasonCreating, "creating the CloudStack volume")
 	if err := s.helper.patch(ctx, mv); err != nil {
-		return ctrl.Result{}, false, fmt.Errorf("recording the create intent: %w", err)
+		return fmt.Errorf("recording the create intent: %w", err)
 	}
 	offering := mv.Spec.DiskOfferingID
 	if offering == "" {
@@ -75,10 +69,20 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	mv.Status.VolumeID = volumeID
 	mv.Status.PendingJob.ID = jobID
 	r.mem.jobStarted(mv, mv.Status.PendingJob, volumeID, "")
-	return r.mem.firstPoll(mv, mv.Status.PendingJob), false, nil
+	return waitFor(r.mem.firstPoll(mv, mv.Status.PendingJob))
 }
 
 type nameConflictError struct{ name, id string }
+
+// lookupError is the outcome of a failed lookup by name: a volume of another's under our
+// name stalls the object, anything else is CloudStack's error.
+func (r *MigrationVolumeReconciler) lookupError(s *volumeScope, action string, err error) error {
+	var conflict *nameConflictError
+	if errors.As(err, &conflict) {
+		return stall(osseav1.ConditionAllocated, osseav1.ReasonNameConflict, conflict.Error())
+	}
+	return r.cloudError(s, osseav1.ConditionAllocated, action, err)
+}
 
 func (e *nameConflictError) Error() string {
 	return fmt.Sprintf("CloudStack volume %s is named %q like this object's volume but does not carry its ownership tags; "+
@@ -116,25 +120,23 @@ func (r *MigrationVolumeReconciler) findOwnVolume(ctx context.Context, s *volume
 
 // ensureTags puts the ownership and user tags on the volume. Right after the create, the
 // create job's result says what the volume carries; otherwise it is read.
-func (r *MigrationVolumeReconciler) ensureTags(ctx context.Context, s *volumeScope) (ctrl.Result, bool, error) {
+func (r *MigrationVolumeReconciler) ensureTags(ctx context.Context, s *volumeScope) error {
 	mv := s.mv
 	if meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAllocated) {
-		return ctrl.Result{}, true, nil
+		return nil
 	}
 	vol := s.vol
 	if vol == nil {
-		var done bool
-		var res ctrl.Result
 		var err error
-		if vol, done, res, err = r.readVolume(ctx, s); !done {
-			return res, false, err
+		if vol, err = r.readVolume(ctx, s); err != nil {
+			return err
 		}
 	}
 	missing := missingTags(vol.Tags, volumeTags(mv))
 	if len(missing) == 0 {
 		s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionTrue, osseav1.ReasonCreated,
 			fmt.Sprintf("CloudStack volume %s exists and carries its ownership tags", vol.ID))
-		return ctrl.Result{}, true, nil
+		return nil
 	}
 	jobID, err := s.cloud.CreateTags(r.unlessDeleting(ctx, mv), vol.ID, missing)
 	if errors.Is(err, cloudstack.ErrNotSent) {
@@ -145,28 +147,26 @@ func (r *MigrationVolumeReconciler) ensureTags(ctx context.Context, s *volumeSco
 	}
 	r.startJob(s, opTag, jobID)
 	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, osseav1.ReasonTagging, "tagging the CloudStack volume")
-	return r.mem.firstPoll(mv, mv.Status.PendingJob), false, nil
+	return waitFor(r.mem.firstPoll(mv, mv.Status.PendingJob))
 }
 
 // ensureAttached attaches the volume to the OMA VM and keeps it there. A volume whose
 // record is trusted (not stale) is taken as recorded: attached, or, just created and
 // tagged by us, not attached anywhere. Should CloudStack disagree, the attach job fails
 // and the volume is read before the next try.
-func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volumeScope) (ctrl.Result, bool, error) {
+func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volumeScope) error {
 	mv := s.mv
 	omaVM := s.cfg.Spec.OMAVirtualMachineID
 	wasAttached := meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAttached)
 	stale := r.mem.isStale(mv.UID)
 	if wasAttached && !stale && s.vol == nil {
-		return ctrl.Result{}, true, nil
+		return nil
 	}
 	vol := s.vol
 	if vol == nil && (stale || mv.Status.AttachedVirtualMachineID != "") {
-		var done bool
-		var res ctrl.Result
 		var err error
-		if vol, done, res, err = r.readVolume(ctx, s); !done {
-			return res, false, err
+		if vol, err = r.readVolume(ctx, s); err != nil {
+			return err
 		}
 	}
 	if vol != nil {
@@ -175,11 +175,10 @@ func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volum
 			r.recordVolume(s, vol)
 			s.conditions.set(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached,
 				fmt.Sprintf("attached to OMA VM %s as device %d", omaVM, derefOr(vol.DeviceID, -1)))
-			return ctrl.Result{}, true, nil
+			return nil
 		case vol.Attached():
-			r.stall(s, osseav1.ConditionAttached, osseav1.ReasonAttachedElsewhere, fmt.Sprintf(
+			return stall(osseav1.ConditionAttached, osseav1.ReasonAttachedElsewhere, fmt.Sprintf(
 				"CloudStack volume %s is attached to VM %s, not to the OMA VM %s; detach it there first", vol.ID, vol.VirtualMachineID, omaVM))
-			return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
 		}
 	}
 	if wasAttached {
@@ -196,7 +195,7 @@ func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volum
 	if !ok {
 		s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, osseav1.ReasonCapacityExhausted, fmt.Sprintf(
 			"OMA VM %s holds %d of %d data volumes; waiting for one to be detached", omaVM, used, limit))
-		return ctrl.Result{RequeueAfter: r.DriftInterval}, false, nil
+		return waitFor(r.DriftInterval)
 	}
 	jobID, err := s.cloud.AttachVolume(r.unlessDeleting(ctx, mv), mv.Status.VolumeID, omaVM)
 	if err != nil {
@@ -213,33 +212,42 @@ func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volum
 	r.startJob(s, opAttach, jobID)
 	s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, osseav1.ReasonAttaching,
 		fmt.Sprintf("attaching CloudStack volume %s to OMA VM %s", mv.Status.VolumeID, omaVM))
-	return r.mem.firstPoll(mv, mv.Status.PendingJob), false, nil
+	return waitFor(r.mem.firstPoll(mv, mv.Status.PendingJob))
 }
 
 // readVolume reads the volume from CloudStack. A volume that is gone although nothing of
 // ours deleted it is lost: the object stalls rather than silently getting a new empty disk.
-// (Being deleted, a gone volume is simply gone: the object is let go.)
-func (r *MigrationVolumeReconciler) readVolume(ctx context.Context, s *volumeScope) (*cloudstack.Volume, bool, ctrl.Result, error) {
+// Being deleted, a gone volume is simply gone: the object is let go, and the error says
+// only that the pass is over (errVolumeGone).
+func (r *MigrationVolumeReconciler) readVolume(ctx context.Context, s *volumeScope) (*cloudstack.Volume, error) {
 	vol, err := s.cloud.GetVolume(ctx, s.mv.Status.VolumeID)
 	if errors.Is(err, cloudstack.ErrNotFound) {
 		if !s.mv.DeletionTimestamp.IsZero() {
 			r.event(s, osseav1.EventDeleted, "Delete", "CloudStack volume %s is gone", s.mv.Status.VolumeID)
 			r.forget(s)
-			return nil, false, ctrl.Result{}, nil
+			return nil, errVolumeGone
 		}
-		r.stall(s, osseav1.ConditionAllocated, osseav1.ReasonVolumeLost, fmt.Sprintf(
+		s.mv.Status.CloudStackState = ""
+		return nil, stall(osseav1.ConditionAllocated, osseav1.ReasonVolumeLost, fmt.Sprintf(
 			"CloudStack volume %s no longer exists; it was deleted outside the operator. Its data is gone: "+
 				"delete this object, and create a new one for a new empty disk", s.mv.Status.VolumeID))
-		s.mv.Status.CloudStackState = ""
-		return nil, false, ctrl.Result{}, nil
 	}
 	if err != nil {
-		res, _, err := r.cloudError(s, osseav1.ConditionAllocated, "reading the volume", err)
-		return nil, false, res, err
+		return nil, r.cloudError(s, osseav1.ConditionAllocated, "reading the volume", err)
 	}
 	r.mem.volumeRead(s.mv.UID)
 	r.recordVolume(s, vol)
-	return vol, true, ctrl.Result{}, nil
+	return vol, nil
+}
+
+// errVolumeGone ends the pass of an object being deleted whose volume is found gone: there
+// is nothing left to tear down, and the object is let go.
+var errVolumeGone error = &waiting{}
+
+// volumeGone reports whether readVolume found the volume no longer in CloudStack.
+func volumeGone(err error) bool {
+	var st *stalling
+	return err == errVolumeGone || (errors.As(err, &st) && st.reason == osseav1.ReasonVolumeLost)
 }
 
 // recordVolume copies what CloudStack says about the volume into status.

@@ -88,16 +88,32 @@ func (r *OsseaConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	s.volumes = volumes
 
 	if !cfg.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, s)
+		err = r.reconcileDelete(ctx, s)
+	} else {
+		err = r.reconcileNormal(ctx, s)
 	}
-	return r.reconcileNormal(ctx, s)
+	if err == nil && (cfg.DeletionTimestamp.IsZero() || len(s.volumes) > 0) {
+		// Passed, or not due: come back when the test is next due.
+		return ctrl.Result{RequeueAfter: r.untilRecheck(cfg)}, nil
+	}
+	return outcomeResult(err, wait.Jitter(r.RevalidateInterval, 0.1))
 }
 
-func (r *OsseaConfigReconciler) reconcileNormal(ctx context.Context, s *configScope) (ctrl.Result, error) {
+// untilRecheck is how long until the connection test is due again, jittered so that the
+// configs tested together do not stay in step.
+func (r *OsseaConfigReconciler) untilRecheck(cfg *osseav1.OsseaConfig) time.Duration {
+	due := r.RevalidateInterval
+	if cfg.Status.LastValidated != nil {
+		due = max(time.Until(cfg.Status.LastValidated.Add(r.RevalidateInterval)), time.Second)
+	}
+	return wait.Jitter(due, 0.1)
+}
+
+func (r *OsseaConfigReconciler) reconcileNormal(ctx context.Context, s *configScope) error {
 	if len(s.volumes) > 0 {
 		controllerutil.AddFinalizer(s.cfg, osseav1.InUseFinalizer)
 	}
-	res, err := r.validate(ctx, s)
+	err := r.validate(ctx, s)
 	if len(s.volumes) > 0 && s.secret != nil {
 		if perr := r.protectSecret(ctx, s.secret); perr != nil {
 			err = kerrors.NewAggregate([]error{err, perr})
@@ -105,64 +121,62 @@ func (r *OsseaConfigReconciler) reconcileNormal(ctx context.Context, s *configSc
 	}
 	if len(s.volumes) == 0 && controllerutil.ContainsFinalizer(s.cfg, osseav1.InUseFinalizer) {
 		if rerr := r.releaseSecret(ctx, s.cfg); rerr != nil {
-			return res, kerrors.NewAggregate([]error{err, rerr})
+			return kerrors.NewAggregate([]error{err, rerr})
 		}
 		controllerutil.RemoveFinalizer(s.cfg, osseav1.InUseFinalizer)
 	}
-	return res, err
+	return err
 }
 
 // reconcileDelete lets the config go only once no volume needs its credentials for cleanup.
 // It keeps testing the connection meanwhile, since the volume controller still uses it.
-func (r *OsseaConfigReconciler) reconcileDelete(ctx context.Context, s *configScope) (ctrl.Result, error) {
+func (r *OsseaConfigReconciler) reconcileDelete(ctx context.Context, s *configScope) error {
 	if len(s.volumes) > 0 {
-		res, err := r.validate(ctx, s)
+		err := r.validate(ctx, s)
 		msg := fmt.Sprintf("deletion waits for %d MigrationVolume(s) that use this config to be deleted: %s",
 			len(s.volumes), summarizeNames(s.volumes))
 		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, osseav1.ReasonDeletionBlocked, msg)
 		r.Recorder.Eventf(s.cfg, nil, corev1.EventTypeNormal, osseav1.ReasonDeletionBlocked, "Delete", msg)
-		return res, err
+		return err
 	}
 	if err := r.releaseSecret(ctx, s.cfg); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	controllerutil.RemoveFinalizer(s.cfg, osseav1.InUseFinalizer)
 	r.validatedWith.Delete(client.ObjectKeyFromObject(s.cfg))
-	return ctrl.Result{}, nil
+	return nil
 }
 
 // validate runs the connection test when something could have changed its outcome, and
-// records the result in the detail conditions and the status fields.
-func (r *OsseaConfigReconciler) validate(ctx context.Context, s *configScope) (ctrl.Result, error) {
+// records the result in the detail conditions and the status fields. A failed test ends in
+// an outcome (see outcome.go), recorded here, before Ready is summarised.
+func (r *OsseaConfigReconciler) validate(ctx context.Context, s *configScope) (err error) {
 	cfg := s.cfg
 	key := client.ObjectKeyFromObject(cfg)
-	recheck := ctrl.Result{RequeueAfter: wait.Jitter(r.RevalidateInterval, 0.1)}
 	defer func() {
+		r.recordOutcome(s, err)
 		s.conditions.summarize(configDetails, s.stalled, osseav1.ReasonConnected, connectedMessage(cfg))
 	}()
 
 	secret := &corev1.Secret{}
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: cfg.Namespace, Name: cfg.Spec.CredentialsSecretRef.Name}, secret)
+	err = r.APIReader.Get(ctx, types.NamespacedName{Namespace: cfg.Namespace, Name: cfg.Spec.CredentialsSecretRef.Name}, secret)
 	switch {
 	case apierrors.IsNotFound(err):
-		r.fail(s, osseav1.ConditionCredentialsValid, osseav1.ReasonSecretMissing, true, fmt.Sprintf(
+		return stall(osseav1.ConditionCredentialsValid, osseav1.ReasonSecretMissing, fmt.Sprintf(
 			"Secret %q does not exist in namespace %q: create it with the keys apiKey and secretKey",
 			cfg.Spec.CredentialsSecretRef.Name, cfg.Namespace))
-		return recheck, nil
 	case err != nil:
-		return ctrl.Result{}, fmt.Errorf("reading Secret %s: %w", cfg.Spec.CredentialsSecretRef.Name, err)
+		return fmt.Errorf("reading Secret %s: %w", cfg.Spec.CredentialsSecretRef.Name, err)
 	}
 	s.secret = secret
 
 	if !r.needsValidation(cfg, secret) {
-		return ctrl.Result{RequeueAfter: time.Until(cfg.Status.LastValidated.Add(r.RevalidateInterval))}, nil
+		return nil
 	}
 
 	cloud, err := r.Clouds.For(cfg, secret)
 	if err != nil {
-		reason, stalled, msg := classifyValidation(cfg, err)
-		r.fail(s, conditionFor(reason), reason, stalled, msg)
-		return recheck, nil
+		return validationFailed(cfg, err)
 	}
 	s.conditions.set(osseav1.ConditionCredentialsValid, metav1.ConditionTrue, osseav1.ReasonSecretFound,
 		fmt.Sprintf("Secret %q holds apiKey and secretKey", secret.Name))
@@ -180,13 +194,7 @@ func (r *OsseaConfigReconciler) validate(ctx context.Context, s *configScope) (c
 			fmt.Sprintf("CloudStack %s accepted the credentials", cfg.Status.CloudStackVersion))
 	}
 	if err != nil {
-		reason, stalled, msg := classifyValidation(cfg, err)
-		r.fail(s, conditionFor(reason), reason, stalled, msg)
-		if !stalled {
-			// Let the controller's backoff pace retries against a flaky endpoint.
-			return ctrl.Result{}, fmt.Errorf("testing the connection: %w", err)
-		}
-		return recheck, nil
+		return validationFailed(cfg, err)
 	}
 
 	s.conditions.set(osseav1.ConditionResourcesFound, metav1.ConditionTrue, osseav1.ReasonResourcesFound, fmt.Sprintf(
@@ -195,7 +203,30 @@ func (r *OsseaConfigReconciler) validate(ctx context.Context, s *configScope) (c
 	cfg.Status.LastValidated = &now
 	r.validatedWith.Store(key, secret.ResourceVersion)
 	log.FromContext(ctx).V(1).Info("Connection test passed", "zone", v.Zone.Name, "omaVM", v.VirtualMachine.Name)
-	return recheck, nil
+	return nil
+}
+
+// validationFailed is the outcome of a failed connection test: stalled when a person must
+// act, else retried with the controller's backoff, which paces retries against a flaky
+// endpoint.
+func validationFailed(cfg *osseav1.OsseaConfig, err error) error {
+	reason, stalled, msg := classifyValidation(cfg, err)
+	if stalled {
+		return stall(conditionFor(reason), reason, msg)
+	}
+	return &retrying{cond: conditionFor(reason), reason: reason, msg: msg, err: fmt.Errorf("testing the connection: %w", err)}
+}
+
+// recordOutcome writes a failed test into the detail conditions.
+func (r *OsseaConfigReconciler) recordOutcome(s *configScope, err error) {
+	var st *stalling
+	var re *retrying
+	switch {
+	case errors.As(err, &st):
+		r.fail(s, st.cond, st.reason, true, st.msg)
+	case errors.As(err, &re):
+		r.fail(s, re.cond, re.reason, false, re.msg)
+	}
 }
 
 func (r *OsseaConfigReconciler) needsValidation(cfg *osseav1.OsseaConfig, secret *corev1.Secret) bool {

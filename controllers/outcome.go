@@ -1,0 +1,67 @@
+package controllers
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// How a step ends. A step returns nil when its part of the desired state holds, so the next
+// step may run; otherwise it returns one of the outcomes below (or any other error, which is
+// retried with backoff). The reconcilers turn outcomes into conditions, events and the
+// result in one place (see MigrationVolumeReconciler.outcome), as Flux's source-controller
+// does with its Waiting, Stalling and Generic errors.
+
+// waiting ends the pass without a failure: a job runs, a slot or the node agent is awaited.
+// after is when to come back; zero leaves it to an event (a watch, a freed slot).
+type waiting struct{ after time.Duration }
+
+func (w *waiting) Error() string {
+	if w.after == 0 {
+		return "waiting for an event"
+	}
+	return fmt.Sprintf("waiting %s", w.after)
+}
+
+// waitFor ends the pass and comes back after d (d = 0: when an event comes).
+func waitFor(d time.Duration) error { return &waiting{after: d} }
+
+// stalling ends the pass on something no retry can fix: a person has to act. The condition
+// cond is set False with the reason and message, a Warning event says the same, and the
+// object is looked at again now and then in case the cause went away.
+type stalling struct {
+	cond, reason, msg string
+}
+
+func (s *stalling) Error() string { return s.reason + ": " + s.msg }
+
+func stall(cond, reason, msg string) error { return &stalling{cond: cond, reason: reason, msg: msg} }
+
+// retrying ends the pass on an error that may pass (CloudStack busy or unreachable, a job
+// that failed for a transient cause). The condition cond is set False with reason and msg,
+// and the error goes back to the work queue for backoff.
+type retrying struct {
+	cond, reason, msg string
+	err               error
+}
+
+func (r *retrying) Error() string { return r.err.Error() }
+func (r *retrying) Unwrap() error { return r.err }
+
+// outcomeResult is the result and error for controller-runtime of what a pass ended with;
+// stallRecheck is how often a stalled object is looked at again.
+func outcomeResult(err error, stallRecheck time.Duration) (ctrl.Result, error) {
+	var w *waiting
+	var s *stalling
+	switch {
+	case err == nil:
+		return ctrl.Result{}, nil
+	case errors.As(err, &w):
+		return ctrl.Result{RequeueAfter: w.after}, nil
+	case errors.As(err, &s):
+		return ctrl.Result{RequeueAfter: stallRecheck}, nil
+	}
+	return ctrl.Result{}, err
+}
