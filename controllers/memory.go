@@ -24,7 +24,9 @@ import (
 //     or a job failed, drift was seen): such a volume is read before the next decision,
 //     the others are trusted as recorded, which saves a read per step;
 //   - whether the object was seen being deleted, so that a pass over an older cached copy
-//     starts nothing.
+//     starts nothing;
+//   - whether every job on the volume since its attach is one this process started and
+//     saw end, with no call of unknown outcome in between (see knowsEveryJob).
 //
 // Each code path makes one call on it, one of the transitions below. A restarted manager
 // starts with an empty memory and resumes from status.pendingJob. No CloudStack or API
@@ -39,14 +41,15 @@ type volumeMemory struct {
 }
 
 type volumeRecord struct {
-	job      *jobRun
-	slot     *slotHold
-	stale    bool
-	deleting bool
+	job        *jobRun
+	slot       *slotHold
+	stale      bool
+	deleting   bool
+	everyJobOf bool // see knowsEveryJob
 }
 
 func (v *volumeRecord) empty() bool {
-	return v.job == nil && v.slot == nil && !v.stale && !v.deleting
+	return v.job == nil && v.slot == nil && !v.stale && !v.deleting && !v.everyJobOf
 }
 
 func newVolumeMemory() *volumeMemory {
@@ -88,6 +91,9 @@ func (m *volumeMemory) jobDone(uid types.UID, job *osseav1.PendingJob, reread bo
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	v := m.record(uid)
+	if job.Operation == opAttach && v.job != nil && v.job.job.ID == job.ID && !v.stale {
+		v.everyJobOf = true
+	}
 	m.endJob(v, job)
 	v.stale = v.stale || reread
 	m.tidy(uid)
@@ -100,7 +106,7 @@ func (m *volumeMemory) jobFailed(uid types.UID, job *osseav1.PendingJob) {
 	defer m.mu.Unlock()
 	v := m.record(uid)
 	m.endJob(v, job)
-	v.stale = true
+	v.stale, v.everyJobOf = true, false
 	if job.Operation == opAttach {
 		v.slot = nil
 	}
@@ -117,7 +123,7 @@ func (m *volumeMemory) jobLost(uid types.UID, job *osseav1.PendingJob) {
 	if v.job != nil && v.job.job.ID == job.ID {
 		v.job = nil
 	}
-	v.stale = true
+	v.stale, v.everyJobOf = true, false
 	v.slot = nil
 }
 
@@ -156,7 +162,22 @@ func (m *volumeMemory) unfinished(uid types.UID) (jobRun, bool) {
 func (m *volumeMemory) markStale(uid types.UID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.record(uid).stale = true
+	v := m.record(uid)
+	v.stale, v.everyJobOf = true, false
+}
+
+// knowsEveryJob reports whether every job on the volume since its attach was started by
+// this process, which saw each one end, and no call on the volume had an unknown outcome
+// since (an error of any kind, drift, a restart all end it). For such a volume, the volume
+// showing a job's change proves that job has ended: the only job that could have made the
+// change instead would be one this process does not know of. (The simulator completes a
+// job and makes its change at once; CloudStack makes a detach's change in the job's last
+// step, after the hypervisor has let the disk go.)
+func (m *volumeMemory) knowsEveryJob(uid types.UID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := m.volumes[uid]
+	return v != nil && v.everyJobOf && !v.stale
 }
 
 // volumeRead notes that the volume was just read, so status is as CloudStack has it.

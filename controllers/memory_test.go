@@ -48,11 +48,13 @@ type memState struct {
 	deleting bool
 	slot     bool
 	record   bool // whether a record is kept at all
+	// everyJob: this process knows every job on the volume since its attach.
+	everyJob bool
 }
 
 func stateOf(m *volumeMemory, uid types.UID) memState {
 	run, ok := m.unfinished(uid)
-	st := memState{stale: m.isStale(uid), deleting: m.isDeleting(uid)}
+	st := memState{stale: m.isStale(uid), deleting: m.isDeleting(uid), everyJob: m.knowsEveryJob(uid)}
 	if ok {
 		st.job = run.job.ID
 	}
@@ -85,10 +87,41 @@ func TestVolumeMemoryTransitions(t *testing.T) {
 		{"attach done keeps the slot until the cache shows it", func(m *volumeMemory) {
 			startAttach(m)
 			m.jobDone(mv.UID, attach, false)
-		}, memState{slot: true, record: true}},
+		}, memState{slot: true, record: true, everyJob: true}},
 		{"attach done without the volume's new state: read it", func(m *volumeMemory) {
 			startAttach(m)
 			m.jobDone(mv.UID, attach, true)
+		}, memState{stale: true, slot: true, record: true}},
+		{"attach done, then read: every job known", func(m *volumeMemory) {
+			startAttach(m)
+			m.jobDone(mv.UID, attach, true)
+			m.volumeRead(mv.UID)
+		}, memState{slot: true, record: true, everyJob: true}},
+		{"own detach after own attach: every job known", func(m *volumeMemory) {
+			startAttach(m)
+			m.jobDone(mv.UID, attach, false)
+			m.jobStarted(mv, pending("job-2", opDetach), "vol-a", "")
+		}, memState{job: "job-2", slot: true, record: true, everyJob: true}},
+		{"an attach of another process's: not every job known", func(m *volumeMemory) {
+			m.jobDone(mv.UID, attach, false)
+		}, memState{}},
+		{"a failed call after the attach: not every job known, ever again", func(m *volumeMemory) {
+			startAttach(m)
+			m.jobDone(mv.UID, attach, false)
+			m.markStale(mv.UID)
+			m.volumeRead(mv.UID)
+		}, memState{slot: true, record: true}},
+		{"a job lost after the attach: not every job known", func(m *volumeMemory) {
+			startAttach(m)
+			m.jobDone(mv.UID, attach, false)
+			m.jobStarted(mv, pending("job-2", opDetach), "vol-a", "")
+			m.jobLost(mv.UID, pending("job-2", opDetach))
+		}, memState{stale: true, record: true}},
+		{"a job failed after the attach: not every job known", func(m *volumeMemory) {
+			startAttach(m)
+			m.jobDone(mv.UID, attach, false)
+			m.jobStarted(mv, pending("job-2", opDetach), "vol-a", "")
+			m.jobFailed(mv.UID, pending("job-2", opDetach))
 		}, memState{stale: true, slot: true, record: true}},
 		{"tag done leaves nothing", func(m *volumeMemory) {
 			m.jobStarted(mv, tag, "vol-a", "")

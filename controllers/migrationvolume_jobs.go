@@ -31,11 +31,12 @@ func (r *MigrationVolumeReconciler) pollPendingJob(ctx context.Context, s *volum
 		// A new volume is listed, Allocated, from the moment it is created, so only the
 		// job can tell that the create has finished.
 		return r.queryJob(ctx, s, job)
-	case !s.mv.DeletionTimestamp.IsZero():
+	case !s.mv.DeletionTimestamp.IsZero() && !(job.Operation == opDetach && r.mem.knowsEveryJob(s.mv.UID)):
 		// What comes next is a detach or a delete, which must not be sent while the job
 		// runs (rule (b), see migrationvolume_guards.go), and the volume can show the
 		// job's change before the job has ended: another job may have made it, one whose
-		// reply was lost or that a crashed manager started. Only the job can tell.
+		// reply was lost or that a crashed manager started. Only the job can tell, unless
+		// this process knows every job on the volume (the usual teardown's detach).
 		return r.queryJob(ctx, s, job)
 	}
 	return r.pollByRead(ctx, s, job)
