@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -19,6 +18,7 @@ import (
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
+	"github.com/migratekit/ossea-operator/internal/testkit"
 )
 
 // volumeWorld is the test world for volume tests: the tenant owns the OMA VM.
@@ -99,7 +99,7 @@ func create(t *testing.T, objs ...client.Object) {
 func waitVolume(t *testing.T, mv *osseav1.MigrationVolume, timeout time.Duration, check func(*osseav1.MigrationVolume) string) *osseav1.MigrationVolume {
 	t.Helper()
 	got := &osseav1.MigrationVolume{}
-	eventually(t, timeout, func() string {
+	testkit.Eventually(t, timeout, func() string {
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), got); err != nil {
 			return err.Error()
 		}
@@ -121,16 +121,6 @@ func conditionIs(condType string, want metav1.ConditionStatus, reason string) fu
 			return fmt.Sprintf("want %s=%s %s", condType, want, reason)
 		}
 		return ""
-	}
-}
-
-func gone(mv *osseav1.MigrationVolume) func() string {
-	return func() string {
-		err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), &osseav1.MigrationVolume{})
-		if apierrors.IsNotFound(err) {
-			return ""
-		}
-		return fmt.Sprintf("%s still exists (%v)", mv.Name, err)
 	}
 }
 
@@ -163,7 +153,7 @@ func simVolumes(s *sim, mv *osseav1.MigrationVolume) []cloudsim.Volume {
 // agentMount plays the node agent: it takes the mount finalizer and reports Mounted.
 func agentMount(t *testing.T, mv *osseav1.MigrationVolume) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		cur := &osseav1.MigrationVolume{}
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), cur); err != nil {
 			return err.Error()
@@ -189,7 +179,7 @@ func agentMount(t *testing.T, mv *osseav1.MigrationVolume) {
 // agentRelease plays the node agent unmounting: the mount finalizer goes.
 func agentRelease(t *testing.T, mv *osseav1.MigrationVolume) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		cur := &osseav1.MigrationVolume{}
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), cur); err != nil {
 			return err.Error()
@@ -230,7 +220,7 @@ func directCloud(t *testing.T, e *volumeEnv) cloudstack.Cloud {
 // waitJob waits for a CloudStack job started out of band.
 func waitJob(t *testing.T, c cloudstack.Cloud, jobID string) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		res, err := c.PollJob(context.Background(), jobID)
 		if err != nil {
 			return err.Error()
@@ -318,7 +308,7 @@ func TestVolumeLifecycle(t *testing.T) {
 
 	released := time.Now()
 	agentRelease(t, got)
-	eventually(t, 30*time.Second, gone(mv))
+	testkit.WaitGone(t, k8s, mv, 30*time.Second, nil)
 	snap = s.Snapshot()
 	if vols := simVolumes(s, got); len(vols) != 0 {
 		t.Fatalf("volumes left in CloudStack after delete: %+v", vols)
@@ -511,7 +501,7 @@ func TestVolumeCapacity(t *testing.T) {
 		waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached))
 	}
 	for _, mv := range mvs[:2] {
-		eventually(t, 10*time.Second, gone(mv))
+		testkit.WaitGone(t, k8s, mv, 10*time.Second, nil)
 	}
 }
 
@@ -525,7 +515,7 @@ func TestVolumeRetain(t *testing.T) {
 	if err := k8s.Delete(testCtx, got); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, gone(mv))
+	testkit.WaitGone(t, k8s, mv, 30*time.Second, nil)
 	vols := simVolumes(s, got)
 	if len(vols) != 1 {
 		t.Fatalf("want the retained volume in CloudStack, found %+v", vols)
@@ -597,7 +587,7 @@ func TestVolumeWaitsForConfigThenNameConflict(t *testing.T) {
 	if err := k8s.Delete(testCtx, got); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, gone(conflict))
+	testkit.WaitGone(t, k8s, conflict, 20*time.Second, nil)
 	if v, err := c.GetVolume(context.Background(), foreignID); err != nil || len(v.Tags) != 0 {
 		t.Errorf("the foreign volume was touched: %+v %v", v, err)
 	}
@@ -618,7 +608,7 @@ func TestVolumeDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJob(t, c, jobID)
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		if n := s.Snapshot().Calls["attachVolume"]; n < 2 {
 			return "not attached again yet"
 		}
@@ -679,7 +669,7 @@ func TestVolumeAccountLimit(t *testing.T) {
 	if err := k8s.Delete(testCtx, got); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, gone(mv))
+	testkit.WaitGone(t, k8s, mv, 20*time.Second, nil)
 }
 
 func dataVolumes(st cloudsim.State) []cloudsim.Volume {

@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
+	"github.com/migratekit/ossea-operator/internal/testkit"
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
@@ -166,7 +166,7 @@ func TestVolumeDeleteRacesAttach(t *testing.T) {
 		mvs = append(mvs, mv)
 	}
 	var attached, waiting []*osseav1.MigrationVolume
-	eventually(t, 45*time.Second, func() string {
+	testkit.Eventually(t, 45*time.Second, func() string {
 		attached, waiting = nil, nil
 		for _, mv := range mvs {
 			got := &osseav1.MigrationVolume{}
@@ -195,7 +195,7 @@ func TestVolumeDeleteRacesAttach(t *testing.T) {
 	}
 	// The waiting volumes are deleted one by one from the moment the first detach is done,
 	// so that their deletions and the attaches the freed slots allow overlap.
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		for _, vm := range s.Snapshot().VirtualMachines {
 			if (vm.ID == cloudsim.DefaultOMAVMID || vm.ID == secondOMAVMID) && vm.DataVolumes < slots {
 				return ""
@@ -208,7 +208,7 @@ func TestVolumeDeleteRacesAttach(t *testing.T) {
 		time.Sleep(60 * time.Millisecond)
 	}
 	for _, mv := range mvs {
-		eventually(t, 60*time.Second, gone(mv))
+		testkit.WaitGone(t, k8s, mv, 60*time.Second, nil)
 	}
 
 	for _, p := range s.found() {
@@ -252,7 +252,7 @@ func TestVolumeTeardownWaitsOutAJobWhoseReplyWasLost(t *testing.T) {
 	mv := e.newVolume("disk0", func(mv *osseav1.MigrationVolume) { mv.Spec.Mode = osseav1.VolumeModeBlock })
 	s.SetFaults(cloudsim.Faults{LostResponseRate: 1, Commands: []string{"attachVolume"}})
 	create(t, mv)
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		for _, j := range s.Snapshot().Jobs {
 			if strings.EqualFold(j.Command, "attachVolume") && j.Completed == nil {
 				return ""
@@ -264,15 +264,7 @@ func TestVolumeTeardownWaitsOutAJobWhoseReplyWasLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused := false
-	eventually(t, 30*time.Second, func() string {
-		got := &osseav1.MigrationVolume{}
-		err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), got)
-		if apierrors.IsNotFound(err) {
-			return ""
-		}
-		if err != nil {
-			return err.Error()
-		}
+	testkit.WaitGone(t, k8s, mv, 30*time.Second, func(got *osseav1.MigrationVolume) string {
 		if c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
 			t.Fatalf("the volume stalled while its teardown waited for the attach job: %s", describe(got.Status.Conditions))
 		}
