@@ -22,6 +22,7 @@ import (
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/guestdisk"
+	"github.com/migratekit/ossea-operator/internal/testkit"
 )
 
 func (w *world) mountPath(job, disk string) string {
@@ -45,7 +46,7 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 
 	w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 10*time.Second)
 	// The claim writes status, then the finalizer: wait for both.
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		got := w.get(mv)
 		if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName {
 			return fmt.Sprintf("while waiting for the disk: finalizers %v, nodeName %q; want the mount finalizer and %q", got.Finalizers, got.Status.NodeName, w.nodeName)
@@ -308,7 +309,7 @@ func TestRestartWhileMountedDoesNotMountTwice(t *testing.T) {
 	// A short resync, so the new agent looks at the mount many times.
 	second := w.startAgent(func(r *Reconciler) { r.ResyncInterval = 200 * time.Millisecond })
 	key := client.ObjectKeyFromObject(mv)
-	eventually(t, 20*time.Second, func() string {
+	testkit.Eventually(t, 20*time.Second, func() string {
 		if n := second.reconciles(key); n < 5 {
 			return fmt.Sprintf("the new agent reconciled the volume %d times, waiting for 5", n)
 		}
@@ -487,7 +488,7 @@ func TestDetachedWhileMountedIsReleased(t *testing.T) {
 	released := func() {
 		t.Helper()
 		w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonDeviceDetached, 20*time.Second)
-		eventually(t, 10*time.Second, func() string {
+		testkit.Eventually(t, 10*time.Second, func() string {
 			got := w.get(mv)
 			if controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.MountPath != "" {
 				return fmt.Sprintf("after release: finalizers %v, mountPath %q", got.Finalizers, got.Status.MountPath)
@@ -663,7 +664,7 @@ func TestSameDiskForTwoObjectsMountsOnce(t *testing.T) {
 	w.attach(b, volID)
 
 	var mounted, refused *osseav1.MigrationVolume
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		mounted, refused = nil, nil
 		for _, mv := range []*osseav1.MigrationVolume{a, b} {
 			c := meta.FindStatusCondition(w.get(mv).Status.Conditions, osseav1.ConditionMounted)
@@ -712,7 +713,7 @@ func TestClaimedWhileAttaching(t *testing.T) {
 		t.Helper()
 		w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 20*time.Second)
 		// The claim writes status, then the finalizer: wait for both.
-		eventually(t, 10*time.Second, func() string {
+		testkit.Eventually(t, 10*time.Second, func() string {
 			got := w.get(mv)
 			c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted)
 			if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName ||
@@ -754,7 +755,7 @@ func TestClaimedWhileAttaching(t *testing.T) {
 			Reason: "CloudStackError", Message: "the attach job failed, says the test", ObservedGeneration: failed.Generation})
 	})
 	w.waitMounted(failed, metav1.ConditionFalse, osseav1.ReasonNotAttached, 20*time.Second)
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		if got := w.get(failed); controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
 			return fmt.Sprintf("the failed attach still carries the mount finalizer: %v", got.Finalizers)
 		}
