@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,7 +17,6 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
@@ -29,6 +26,7 @@ import (
 	"github.com/migratekit/ossea-operator/internal/guestdisk"
 	"github.com/migratekit/ossea-operator/internal/nodeagent"
 	"github.com/migratekit/ossea-operator/internal/testenv"
+	"github.com/migratekit/ossea-operator/internal/testkit"
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
@@ -53,7 +51,7 @@ func TestMain(m *testing.M) {
 
 type agentProc struct {
 	cmd   *exec.Cmd
-	out   *syncBuffer
+	out   *testkit.SyncBuffer
 	probe string
 	// exited is closed when the process has ended; err is then its exit status.
 	exited chan struct{}
@@ -63,7 +61,7 @@ type agentProc struct {
 func startAgent(t *testing.T, kubeconfig, nodeName string, args ...string) *agentProc {
 	t.Helper()
 	probe := freeAddr(t)
-	p := &agentProc{out: &syncBuffer{}, probe: probe, exited: make(chan struct{})}
+	p := &agentProc{out: &testkit.SyncBuffer{}, probe: probe, exited: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], append([]string{"--kubeconfig", kubeconfig, "--health-probe-bind-address", probe,
 		"--metrics-bind-address", "0"}, args...)...)
 	p.cmd.Env = append(os.Environ(), runMainEnv+"=1", "NODE_NAME="+nodeName, nodeagent.VMIDEnv+"=")
@@ -87,7 +85,7 @@ func startAgent(t *testing.T, kubeconfig, nodeName string, args ...string) *agen
 
 func (p *agentProc) waitReady(t *testing.T) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		resp, err := http.Get("http://" + p.probe + "/readyz")
 		if err != nil {
 			return err.Error()
@@ -178,7 +176,7 @@ func TestBinaryKilledAndRestartedWhileMounted(t *testing.T) {
 	waitMounted := func() *osseav1.MigrationVolume {
 		t.Helper()
 		got := &osseav1.MigrationVolume{}
-		eventually(t, 30*time.Second, func() string {
+		testkit.Eventually(t, 30*time.Second, func() string {
 			if err := k8s.Get(ctx, client.ObjectKeyFromObject(mv), got); err != nil {
 				return err.Error()
 			}
@@ -220,12 +218,7 @@ func TestBinaryKilledAndRestartedWhileMounted(t *testing.T) {
 	if err := k8s.Delete(ctx, mv); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, func() string {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(mv), &osseav1.MigrationVolume{}); !apierrors.IsNotFound(err) {
-			return fmt.Sprintf("still there (%v)", err)
-		}
-		return ""
-	})
+	testkit.WaitGone(t, k8s, mv, 20*time.Second, func(*osseav1.MigrationVolume) string { return "still there" })
 	if n := mountCount(t, path); n != 0 {
 		t.Errorf("%d mounts at %s after deletion", n, path)
 	}
@@ -298,36 +291,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %s: %s", timeout, msg)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
