@@ -19,7 +19,6 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -37,6 +36,7 @@ import (
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
 	"github.com/migratekit/ossea-operator/internal/nodeagent"
 	"github.com/migratekit/ossea-operator/internal/testenv"
+	"github.com/migratekit/ossea-operator/internal/testkit"
 	testworld "github.com/migratekit/ossea-operator/test/world"
 )
 
@@ -163,7 +163,7 @@ func (w *world) startControllers(apiURL string) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(cfg), cfg); err != nil {
 			return err.Error()
 		}
@@ -193,7 +193,7 @@ func (w *world) volume(name string, edit func(*osseav1.MigrationVolume)) *osseav
 
 func (w *world) waitReady(mv *osseav1.MigrationVolume, phase osseav1.Phase) *osseav1.MigrationVolume {
 	w.t.Helper()
-	eventually(w.t, 60*time.Second, func() string {
+	testkit.Eventually(w.t, 60*time.Second, func() string {
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), mv); err != nil {
 			return err.Error()
 		}
@@ -284,7 +284,7 @@ func TestFullPathWithTheSimulatorsHypervisor(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(fs), fs); err != nil {
 			return err.Error()
 		}
@@ -347,15 +347,7 @@ func TestFullPathWithTheSimulatorsHypervisor(t *testing.T) {
 
 func waitGone(t *testing.T, mv *osseav1.MigrationVolume, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, func() string {
-		got := &osseav1.MigrationVolume{}
-		err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), got)
-		if apierrors.IsNotFound(err) {
-			return ""
-		}
-		if err != nil {
-			return err.Error()
-		}
+	testkit.WaitGone(t, k8s, mv, timeout, func(got *osseav1.MigrationVolume) string {
 		return fmt.Sprintf("%s still there: phase %s, finalizers %v, %s", mv.Name, got.Status.Phase, got.Finalizers, describe(got.Status.Conditions))
 	})
 }
@@ -405,19 +397,4 @@ func describe(conds []metav1.Condition) string {
 		parts = append(parts, fmt.Sprintf("%s=%s/%s: %s", c.Type, c.Status, c.Reason, c.Message))
 	}
 	return strings.Join(parts, "; ")
-}
-
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %s: %s", timeout, msg)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
