@@ -1,6 +1,7 @@
 // Package testkit holds the helpers the tests of several packages share: polling until a
-// condition holds, a log sink that goroutines write to while the test reads it, and waiting
-// for an object to leave the API server. It is imported only from _test.go files and the
+// condition holds, waiting for an object to leave the API server, a log sink that
+// goroutines write to while the test reads it, a condition list on one line, and the mount
+// table as the tests of the node agent look at it. It is imported only from _test.go files and the
 // test/ mains; nothing that ships links it.
 package testkit
 
@@ -8,11 +9,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -68,6 +71,16 @@ func WaitGone[O any, P interface {
 		}
 		return fmt.Sprintf("%s still exists", key.Name)
 	})
+}
+
+// DescribeConditions puts an object's conditions on one line, Type=Status/Reason: Message
+// each, for the message of a test that waited on them in vain.
+func DescribeConditions(conds []metav1.Condition) string {
+	var parts []string
+	for _, c := range conds {
+		parts = append(parts, fmt.Sprintf("%s=%s/%s: %s", c.Type, c.Status, c.Reason, c.Message))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // SyncBuffer is a bytes.Buffer that may be written from several goroutines while the test

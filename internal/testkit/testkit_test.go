@@ -162,3 +162,17 @@ func TestSyncBuffer(t *testing.T) {
 		t.Fatalf("%d lines, want 800", n)
 	}
 }
+
+func TestDescribeConditions(t *testing.T) {
+	conds := []metav1.Condition{
+		{Type: "Ready", Status: metav1.ConditionFalse, Reason: "NotAttached", Message: "waiting for the attach"},
+		{Type: "Stalled", Status: metav1.ConditionTrue, Reason: "DeviceNotFound", Message: "no device"},
+	}
+	want := "Ready=False/NotAttached: waiting for the attach; Stalled=True/DeviceNotFound: no device"
+	if got := DescribeConditions(conds); got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if got := DescribeConditions(nil); got != "" {
+		t.Fatalf("no conditions: got %q", got)
+	}
+}
