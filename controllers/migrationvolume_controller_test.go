@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -19,6 +20,7 @@ import (
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
 	"github.com/migratekit/ossea-operator/internal/testkit"
+	"github.com/migratekit/ossea-operator/test/world"
 )
 
 // volumeWorld is the test world for volume tests: the tenant owns the OMA VM.
@@ -104,7 +106,7 @@ func waitVolume(t *testing.T, mv *osseav1.MigrationVolume, timeout time.Duration
 			return err.Error()
 		}
 		if msg := check(got); msg != "" {
-			return fmt.Sprintf("%s (phase %s, conditions %s)", msg, got.Status.Phase, describe(got.Status.Conditions))
+			return fmt.Sprintf("%s (phase %s, conditions %s)", msg, got.Status.Phase, testkit.DescribeConditions(got.Status.Conditions))
 		}
 		return ""
 	})
@@ -122,14 +124,6 @@ func conditionIs(condType string, want metav1.ConditionStatus, reason string) fu
 		}
 		return ""
 	}
-}
-
-func describe(conds []metav1.Condition) string {
-	var parts []string
-	for _, c := range conds {
-		parts = append(parts, fmt.Sprintf("%s=%s/%s: %s", c.Type, c.Status, c.Reason, c.Message))
-	}
-	return strings.Join(parts, "; ")
 }
 
 // simVolumes are the simulator's volumes that carry the object's ownership tag or its name.
@@ -366,7 +360,7 @@ func TestVolumeExactlyOnceUnderLostResponses(t *testing.T) {
 	if snap.InjectedFaults["lostResponse"] < 9 {
 		t.Errorf("only %d lost responses injected; the test did not test much", snap.InjectedFaults["lostResponse"])
 	}
-	if n := len(dataVolumes(snap)); n != 3 {
+	if n := len(world.DataVolumes(snap)); n != 3 {
 		t.Errorf("CloudStack holds %d data volumes, want 3", n)
 	}
 }
@@ -455,7 +449,7 @@ func TestVolumeNamesItsVMWhileAttaching(t *testing.T) {
 		default:
 			if st.AttachedVirtualMachineID != "" {
 				t.Errorf("neither attached nor attaching (conditions %s; last error %+v), yet attachedVirtualMachineID is %q",
-					describe(st.Conditions), st.LastCloudStackError, st.AttachedVirtualMachineID)
+					testkit.DescribeConditions(st.Conditions), st.LastCloudStackError, st.AttachedVirtualMachineID)
 			}
 			if st.LastCloudStackError != nil && lastJob != "" {
 				failures[lastJob] = true
@@ -471,7 +465,7 @@ func TestVolumeNamesItsVMWhileAttaching(t *testing.T) {
 // as the first two are deleted.
 func TestVolumeCapacity(t *testing.T) {
 	s := startVolumeSim(t, cloudsim.Options{})
-	e := newVolumeEnv(t, s, func(cfg *osseav1.OsseaConfig) { cfg.Spec.MaxDataVolumes = ptrTo[int32](2) })
+	e := newVolumeEnv(t, s, func(cfg *osseav1.OsseaConfig) { cfg.Spec.MaxDataVolumes = ptr.To[int32](2) })
 	var mvs []*osseav1.MigrationVolume
 	for i := range 4 {
 		mv := e.newVolume(fmt.Sprintf("disk%d", i), nil)
@@ -671,15 +665,3 @@ func TestVolumeAccountLimit(t *testing.T) {
 	}
 	testkit.WaitGone(t, k8s, mv, 20*time.Second, nil)
 }
-
-func dataVolumes(st cloudsim.State) []cloudsim.Volume {
-	var out []cloudsim.Volume
-	for _, v := range st.Volumes {
-		if v.Type == "DATADISK" {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-func ptrTo[T any](v T) *T { return &v }

@@ -14,6 +14,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
@@ -146,11 +147,11 @@ func TestVolumeDeleteRacesAttach(t *testing.T) {
 		ID: secondOMAVMID, Name: "oma-2", Zone: cloudsim.DefaultZoneID, Account: "tenant", MaxDataVolumes: slots,
 	})
 	s := startRuleCheckedSim(t, cloudsim.Options{World: w, JobLatency: time.Second})
-	e := newVolumeEnv(t, s.sim, func(cfg *osseav1.OsseaConfig) { cfg.Spec.MaxDataVolumes = ptrTo[int32](slots) })
+	e := newVolumeEnv(t, s.sim, func(cfg *osseav1.OsseaConfig) { cfg.Spec.MaxDataVolumes = ptr.To[int32](slots) })
 	second := newConfig(e.ns, "ossea-2", s.url)
 	second.Spec.CredentialsSecretRef.Name = "ossea-credentials"
 	second.Spec.OMAVirtualMachineID = secondOMAVMID
-	second.Spec.MaxDataVolumes = ptrTo[int32](slots)
+	second.Spec.MaxDataVolumes = ptr.To[int32](slots)
 	create(t, second)
 	waitReady(t, client.ObjectKeyFromObject(second), metav1.ConditionTrue, osseav1.ReasonConnected)
 
@@ -215,7 +216,7 @@ func TestVolumeDeleteRacesAttach(t *testing.T) {
 		t.Error(p)
 	}
 	snap := s.Snapshot()
-	if left := dataVolumes(snap); len(left) != 0 {
+	if left := world.DataVolumes(snap); len(left) != 0 {
 		t.Errorf("%d data volumes left in CloudStack after every object is gone: %+v", len(left), left)
 	}
 	for _, j := range snap.Jobs {
@@ -266,7 +267,7 @@ func TestVolumeTeardownWaitsOutAJobWhoseReplyWasLost(t *testing.T) {
 	refused := false
 	testkit.WaitGone(t, k8s, mv, 30*time.Second, func(got *osseav1.MigrationVolume) string {
 		if c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
-			t.Fatalf("the volume stalled while its teardown waited for the attach job: %s", describe(got.Status.Conditions))
+			t.Fatalf("the volume stalled while its teardown waited for the attach job: %s", testkit.DescribeConditions(got.Status.Conditions))
 		}
 		if e := got.Status.LastCloudStackError; e != nil && strings.Contains(e.Text, "by a job in progress") {
 			refused = true
@@ -274,7 +275,7 @@ func TestVolumeTeardownWaitsOutAJobWhoseReplyWasLost(t *testing.T) {
 		return "not gone yet"
 	})
 	snap := s.Snapshot()
-	if left := dataVolumes(snap); len(left) != 0 {
+	if left := world.DataVolumes(snap); len(left) != 0 {
 		t.Errorf("volumes left in CloudStack: %+v", left)
 	}
 	if !refused || snap.Calls["deleteVolume"] < 2 {
