@@ -83,7 +83,7 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 	writeSynced(t, filepath.Join(path, "data.bin"), data)
 
 	w.deleteAndWaitGone(mv, 20*time.Second)
-	if n := mountCount(t, path); n != 0 {
+	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Fatalf("%d mounts left at %s after deletion", n, path)
 	}
 	for _, d := range []string{path, filepath.Dir(path)} {
@@ -233,7 +233,7 @@ func TestRefusedDevicesAreLeftUntouched(t *testing.T) {
 				t.Errorf("event note %q differs from the condition message %q", note, c.Message)
 			}
 			path := w.mountPath("job-r", p.name)
-			if n := mountCount(t, path); n != 0 {
+			if n := len(testkit.MountsAt(t, path)); n != 0 {
 				t.Errorf("%d mounts at %s", n, path)
 			}
 			if _, err := os.Lstat(path); !isNotExist(err) {
@@ -302,7 +302,7 @@ func TestRestartWhileMountedDoesNotMountTwice(t *testing.T) {
 
 	first.stop() // cancels the manager mid-flight, like a kill: nothing is unmounted
 	before := w.get(mv)
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Fatalf("%d mounts at %s after the agent stopped, want 1", n, path)
 	}
 
@@ -315,7 +315,7 @@ func TestRestartWhileMountedDoesNotMountTwice(t *testing.T) {
 		}
 		return ""
 	})
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Errorf("%d mounts at %s after the restart, want 1", n, path)
 	}
 	after := w.get(mv)
@@ -368,7 +368,7 @@ func TestBusyMountBlocksTeardownUntilReleased(t *testing.T) {
 	if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
 		t.Fatal("the mount finalizer was removed while the filesystem is busy")
 	}
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Fatalf("%d mounts at %s while busy, want 1 (a lazy unmount would show 0)", n, path)
 	}
 	if _, err := f.WriteString("still writing"); err != nil {
@@ -380,7 +380,7 @@ func TestBusyMountBlocksTeardownUntilReleased(t *testing.T) {
 	}
 	closed = true
 	w.waitGone(mv, 20*time.Second)
-	if n := mountCount(t, path); n != 0 {
+	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Errorf("%d mounts at %s after release", n, path)
 	}
 	if _, err := os.Lstat(path); !isNotExist(err) {
@@ -498,7 +498,7 @@ func TestDetachedWhileMountedIsReleased(t *testing.T) {
 	}
 	detach()
 	released()
-	if n := mountCount(t, path); n != 0 {
+	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Errorf("%d mounts left at %s", n, path)
 	}
 
@@ -514,7 +514,7 @@ func TestDetachedWhileMountedIsReleased(t *testing.T) {
 	detach()
 	w.startAgent()
 	released()
-	if n := mountCount(t, path); n != 0 {
+	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Errorf("%d mounts left at %s after the restarted agent released it", n, path)
 	}
 	w.deleteAndWaitGone(mv, 10*time.Second)
@@ -641,7 +641,7 @@ func TestLinkFlapWhileMountedKeepsTheMount(t *testing.T) {
 	if after.ResourceVersion != before.ResourceVersion {
 		t.Errorf("the status changed while the link flapped: %+v", after.Status)
 	}
-	if n := mountCount(t, w.mountPath("job-f", "disk-0")); n != 1 {
+	if n := len(testkit.MountsAt(t, w.mountPath("job-f", "disk-0"))); n != 1 {
 		t.Errorf("%d mounts, want 1", n)
 	}
 	if note := w.findEvent(mv, corev1.EventTypeWarning, osseav1.ReasonDeviceNotFound); note != "" {
@@ -736,12 +736,12 @@ func TestClaimedWhileAttaching(t *testing.T) {
 		t.Fatal("the test never reported the attach done, yet Attached is True")
 	}
 	path := w.mountPath("job-e", "disk-0")
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Fatalf("%d mounts at %s, want 1", n, path)
 	}
 	w.attach(mv, volID) // the manager sees the job done: nothing changes on the node
 	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 5*time.Second)
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Fatalf("%d mounts at %s after the attach was confirmed, want 1", n, path)
 	}
 
@@ -780,7 +780,7 @@ func TestClaimedWhileAttaching(t *testing.T) {
 	w.deleteAndWaitGone(blk, 10*time.Second)
 	w.deleteAndWaitGone(failed, 10*time.Second)
 	w.deleteAndWaitGone(mv, 20*time.Second)
-	if n := mountCount(t, path); n != 0 {
+	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Errorf("%d mounts left at %s after delete", n, path)
 	}
 }

@@ -460,16 +460,6 @@ func (w *world) findEvent(mv *osseav1.MigrationVolume, eventType, reason string)
 	return ""
 }
 
-// mountCount is how many entries the mount table has for path (stacked mounts count).
-func mountCount(t *testing.T, path string) int {
-	t.Helper()
-	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (skip, stop bool) { return i.Mountpoint != path, false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ms)
-}
-
 // firstMiB is the sha256 of the device's first MiB, where any partition table, filesystem
 // signature or superblock a format would write lives.
 func firstMiB(t *testing.T, dev string) string {
