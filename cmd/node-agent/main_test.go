@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -120,7 +118,7 @@ func TestBinaryKilledAndRestartedWhileMounted(t *testing.T) {
 			_ = exec.Command("losetup", "--detach", loop).Run()
 		}
 	})
-	t.Cleanup(func() { unmountUnder(mountRoot) })
+	t.Cleanup(func() { testkit.UnmountUnder(t, mountRoot) })
 
 	vmID := uuid.NewString()
 	nodeName := "oma-" + vmID[:8]
@@ -197,14 +195,14 @@ func TestBinaryKilledAndRestartedWhileMounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-first.exited
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Fatalf("%d mounts at %s after the kill", n, path)
 	}
 
 	second := startAgent(t, kubeconfig, nodeName, args...)
 	second.waitReady(t)
 	time.Sleep(2 * time.Second) // ten resyncs
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Errorf("%d mounts at %s after the restart, want 1", n, path)
 	}
 	after := waitMounted()
@@ -219,7 +217,7 @@ func TestBinaryKilledAndRestartedWhileMounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitGone(t, k8s, mv, 20*time.Second, func(*osseav1.MigrationVolume) string { return "still there" })
-	if n := mountCount(t, path); n != 0 {
+	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Errorf("%d mounts at %s after deletion", n, path)
 	}
 
@@ -257,29 +255,6 @@ func TestBinaryWithoutVMIDExplainsAndExits(t *testing.T) {
 	}
 	if !strings.Contains(p.out.String(), "has no label "+nodeagent.VMIDLabel) {
 		t.Errorf("the error does not say what to do:\n%s", p.out.String())
-	}
-}
-
-func mountCount(t *testing.T, path string) int {
-	t.Helper()
-	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (bool, bool) { return i.Mountpoint != path, false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ms)
-}
-
-func unmountUnder(root string) {
-	if r, err := filepath.EvalSymlinks(root); err == nil {
-		root = r
-	}
-	ms, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(root))
-	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].Mountpoint != root {
-			if err := unix.Unmount(ms[i].Mountpoint, 0); err != nil {
-				_ = unix.Unmount(ms[i].Mountpoint, unix.MNT_DETACH) // test cleanup only
-			}
-		}
 	}
 }
 
