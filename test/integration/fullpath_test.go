@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -83,7 +82,7 @@ func newWorld(t *testing.T) *world {
 	})
 	// Runs before the simulator closes, after the controllers stopped: whatever is still
 	// mounted under this test's mount root (a failed test) is unmounted.
-	t.Cleanup(func() { unmountUnder(t, w.mountRoot) })
+	t.Cleanup(func() { testkit.UnmountUnder(t, w.mountRoot) })
 
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "fullpath-"}}
 	if err := k8s.Create(testCtx, ns); err != nil {
@@ -198,7 +197,7 @@ func (w *world) waitReady(mv *osseav1.MigrationVolume, phase osseav1.Phase) *oss
 			return err.Error()
 		}
 		if !meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionReady) || mv.Status.Phase != phase {
-			return fmt.Sprintf("%s: phase %s, conditions %s", mv.Name, mv.Status.Phase, describe(mv.Status.Conditions))
+			return fmt.Sprintf("%s: phase %s, conditions %s", mv.Name, mv.Status.Phase, testkit.DescribeConditions(mv.Status.Conditions))
 		}
 		return ""
 	})
@@ -252,7 +251,7 @@ func TestFullPathWithTheSimulatorsHypervisor(t *testing.T) {
 			if mv.Status.MountPath != want || mv.Status.FilesystemType != c.fsType {
 				t.Errorf("%s: mountPath %q, filesystemType %q; want %q, %s", mv.Name, mv.Status.MountPath, mv.Status.FilesystemType, want, c.fsType)
 			}
-			ms := mountsAt(t, want)
+			ms := testkit.MountsAt(t, want)
 			if len(ms) != 1 || ms[0].FSType != c.fsType || ms[0].Source != v.LoopDevice {
 				t.Errorf("%s: mount table at %s: %+v; want one %s mount of %s", mv.Name, want, ms, c.fsType, v.LoopDevice)
 			}
@@ -305,7 +304,7 @@ func TestFullPathWithTheSimulatorsHypervisor(t *testing.T) {
 	if err := k8s.Get(testCtx, client.ObjectKeyFromObject(fs), fs); err != nil || fs.Status.Phase != osseav1.PhaseUnmounting {
 		t.Errorf("disk-0 phase %q (%v), want Unmounting", fs.Status.Phase, err)
 	}
-	if len(mountsAt(t, fs.Status.MountPath)) != 1 {
+	if len(testkit.MountsAt(t, fs.Status.MountPath)) != 1 {
 		t.Fatalf("disk-0 is no longer mounted while busy")
 	}
 
@@ -348,17 +347,8 @@ func TestFullPathWithTheSimulatorsHypervisor(t *testing.T) {
 func waitGone(t *testing.T, mv *osseav1.MigrationVolume, timeout time.Duration) {
 	t.Helper()
 	testkit.WaitGone(t, k8s, mv, timeout, func(got *osseav1.MigrationVolume) string {
-		return fmt.Sprintf("%s still there: phase %s, finalizers %v, %s", mv.Name, got.Status.Phase, got.Finalizers, describe(got.Status.Conditions))
+		return fmt.Sprintf("%s still there: phase %s, finalizers %v, %s", mv.Name, got.Status.Phase, got.Finalizers, testkit.DescribeConditions(got.Status.Conditions))
 	})
-}
-
-func mountsAt(t *testing.T, path string) []*mountinfo.Info {
-	t.Helper()
-	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (bool, bool) { return i.Mountpoint != path, false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ms
 }
 
 func mountsOfSource(t *testing.T, source string) []*mountinfo.Info {
@@ -368,33 +358,4 @@ func mountsOfSource(t *testing.T, source string) []*mountinfo.Info {
 		t.Fatal(err)
 	}
 	return ms
-}
-
-// unmountUnder unmounts what is mounted below root (only a failed test leaves anything).
-func unmountUnder(t *testing.T, root string) {
-	if r, err := filepath.EvalSymlinks(root); err == nil {
-		root = r
-	}
-	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(root))
-	if err != nil {
-		t.Errorf("reading the mount table: %v", err)
-		return
-	}
-	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].Mountpoint == root {
-			continue
-		}
-		if err := unix.Unmount(ms[i].Mountpoint, 0); err != nil {
-			// A failed test may have left a file open; this is cleanup, not the agent.
-			_ = unix.Unmount(ms[i].Mountpoint, unix.MNT_DETACH)
-		}
-	}
-}
-
-func describe(conds []metav1.Condition) string {
-	var parts []string
-	for _, c := range conds {
-		parts = append(parts, fmt.Sprintf("%s=%s/%s: %s", c.Type, c.Status, c.Reason, c.Message))
-	}
-	return strings.Join(parts, "; ")
 }
