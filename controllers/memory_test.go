@@ -271,6 +271,20 @@ func TestSlotCount(t *testing.T) {
 			inCloud: []string{"vol-b", "foreign-1"}, want: slotClaim{used: 3, held: true, confirm: true}, wantUsed: 4},
 		{name: "this volume's own attachment is not counted", limit: 3, shown: []string{"a", "b"}, inCloud: []string{"vol-a", "vol-b"},
 			want: slotClaim{used: 1, held: true, confirm: true}, wantUsed: 1, wantHeld: true},
+		{name: "a held slot past exactly its time still counts", limit: 6, holds: map[string]other{"d": {vm: "vm", age: reservationTTL}},
+			want: slotClaim{used: 1, held: true}, wantUsed: 1, wantHeld: true},
+		{name: "two slots left: CloudStack is asked", limit: 6, shown: []string{"b", "c", "d", "e"}, inCloud: []string{"vol-b", "vol-c", "vol-d", "vol-e"},
+			want: slotClaim{used: 4, held: true, confirm: true}, wantUsed: 4, wantHeld: true},
+		{name: "three slots left: CloudStack is not asked", limit: 6, shown: []string{"b", "c", "d"},
+			want: slotClaim{used: 3, held: true}, wantUsed: 3, wantHeld: true},
+		{name: "a limit of one on an empty VM: CloudStack confirms", limit: 1,
+			want: slotClaim{held: true, confirm: true}, wantHeld: true},
+		{name: "a limit of one, a disk the operator does not manage: no slot", limit: 1, inCloud: []string{"foreign-1"},
+			want: slotClaim{held: true, confirm: true}, wantUsed: 1},
+		{name: "nearly full: a held slot CloudStack already lists counts once", limit: 4, shown: []string{"b"}, holds: map[string]other{"d": {vm: "vm"}},
+			inCloud: []string{"vol-b", "vol-d"}, want: slotClaim{used: 2, held: true, confirm: true}, wantUsed: 2, wantHeld: true},
+		{name: "nearly full: CloudStack lists fewer than the cache, the cache's count stands", limit: 4, shown: []string{"b", "c"},
+			inCloud: []string{"vol-b"}, want: slotClaim{used: 2, held: true, confirm: true}, wantUsed: 2, wantHeld: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -19,6 +19,8 @@ import (
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
+	"github.com/migratekit/ossea-operator/internal/testkit"
+	"github.com/migratekit/ossea-operator/test/world"
 )
 
 // volumeWorld is the test world for volume tests: the tenant owns the OMA VM.
@@ -99,12 +101,12 @@ func create(t *testing.T, objs ...client.Object) {
 func waitVolume(t *testing.T, mv *osseav1.MigrationVolume, timeout time.Duration, check func(*osseav1.MigrationVolume) string) *osseav1.MigrationVolume {
 	t.Helper()
 	got := &osseav1.MigrationVolume{}
-	eventually(t, timeout, func() string {
+	testkit.Eventually(t, timeout, func() string {
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), got); err != nil {
 			return err.Error()
 		}
 		if msg := check(got); msg != "" {
-			return fmt.Sprintf("%s (phase %s, conditions %s)", msg, got.Status.Phase, describe(got.Status.Conditions))
+			return fmt.Sprintf("%s (phase %s, conditions %s)", msg, got.Status.Phase, testkit.DescribeConditions(got.Status.Conditions))
 		}
 		return ""
 	})
@@ -122,24 +124,6 @@ func conditionIs(condType string, want metav1.ConditionStatus, reason string) fu
 		}
 		return ""
 	}
-}
-
-func gone(mv *osseav1.MigrationVolume) func() string {
-	return func() string {
-		err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), &osseav1.MigrationVolume{})
-		if apierrors.IsNotFound(err) {
-			return ""
-		}
-		return fmt.Sprintf("%s still exists (%v)", mv.Name, err)
-	}
-}
-
-func describe(conds []metav1.Condition) string {
-	var parts []string
-	for _, c := range conds {
-		parts = append(parts, fmt.Sprintf("%s=%s/%s: %s", c.Type, c.Status, c.Reason, c.Message))
-	}
-	return strings.Join(parts, "; ")
 }
 
 // simVolumes are the simulator's volumes that carry the object's ownership tag or its name.
@@ -163,7 +147,7 @@ func simVolumes(s *sim, mv *osseav1.MigrationVolume) []cloudsim.Volume {
 // agentMount plays the node agent: it takes the mount finalizer and reports Mounted.
 func agentMount(t *testing.T, mv *osseav1.MigrationVolume) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		cur := &osseav1.MigrationVolume{}
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), cur); err != nil {
 			return err.Error()
@@ -189,7 +173,7 @@ func agentMount(t *testing.T, mv *osseav1.MigrationVolume) {
 // agentRelease plays the node agent unmounting: the mount finalizer goes.
 func agentRelease(t *testing.T, mv *osseav1.MigrationVolume) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		cur := &osseav1.MigrationVolume{}
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), cur); err != nil {
 			return err.Error()
@@ -230,7 +214,7 @@ func directCloud(t *testing.T, e *volumeEnv) cloudstack.Cloud {
 // waitJob waits for a CloudStack job started out of band.
 func waitJob(t *testing.T, c cloudstack.Cloud, jobID string) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		res, err := c.PollJob(context.Background(), jobID)
 		if err != nil {
 			return err.Error()
@@ -318,7 +302,7 @@ func TestVolumeLifecycle(t *testing.T) {
 
 	released := time.Now()
 	agentRelease(t, got)
-	eventually(t, 30*time.Second, gone(mv))
+	testkit.WaitGone(t, k8s, mv, 30*time.Second, nil)
 	snap = s.Snapshot()
 	if vols := simVolumes(s, got); len(vols) != 0 {
 		t.Fatalf("volumes left in CloudStack after delete: %+v", vols)
@@ -376,7 +360,7 @@ func TestVolumeExactlyOnceUnderLostResponses(t *testing.T) {
 	if snap.InjectedFaults["lostResponse"] < 9 {
 		t.Errorf("only %d lost responses injected; the test did not test much", snap.InjectedFaults["lostResponse"])
 	}
-	if n := len(dataVolumes(snap)); n != 3 {
+	if n := len(world.DataVolumes(snap)); n != 3 {
 		t.Errorf("CloudStack holds %d data volumes, want 3", n)
 	}
 }
@@ -465,7 +449,7 @@ func TestVolumeNamesItsVMWhileAttaching(t *testing.T) {
 		default:
 			if st.AttachedVirtualMachineID != "" {
 				t.Errorf("neither attached nor attaching (conditions %s; last error %+v), yet attachedVirtualMachineID is %q",
-					describe(st.Conditions), st.LastCloudStackError, st.AttachedVirtualMachineID)
+					testkit.DescribeConditions(st.Conditions), st.LastCloudStackError, st.AttachedVirtualMachineID)
 			}
 			if st.LastCloudStackError != nil && lastJob != "" {
 				failures[lastJob] = true
@@ -481,7 +465,7 @@ func TestVolumeNamesItsVMWhileAttaching(t *testing.T) {
 // as the first two are deleted.
 func TestVolumeCapacity(t *testing.T) {
 	s := startVolumeSim(t, cloudsim.Options{})
-	e := newVolumeEnv(t, s, func(cfg *osseav1.OsseaConfig) { cfg.Spec.MaxDataVolumes = ptrTo[int32](2) })
+	e := newVolumeEnv(t, s, func(cfg *osseav1.OsseaConfig) { cfg.Spec.MaxDataVolumes = ptr.To[int32](2) })
 	var mvs []*osseav1.MigrationVolume
 	for i := range 4 {
 		mv := e.newVolume(fmt.Sprintf("disk%d", i), nil)
@@ -511,7 +495,7 @@ func TestVolumeCapacity(t *testing.T) {
 		waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached))
 	}
 	for _, mv := range mvs[:2] {
-		eventually(t, 10*time.Second, gone(mv))
+		testkit.WaitGone(t, k8s, mv, 10*time.Second, nil)
 	}
 }
 
@@ -525,7 +509,7 @@ func TestVolumeRetain(t *testing.T) {
 	if err := k8s.Delete(testCtx, got); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, gone(mv))
+	testkit.WaitGone(t, k8s, mv, 30*time.Second, nil)
 	vols := simVolumes(s, got)
 	if len(vols) != 1 {
 		t.Fatalf("want the retained volume in CloudStack, found %+v", vols)
@@ -597,7 +581,7 @@ func TestVolumeWaitsForConfigThenNameConflict(t *testing.T) {
 	if err := k8s.Delete(testCtx, got); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, gone(conflict))
+	testkit.WaitGone(t, k8s, conflict, 20*time.Second, nil)
 	if v, err := c.GetVolume(context.Background(), foreignID); err != nil || len(v.Tags) != 0 {
 		t.Errorf("the foreign volume was touched: %+v %v", v, err)
 	}
@@ -618,7 +602,7 @@ func TestVolumeDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJob(t, c, jobID)
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		if n := s.Snapshot().Calls["attachVolume"]; n < 2 {
 			return "not attached again yet"
 		}
@@ -679,17 +663,5 @@ func TestVolumeAccountLimit(t *testing.T) {
 	if err := k8s.Delete(testCtx, got); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, gone(mv))
+	testkit.WaitGone(t, k8s, mv, 20*time.Second, nil)
 }
-
-func dataVolumes(st cloudsim.State) []cloudsim.Volume {
-	var out []cloudsim.Volume
-	for _, v := range st.Volumes {
-		if v.Type == "DATADISK" {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-func ptrTo[T any](v T) *T { return &v }

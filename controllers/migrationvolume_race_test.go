@@ -12,13 +12,14 @@ import (
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
+	"github.com/migratekit/ossea-operator/internal/testkit"
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
@@ -146,11 +147,11 @@ func TestVolumeDeleteRacesAttach(t *testing.T) {
 		ID: secondOMAVMID, Name: "oma-2", Zone: cloudsim.DefaultZoneID, Account: "tenant", MaxDataVolumes: slots,
 	})
 	s := startRuleCheckedSim(t, cloudsim.Options{World: w, JobLatency: time.Second})
-	e := newVolumeEnv(t, s.sim, func(cfg *osseav1.OsseaConfig) { cfg.Spec.MaxDataVolumes = ptrTo[int32](slots) })
+	e := newVolumeEnv(t, s.sim, func(cfg *osseav1.OsseaConfig) { cfg.Spec.MaxDataVolumes = ptr.To[int32](slots) })
 	second := newConfig(e.ns, "ossea-2", s.url)
 	second.Spec.CredentialsSecretRef.Name = "ossea-credentials"
 	second.Spec.OMAVirtualMachineID = secondOMAVMID
-	second.Spec.MaxDataVolumes = ptrTo[int32](slots)
+	second.Spec.MaxDataVolumes = ptr.To[int32](slots)
 	create(t, second)
 	waitReady(t, client.ObjectKeyFromObject(second), metav1.ConditionTrue, osseav1.ReasonConnected)
 
@@ -166,7 +167,7 @@ func TestVolumeDeleteRacesAttach(t *testing.T) {
 		mvs = append(mvs, mv)
 	}
 	var attached, waiting []*osseav1.MigrationVolume
-	eventually(t, 45*time.Second, func() string {
+	testkit.Eventually(t, 45*time.Second, func() string {
 		attached, waiting = nil, nil
 		for _, mv := range mvs {
 			got := &osseav1.MigrationVolume{}
@@ -195,7 +196,7 @@ func TestVolumeDeleteRacesAttach(t *testing.T) {
 	}
 	// The waiting volumes are deleted one by one from the moment the first detach is done,
 	// so that their deletions and the attaches the freed slots allow overlap.
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		for _, vm := range s.Snapshot().VirtualMachines {
 			if (vm.ID == cloudsim.DefaultOMAVMID || vm.ID == secondOMAVMID) && vm.DataVolumes < slots {
 				return ""
@@ -208,14 +209,14 @@ func TestVolumeDeleteRacesAttach(t *testing.T) {
 		time.Sleep(60 * time.Millisecond)
 	}
 	for _, mv := range mvs {
-		eventually(t, 60*time.Second, gone(mv))
+		testkit.WaitGone(t, k8s, mv, 60*time.Second, nil)
 	}
 
 	for _, p := range s.found() {
 		t.Error(p)
 	}
 	snap := s.Snapshot()
-	if left := dataVolumes(snap); len(left) != 0 {
+	if left := world.DataVolumes(snap); len(left) != 0 {
 		t.Errorf("%d data volumes left in CloudStack after every object is gone: %+v", len(left), left)
 	}
 	for _, j := range snap.Jobs {
@@ -252,7 +253,7 @@ func TestVolumeTeardownWaitsOutAJobWhoseReplyWasLost(t *testing.T) {
 	mv := e.newVolume("disk0", func(mv *osseav1.MigrationVolume) { mv.Spec.Mode = osseav1.VolumeModeBlock })
 	s.SetFaults(cloudsim.Faults{LostResponseRate: 1, Commands: []string{"attachVolume"}})
 	create(t, mv)
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		for _, j := range s.Snapshot().Jobs {
 			if strings.EqualFold(j.Command, "attachVolume") && j.Completed == nil {
 				return ""
@@ -264,17 +265,9 @@ func TestVolumeTeardownWaitsOutAJobWhoseReplyWasLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused := false
-	eventually(t, 30*time.Second, func() string {
-		got := &osseav1.MigrationVolume{}
-		err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), got)
-		if apierrors.IsNotFound(err) {
-			return ""
-		}
-		if err != nil {
-			return err.Error()
-		}
+	testkit.WaitGone(t, k8s, mv, 30*time.Second, func(got *osseav1.MigrationVolume) string {
 		if c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
-			t.Fatalf("the volume stalled while its teardown waited for the attach job: %s", describe(got.Status.Conditions))
+			t.Fatalf("the volume stalled while its teardown waited for the attach job: %s", testkit.DescribeConditions(got.Status.Conditions))
 		}
 		if e := got.Status.LastCloudStackError; e != nil && strings.Contains(e.Text, "by a job in progress") {
 			refused = true
@@ -282,7 +275,7 @@ func TestVolumeTeardownWaitsOutAJobWhoseReplyWasLost(t *testing.T) {
 		return "not gone yet"
 	})
 	snap := s.Snapshot()
-	if left := dataVolumes(snap); len(left) != 0 {
+	if left := world.DataVolumes(snap); len(left) != 0 {
 		t.Errorf("volumes left in CloudStack: %+v", left)
 	}
 	if !refused || snap.Calls["deleteVolume"] < 2 {

@@ -24,6 +24,7 @@ import (
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
+	"github.com/migratekit/ossea-operator/internal/testkit"
 )
 
 // Credentials of the accounts in the test world. Distinctive values, so a leak into a log
@@ -81,7 +82,7 @@ func newConfig(ns, name, url string) *osseav1.OsseaConfig {
 func waitReady(t *testing.T, key client.ObjectKey, want metav1.ConditionStatus, reason string) *osseav1.OsseaConfig {
 	t.Helper()
 	cfg := &osseav1.OsseaConfig{}
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		if err := k8s.Get(testCtx, key, cfg); err != nil {
 			return err.Error()
 		}
@@ -101,7 +102,7 @@ func waitReady(t *testing.T, key client.ObjectKey, want metav1.ConditionStatus, 
 
 func update(t *testing.T, obj client.Object, change func()) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err.Error()
 		}
@@ -362,7 +363,7 @@ func TestConfigDeletionWaitsForVolumes(t *testing.T) {
 	if err := k8s.Create(testCtx, vol); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, func() string {
+	testkit.Eventually(t, 20*time.Second, func() string {
 		if !hasFinalizer(t, cfg) || !hasFinalizer(t, secret) {
 			return "in-use finalizers not yet on the config and its Secret"
 		}
@@ -375,7 +376,7 @@ func TestConfigDeletionWaitsForVolumes(t *testing.T) {
 	if err := k8s.Delete(testCtx, secret); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, func() string {
+	testkit.Eventually(t, 20*time.Second, func() string {
 		got := &osseav1.OsseaConfig{}
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(cfg), got); err != nil {
 			return err.Error()
@@ -397,7 +398,7 @@ func TestConfigDeletionWaitsForVolumes(t *testing.T) {
 	if err := k8s.Delete(testCtx, vol); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, func() string {
+	testkit.Eventually(t, 20*time.Second, func() string {
 		for _, o := range []client.Object{&osseav1.OsseaConfig{}, &corev1.Secret{}} {
 			key := client.ObjectKeyFromObject(cfg)
 			if _, ok := o.(*corev1.Secret); ok {
@@ -435,7 +436,7 @@ func TestConfigInUseReleasedWhenVolumesGo(t *testing.T) {
 	if err := k8s.Create(testCtx, vol); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, func() string {
+	testkit.Eventually(t, 20*time.Second, func() string {
 		if !hasFinalizer(t, cfg) || !hasFinalizer(t, secret) {
 			return "in-use finalizers not yet set"
 		}
@@ -444,7 +445,7 @@ func TestConfigInUseReleasedWhenVolumesGo(t *testing.T) {
 	if err := k8s.Delete(testCtx, vol); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, func() string {
+	testkit.Eventually(t, 20*time.Second, func() string {
 		if hasFinalizer(t, cfg) || hasFinalizer(t, secret) {
 			return "in-use finalizers still set after the last volume went"
 		}

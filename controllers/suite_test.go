@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http/httptest"
@@ -26,6 +25,7 @@ import (
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
 	"github.com/migratekit/ossea-operator/internal/testenv"
+	"github.com/migratekit/ossea-operator/internal/testkit"
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
@@ -54,7 +54,7 @@ func TestMain(m *testing.M) {
 // testManager is the manager binary's controllers, run in-process against the test API
 // server, watching one namespace so that tests cannot disturb each other.
 type testManager struct {
-	logs *syncBuffer
+	logs *testkit.SyncBuffer
 	stop func()
 }
 
@@ -62,7 +62,7 @@ type testManager struct {
 // ends (or earlier, through stop, to play a crash).
 func startManager(t *testing.T, ns string) *testManager {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	// Everything the manager logs is kept, at every verbosity, so tests can search it.
 	logger := zap.New(zap.WriteTo(logs), zap.Level(zapcore.Level(-4)))
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
@@ -144,23 +144,6 @@ func newNamespace(t *testing.T) string {
 	return ns.Name
 }
 
-// eventually polls cond every 100ms until it returns "" or the timeout passes, then fails
-// with the last answer.
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %s: %s", timeout, msg)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // assertNoLeak searches the manager's log, every event and the given objects' status for
 // the secret values.
 func assertNoLeak(t *testing.T, logs string, objs []client.Object, secrets ...string) {
@@ -196,21 +179,4 @@ func assertNoLeak(t *testing.T, logs string, objs []client.Object, secrets ...st
 			t.Errorf("%s contains a request signature: %s", where, text[max(0, strings.Index(text, "signature=")-300):min(len(text), strings.Index(text, "signature=")+100)])
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

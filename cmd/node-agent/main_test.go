@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,16 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
@@ -29,6 +24,7 @@ import (
 	"github.com/migratekit/ossea-operator/internal/guestdisk"
 	"github.com/migratekit/ossea-operator/internal/nodeagent"
 	"github.com/migratekit/ossea-operator/internal/testenv"
+	"github.com/migratekit/ossea-operator/internal/testkit"
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
@@ -53,7 +49,7 @@ func TestMain(m *testing.M) {
 
 type agentProc struct {
 	cmd   *exec.Cmd
-	out   *syncBuffer
+	out   *testkit.SyncBuffer
 	probe string
 	// exited is closed when the process has ended; err is then its exit status.
 	exited chan struct{}
@@ -63,7 +59,7 @@ type agentProc struct {
 func startAgent(t *testing.T, kubeconfig, nodeName string, args ...string) *agentProc {
 	t.Helper()
 	probe := freeAddr(t)
-	p := &agentProc{out: &syncBuffer{}, probe: probe, exited: make(chan struct{})}
+	p := &agentProc{out: &testkit.SyncBuffer{}, probe: probe, exited: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], append([]string{"--kubeconfig", kubeconfig, "--health-probe-bind-address", probe,
 		"--metrics-bind-address", "0"}, args...)...)
 	p.cmd.Env = append(os.Environ(), runMainEnv+"=1", "NODE_NAME="+nodeName, nodeagent.VMIDEnv+"=")
@@ -87,7 +83,7 @@ func startAgent(t *testing.T, kubeconfig, nodeName string, args ...string) *agen
 
 func (p *agentProc) waitReady(t *testing.T) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		resp, err := http.Get("http://" + p.probe + "/readyz")
 		if err != nil {
 			return err.Error()
@@ -122,7 +118,7 @@ func TestBinaryKilledAndRestartedWhileMounted(t *testing.T) {
 			_ = exec.Command("losetup", "--detach", loop).Run()
 		}
 	})
-	t.Cleanup(func() { unmountUnder(mountRoot) })
+	t.Cleanup(func() { testkit.UnmountUnder(t, mountRoot) })
 
 	vmID := uuid.NewString()
 	nodeName := "oma-" + vmID[:8]
@@ -178,7 +174,7 @@ func TestBinaryKilledAndRestartedWhileMounted(t *testing.T) {
 	waitMounted := func() *osseav1.MigrationVolume {
 		t.Helper()
 		got := &osseav1.MigrationVolume{}
-		eventually(t, 30*time.Second, func() string {
+		testkit.Eventually(t, 30*time.Second, func() string {
 			if err := k8s.Get(ctx, client.ObjectKeyFromObject(mv), got); err != nil {
 				return err.Error()
 			}
@@ -199,14 +195,14 @@ func TestBinaryKilledAndRestartedWhileMounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-first.exited
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Fatalf("%d mounts at %s after the kill", n, path)
 	}
 
 	second := startAgent(t, kubeconfig, nodeName, args...)
 	second.waitReady(t)
 	time.Sleep(2 * time.Second) // ten resyncs
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Errorf("%d mounts at %s after the restart, want 1", n, path)
 	}
 	after := waitMounted()
@@ -220,13 +216,8 @@ func TestBinaryKilledAndRestartedWhileMounted(t *testing.T) {
 	if err := k8s.Delete(ctx, mv); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, func() string {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(mv), &osseav1.MigrationVolume{}); !apierrors.IsNotFound(err) {
-			return fmt.Sprintf("still there (%v)", err)
-		}
-		return ""
-	})
-	if n := mountCount(t, path); n != 0 {
+	testkit.WaitGone(t, k8s, mv, 20*time.Second, func(*osseav1.MigrationVolume) string { return "still there" })
+	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Errorf("%d mounts at %s after deletion", n, path)
 	}
 
@@ -267,29 +258,6 @@ func TestBinaryWithoutVMIDExplainsAndExits(t *testing.T) {
 	}
 }
 
-func mountCount(t *testing.T, path string) int {
-	t.Helper()
-	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (bool, bool) { return i.Mountpoint != path, false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ms)
-}
-
-func unmountUnder(root string) {
-	if r, err := filepath.EvalSymlinks(root); err == nil {
-		root = r
-	}
-	ms, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(root))
-	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].Mountpoint != root {
-			if err := unix.Unmount(ms[i].Mountpoint, 0); err != nil {
-				_ = unix.Unmount(ms[i].Mountpoint, unix.MNT_DETACH) // test cleanup only
-			}
-		}
-	}
-}
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -298,36 +266,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %s: %s", timeout, msg)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -22,6 +22,7 @@ import (
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/guestdisk"
+	"github.com/migratekit/ossea-operator/internal/testkit"
 )
 
 func (w *world) mountPath(job, disk string) string {
@@ -45,7 +46,7 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 
 	w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 10*time.Second)
 	// The claim writes status, then the finalizer: wait for both.
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		got := w.get(mv)
 		if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName {
 			return fmt.Sprintf("while waiting for the disk: finalizers %v, nodeName %q; want the mount finalizer and %q", got.Finalizers, got.Status.NodeName, w.nodeName)
@@ -82,7 +83,7 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 	writeSynced(t, filepath.Join(path, "data.bin"), data)
 
 	w.deleteAndWaitGone(mv, 20*time.Second)
-	if n := mountCount(t, path); n != 0 {
+	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Fatalf("%d mounts left at %s after deletion", n, path)
 	}
 	for _, d := range []string{path, filepath.Dir(path)} {
@@ -232,7 +233,7 @@ func TestRefusedDevicesAreLeftUntouched(t *testing.T) {
 				t.Errorf("event note %q differs from the condition message %q", note, c.Message)
 			}
 			path := w.mountPath("job-r", p.name)
-			if n := mountCount(t, path); n != 0 {
+			if n := len(testkit.MountsAt(t, path)); n != 0 {
 				t.Errorf("%d mounts at %s", n, path)
 			}
 			if _, err := os.Lstat(path); !isNotExist(err) {
@@ -301,20 +302,20 @@ func TestRestartWhileMountedDoesNotMountTwice(t *testing.T) {
 
 	first.stop() // cancels the manager mid-flight, like a kill: nothing is unmounted
 	before := w.get(mv)
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Fatalf("%d mounts at %s after the agent stopped, want 1", n, path)
 	}
 
 	// A short resync, so the new agent looks at the mount many times.
 	second := w.startAgent(func(r *Reconciler) { r.ResyncInterval = 200 * time.Millisecond })
 	key := client.ObjectKeyFromObject(mv)
-	eventually(t, 20*time.Second, func() string {
+	testkit.Eventually(t, 20*time.Second, func() string {
 		if n := second.reconciles(key); n < 5 {
 			return fmt.Sprintf("the new agent reconciled the volume %d times, waiting for 5", n)
 		}
 		return ""
 	})
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Errorf("%d mounts at %s after the restart, want 1", n, path)
 	}
 	after := w.get(mv)
@@ -367,7 +368,7 @@ func TestBusyMountBlocksTeardownUntilReleased(t *testing.T) {
 	if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
 		t.Fatal("the mount finalizer was removed while the filesystem is busy")
 	}
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Fatalf("%d mounts at %s while busy, want 1 (a lazy unmount would show 0)", n, path)
 	}
 	if _, err := f.WriteString("still writing"); err != nil {
@@ -379,7 +380,7 @@ func TestBusyMountBlocksTeardownUntilReleased(t *testing.T) {
 	}
 	closed = true
 	w.waitGone(mv, 20*time.Second)
-	if n := mountCount(t, path); n != 0 {
+	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Errorf("%d mounts at %s after release", n, path)
 	}
 	if _, err := os.Lstat(path); !isNotExist(err) {
@@ -487,7 +488,7 @@ func TestDetachedWhileMountedIsReleased(t *testing.T) {
 	released := func() {
 		t.Helper()
 		w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonDeviceDetached, 20*time.Second)
-		eventually(t, 10*time.Second, func() string {
+		testkit.Eventually(t, 10*time.Second, func() string {
 			got := w.get(mv)
 			if controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.MountPath != "" {
 				return fmt.Sprintf("after release: finalizers %v, mountPath %q", got.Finalizers, got.Status.MountPath)
@@ -497,7 +498,7 @@ func TestDetachedWhileMountedIsReleased(t *testing.T) {
 	}
 	detach()
 	released()
-	if n := mountCount(t, path); n != 0 {
+	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Errorf("%d mounts left at %s", n, path)
 	}
 
@@ -513,7 +514,7 @@ func TestDetachedWhileMountedIsReleased(t *testing.T) {
 	detach()
 	w.startAgent()
 	released()
-	if n := mountCount(t, path); n != 0 {
+	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Errorf("%d mounts left at %s after the restarted agent released it", n, path)
 	}
 	w.deleteAndWaitGone(mv, 10*time.Second)
@@ -640,7 +641,7 @@ func TestLinkFlapWhileMountedKeepsTheMount(t *testing.T) {
 	if after.ResourceVersion != before.ResourceVersion {
 		t.Errorf("the status changed while the link flapped: %+v", after.Status)
 	}
-	if n := mountCount(t, w.mountPath("job-f", "disk-0")); n != 1 {
+	if n := len(testkit.MountsAt(t, w.mountPath("job-f", "disk-0"))); n != 1 {
 		t.Errorf("%d mounts, want 1", n)
 	}
 	if note := w.findEvent(mv, corev1.EventTypeWarning, osseav1.ReasonDeviceNotFound); note != "" {
@@ -663,7 +664,7 @@ func TestSameDiskForTwoObjectsMountsOnce(t *testing.T) {
 	w.attach(b, volID)
 
 	var mounted, refused *osseav1.MigrationVolume
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		mounted, refused = nil, nil
 		for _, mv := range []*osseav1.MigrationVolume{a, b} {
 			c := meta.FindStatusCondition(w.get(mv).Status.Conditions, osseav1.ConditionMounted)
@@ -712,7 +713,7 @@ func TestClaimedWhileAttaching(t *testing.T) {
 		t.Helper()
 		w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 20*time.Second)
 		// The claim writes status, then the finalizer: wait for both.
-		eventually(t, 10*time.Second, func() string {
+		testkit.Eventually(t, 10*time.Second, func() string {
 			got := w.get(mv)
 			c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted)
 			if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName ||
@@ -735,12 +736,12 @@ func TestClaimedWhileAttaching(t *testing.T) {
 		t.Fatal("the test never reported the attach done, yet Attached is True")
 	}
 	path := w.mountPath("job-e", "disk-0")
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Fatalf("%d mounts at %s, want 1", n, path)
 	}
 	w.attach(mv, volID) // the manager sees the job done: nothing changes on the node
 	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 5*time.Second)
-	if n := mountCount(t, path); n != 1 {
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
 		t.Fatalf("%d mounts at %s after the attach was confirmed, want 1", n, path)
 	}
 
@@ -754,7 +755,7 @@ func TestClaimedWhileAttaching(t *testing.T) {
 			Reason: "CloudStackError", Message: "the attach job failed, says the test", ObservedGeneration: failed.Generation})
 	})
 	w.waitMounted(failed, metav1.ConditionFalse, osseav1.ReasonNotAttached, 20*time.Second)
-	eventually(t, 10*time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		if got := w.get(failed); controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
 			return fmt.Sprintf("the failed attach still carries the mount finalizer: %v", got.Finalizers)
 		}
@@ -779,7 +780,7 @@ func TestClaimedWhileAttaching(t *testing.T) {
 	w.deleteAndWaitGone(blk, 10*time.Second)
 	w.deleteAndWaitGone(failed, 10*time.Second)
 	w.deleteAndWaitGone(mv, 20*time.Second)
-	if n := mountCount(t, path); n != 0 {
+	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Errorf("%d mounts left at %s after delete", n, path)
 	}
 }

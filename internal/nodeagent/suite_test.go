@@ -20,7 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -35,6 +34,7 @@ import (
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/guestdisk"
 	"github.com/migratekit/ossea-operator/internal/testenv"
+	"github.com/migratekit/ossea-operator/internal/testkit"
 	testworld "github.com/migratekit/ossea-operator/test/world"
 )
 
@@ -402,7 +402,7 @@ func (w *world) get(mv *osseav1.MigrationVolume) *osseav1.MigrationVolume {
 func (w *world) waitMounted(mv *osseav1.MigrationVolume, status metav1.ConditionStatus, reason string, timeout time.Duration) *osseav1.MigrationVolume {
 	w.t.Helper()
 	got := &osseav1.MigrationVolume{}
-	eventually(w.t, timeout, func() string {
+	testkit.Eventually(w.t, timeout, func() string {
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), got); err != nil {
 			return err.Error()
 		}
@@ -426,15 +426,7 @@ func (w *world) deleteAndWaitGone(mv *osseav1.MigrationVolume, timeout time.Dura
 
 func (w *world) waitGone(mv *osseav1.MigrationVolume, timeout time.Duration) {
 	w.t.Helper()
-	eventually(w.t, timeout, func() string {
-		got := &osseav1.MigrationVolume{}
-		err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), got)
-		if apierrors.IsNotFound(err) {
-			return ""
-		}
-		if err != nil {
-			return err.Error()
-		}
+	testkit.WaitGone(w.t, k8s, mv, timeout, func(got *osseav1.MigrationVolume) string {
 		return fmt.Sprintf("still there with finalizers %v, Mounted %+v", got.Finalizers,
 			meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted))
 	})
@@ -444,7 +436,7 @@ func (w *world) waitGone(mv *osseav1.MigrationVolume, timeout time.Duration) {
 func (w *world) waitEvent(mv *osseav1.MigrationVolume, eventType, reason string) string {
 	w.t.Helper()
 	var note string
-	eventually(w.t, 10*time.Second, func() string {
+	testkit.Eventually(w.t, 10*time.Second, func() string {
 		note = w.findEvent(mv, eventType, reason)
 		if note == "" {
 			return fmt.Sprintf("no %s event %s for %s", eventType, reason, mv.Name)
@@ -466,16 +458,6 @@ func (w *world) findEvent(mv *osseav1.MigrationVolume, eventType, reason string)
 		}
 	}
 	return ""
-}
-
-// mountCount is how many entries the mount table has for path (stacked mounts count).
-func mountCount(t *testing.T, path string) int {
-	t.Helper()
-	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (skip, stop bool) { return i.Mountpoint != path, false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ms)
 }
 
 // firstMiB is the sha256 of the device's first MiB, where any partition table, filesystem
@@ -501,22 +483,6 @@ func run(t *testing.T, name string, args ...string) string {
 		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// eventually polls cond every 50ms until it returns "" or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %s: %s", timeout, msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func isNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/migratekit/ossea-operator/internal/testkit"
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
@@ -84,14 +85,16 @@ func TestLeaderElection(t *testing.T) {
 	a := startManager(t, "manager-a", le...)
 	b := startManager(t, "manager-b", le...)
 	var leader, follower *world.Process
-	eventually(t, 30*time.Second, "a leader is elected", func() bool {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		switch {
 		case strings.Contains(a.LogText(), "Successfully acquired lease"):
 			leader, follower = a, b
 		case strings.Contains(b.LogText(), "Successfully acquired lease"):
 			leader, follower = b, a
+		default:
+			return "no leader elected"
 		}
-		return leader != nil
+		return ""
 	})
 
 	manifest := fmt.Sprintf(`apiVersion: v1
@@ -130,14 +133,20 @@ spec:
 	kubectl(t, "apply", "-n", ns, "-f", path)
 
 	// Kill the leader while CloudStack jobs are in flight.
-	eventually(t, 60*time.Second, "a CloudStack job in flight", func() bool {
+	testkit.Eventually(t, 60*time.Second, func() string {
 		out, _ := w.Kubectl("get", "-n", ns, "mv", "-o", "jsonpath={.items[*].status.pendingJob.id}")
-		return strings.TrimSpace(out) != ""
+		if strings.TrimSpace(out) == "" {
+			return "no CloudStack job in flight"
+		}
+		return ""
 	})
 	leader.Kill()
 	t.Logf("killed the leader %s", leader.Name)
-	eventually(t, 30*time.Second, "the follower takes over", func() bool {
-		return strings.Contains(follower.LogText(), "Successfully acquired lease")
+	testkit.Eventually(t, 30*time.Second, func() string {
+		if !strings.Contains(follower.LogText(), "Successfully acquired lease") {
+			return "the follower has not taken over"
+		}
+		return ""
 	})
 	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", "mv", "--all", "--timeout=120s")
 

@@ -103,13 +103,6 @@ func loopDevicesUnder(t *testing.T, dir string) []world.LoopDevice {
 	return loops
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	if err := world.WaitUntil(timeout, cond); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
 // startManager starts one manager replica, stopped when the test ends.
 func startManager(t *testing.T, name string, extra ...string) *world.Process {
 	t.Helper()

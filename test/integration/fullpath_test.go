@@ -17,9 +17,7 @@ import (
 	"time"
 
 	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -37,6 +35,7 @@ import (
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
 	"github.com/migratekit/ossea-operator/internal/nodeagent"
 	"github.com/migratekit/ossea-operator/internal/testenv"
+	"github.com/migratekit/ossea-operator/internal/testkit"
 	testworld "github.com/migratekit/ossea-operator/test/world"
 )
 
@@ -83,7 +82,7 @@ func newWorld(t *testing.T) *world {
 	})
 	// Runs before the simulator closes, after the controllers stopped: whatever is still
 	// mounted under this test's mount root (a failed test) is unmounted.
-	t.Cleanup(func() { unmountUnder(t, w.mountRoot) })
+	t.Cleanup(func() { testkit.UnmountUnder(t, w.mountRoot) })
 
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "fullpath-"}}
 	if err := k8s.Create(testCtx, ns); err != nil {
@@ -163,7 +162,7 @@ func (w *world) startControllers(apiURL string) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(cfg), cfg); err != nil {
 			return err.Error()
 		}
@@ -193,12 +192,12 @@ func (w *world) volume(name string, edit func(*osseav1.MigrationVolume)) *osseav
 
 func (w *world) waitReady(mv *osseav1.MigrationVolume, phase osseav1.Phase) *osseav1.MigrationVolume {
 	w.t.Helper()
-	eventually(w.t, 60*time.Second, func() string {
+	testkit.Eventually(w.t, 60*time.Second, func() string {
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), mv); err != nil {
 			return err.Error()
 		}
 		if !meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionReady) || mv.Status.Phase != phase {
-			return fmt.Sprintf("%s: phase %s, conditions %s", mv.Name, mv.Status.Phase, describe(mv.Status.Conditions))
+			return fmt.Sprintf("%s: phase %s, conditions %s", mv.Name, mv.Status.Phase, testkit.DescribeConditions(mv.Status.Conditions))
 		}
 		return ""
 	})
@@ -252,7 +251,7 @@ func TestFullPathWithTheSimulatorsHypervisor(t *testing.T) {
 			if mv.Status.MountPath != want || mv.Status.FilesystemType != c.fsType {
 				t.Errorf("%s: mountPath %q, filesystemType %q; want %q, %s", mv.Name, mv.Status.MountPath, mv.Status.FilesystemType, want, c.fsType)
 			}
-			ms := mountsAt(t, want)
+			ms := testkit.MountsAt(t, want)
 			if len(ms) != 1 || ms[0].FSType != c.fsType || ms[0].Source != v.LoopDevice {
 				t.Errorf("%s: mount table at %s: %+v; want one %s mount of %s", mv.Name, want, ms, c.fsType, v.LoopDevice)
 			}
@@ -284,7 +283,7 @@ func TestFullPathWithTheSimulatorsHypervisor(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 30*time.Second, func() string {
+	testkit.Eventually(t, 30*time.Second, func() string {
 		if err := k8s.Get(testCtx, client.ObjectKeyFromObject(fs), fs); err != nil {
 			return err.Error()
 		}
@@ -305,7 +304,7 @@ func TestFullPathWithTheSimulatorsHypervisor(t *testing.T) {
 	if err := k8s.Get(testCtx, client.ObjectKeyFromObject(fs), fs); err != nil || fs.Status.Phase != osseav1.PhaseUnmounting {
 		t.Errorf("disk-0 phase %q (%v), want Unmounting", fs.Status.Phase, err)
 	}
-	if len(mountsAt(t, fs.Status.MountPath)) != 1 {
+	if len(testkit.MountsAt(t, fs.Status.MountPath)) != 1 {
 		t.Fatalf("disk-0 is no longer mounted while busy")
 	}
 
@@ -347,26 +346,9 @@ func TestFullPathWithTheSimulatorsHypervisor(t *testing.T) {
 
 func waitGone(t *testing.T, mv *osseav1.MigrationVolume, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, func() string {
-		got := &osseav1.MigrationVolume{}
-		err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), got)
-		if apierrors.IsNotFound(err) {
-			return ""
-		}
-		if err != nil {
-			return err.Error()
-		}
-		return fmt.Sprintf("%s still there: phase %s, finalizers %v, %s", mv.Name, got.Status.Phase, got.Finalizers, describe(got.Status.Conditions))
+	testkit.WaitGone(t, k8s, mv, timeout, func(got *osseav1.MigrationVolume) string {
+		return fmt.Sprintf("%s still there: phase %s, finalizers %v, %s", mv.Name, got.Status.Phase, got.Finalizers, testkit.DescribeConditions(got.Status.Conditions))
 	})
-}
-
-func mountsAt(t *testing.T, path string) []*mountinfo.Info {
-	t.Helper()
-	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (bool, bool) { return i.Mountpoint != path, false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ms
 }
 
 func mountsOfSource(t *testing.T, source string) []*mountinfo.Info {
@@ -376,48 +358,4 @@ func mountsOfSource(t *testing.T, source string) []*mountinfo.Info {
 		t.Fatal(err)
 	}
 	return ms
-}
-
-// unmountUnder unmounts what is mounted below root (only a failed test leaves anything).
-func unmountUnder(t *testing.T, root string) {
-	if r, err := filepath.EvalSymlinks(root); err == nil {
-		root = r
-	}
-	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(root))
-	if err != nil {
-		t.Errorf("reading the mount table: %v", err)
-		return
-	}
-	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].Mountpoint == root {
-			continue
-		}
-		if err := unix.Unmount(ms[i].Mountpoint, 0); err != nil {
-			// A failed test may have left a file open; this is cleanup, not the agent.
-			_ = unix.Unmount(ms[i].Mountpoint, unix.MNT_DETACH)
-		}
-	}
-}
-
-func describe(conds []metav1.Condition) string {
-	var parts []string
-	for _, c := range conds {
-		parts = append(parts, fmt.Sprintf("%s=%s/%s: %s", c.Type, c.Status, c.Reason, c.Message))
-	}
-	return strings.Join(parts, "; ")
-}
-
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %s: %s", timeout, msg)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
