@@ -16,9 +16,9 @@ const (
 	maxJobEstimate     = 2 * time.Minute
 	minRepoll          = 100 * time.Millisecond
 	maxRepoll          = 5 * time.Second
-	// estimateDecay is how much an estimate shrinks per decayPeriod without a miss, so
-	// that it follows jobs that got faster, slowly enough that jobs started together do
-	// not all miss together.
+	// estimateDecay is how much an estimate shrinks when a job ends without a miss, at
+	// most once per decayPeriod, so that it follows jobs that got faster, slowly enough
+	// that jobs started together do not all miss together.
 	estimateDecay = 0.98
 	decayPeriod   = 10 * time.Second
 )
@@ -27,7 +27,8 @@ const (
 // that a job is polled about once, just after it is likely done, instead of every few
 // hundred milliseconds from the start. It aims a little late rather than early: a job that
 // was still running at its first poll raises the estimate to 5% above the middle of what
-// that job was seen to take; without such a miss, the estimate shrinks by 2% every 10s.
+// that job was seen to take; a job done at its first poll shrinks it by 2%, at most once every
+// 10s (so an idle minute shrinks nothing).
 
 type jobEstimate struct {
 	d       time.Duration

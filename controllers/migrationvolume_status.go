@@ -18,8 +18,9 @@ func (r *MigrationVolumeReconciler) summarize(s *volumeScope) {
 	stalled := s.stalled || (mounted != nil && mounted.Status == metav1.ConditionFalse && osseav1.NeedsPerson(mounted.Reason))
 
 	if mv.DeletionTimestamp.IsZero() {
-		// Keep a Reconciling reason a phase set on purpose (waiting for the config).
-		waiting := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionReconciling)
+		// Keep a Reconciling reason a phase set on purpose (waiting for the config). A copy:
+		// the summary rewrites the list it points into.
+		waiting := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionReconciling).DeepCopy()
 		s.conditions.summarize(volumeDetails, stalled, readyReason(mounted), readyMessage(mv))
 		if waiting != nil && waiting.Reason == osseav1.ReasonOsseaConfigNotReady && !stalled &&
 			meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAllocated) {
