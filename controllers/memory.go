@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/cloudstack"
 )
 
 // volumeMemory is what this manager process knows of each MigrationVolume beyond its
@@ -26,7 +27,9 @@ import (
 //   - whether the object was seen being deleted, so that a pass over an older cached copy
 //     starts nothing;
 //   - whether every job on the volume since its attach is one this process started and
-//     saw end, with no call of unknown outcome in between (see knowsEveryJob).
+//     saw end, with no call of unknown outcome in between (see knowsEveryJob);
+//   - how the last create this process sent ended, when no job id came back (see
+//     lostCreateSettled).
 //
 // Each code path makes one call on it, one of the transitions below. A restarted manager
 // starts with an empty memory and resumes from status.pendingJob. No CloudStack or API
@@ -34,6 +37,10 @@ import (
 type volumeMemory struct {
 	mu  sync.Mutex
 	now func() time.Time
+	// started is when this process began: a create that an earlier process sent may
+	// land until lostCreateGrace after it.
+	started         time.Time
+	lostCreateGrace time.Duration
 	// volumes holds a record only while there is something to remember.
 	volumes map[types.UID]*volumeRecord
 	// estimates are how long each kind of job takes, by config and operation.
@@ -46,14 +53,21 @@ type volumeRecord struct {
 	stale      bool
 	deleting   bool
 	everyJobOf bool // see knowsEveryJob
+	// createEnded is when the last create this process sent ended without a job id, and
+	// createAnswered whether CloudStack itself said how (see lostCreateSettled).
+	createEnded    time.Time
+	createAnswered bool
 }
 
 func (v *volumeRecord) empty() bool {
-	return v.job == nil && v.slot == nil && !v.stale && !v.deleting && !v.everyJobOf
+	return v.job == nil && v.slot == nil && !v.stale && !v.deleting && !v.everyJobOf && v.createEnded.IsZero()
 }
 
 func newVolumeMemory() *volumeMemory {
-	return &volumeMemory{now: time.Now, volumes: map[types.UID]*volumeRecord{}, estimates: map[string]*jobEstimate{}}
+	return &volumeMemory{
+		now: time.Now, started: time.Now(), lostCreateGrace: DefaultLostCreateGrace,
+		volumes: map[types.UID]*volumeRecord{}, estimates: map[string]*jobEstimate{},
+	}
 }
 
 // record returns the object's record, made if there is none. m.mu is held.
@@ -78,10 +92,50 @@ func (m *volumeMemory) tidy(uid types.UID) {
 func (m *volumeMemory) jobStarted(mv *osseav1.MigrationVolume, job *osseav1.PendingJob, volumeID, vmID string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.record(mv.UID).job = &jobRun{
+	v := m.record(mv.UID)
+	v.job = &jobRun{
 		job: *job.DeepCopy(), volumeID: volumeID, vmID: vmID,
 		estimateKey: estimateKey(mv, job.Operation), started: m.now(),
 	}
+	v.createEnded, v.createAnswered = time.Time{}, false
+}
+
+// DefaultLostCreateGrace is how long after a create could last have been sent that a
+// lookup finding nothing proves it was not carried out: the request timeout bounds its
+// time on the way, and the rest is room for a CloudStack (or a proxy before it) that holds
+// a request a while before acting on it. The manager sets it from its request timeout.
+const DefaultLostCreateGrace = cloudstack.DefaultRequestTimeout + 30*time.Second
+
+// createFailed records a create this process sent that ended without a job id, its
+// intent kept; answered says whether CloudStack itself answered (see cloudstack.Answered).
+func (m *volumeMemory) createFailed(uid types.UID, answered bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := m.record(uid)
+	v.createEnded, v.createAnswered = m.now(), answered
+}
+
+// lostCreateSettled reports whether a lookup that finds no volume for a create intent
+// proves that the create was not carried out and never will be; if not, wait says when
+// it will. CloudStack's own answer settles it at once. A create whose answer never came (a
+// lost reply, a timeout, or one sent by a process that died) may still land: a process
+// that had made a volume but was killed before recording it, and a new create after a
+// look too early, would leave the object two volumes. Such a create is settled only
+// a grace after this process last saw it, or after this process began.
+func (m *volumeMemory) lostCreateSettled(uid types.UID) (settled bool, wait time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	since := m.started
+	if v := m.volumes[uid]; v != nil && !v.createEnded.IsZero() {
+		if v.createAnswered {
+			return true, 0
+		}
+		since = v.createEnded
+	}
+	if left := m.lostCreateGrace - m.now().Sub(since); left > 0 {
+		return false, left
+	}
+	return true, 0
 }
 
 // jobDone records a job seen finished well. reread says that its result did not show the

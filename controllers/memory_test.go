@@ -355,3 +355,51 @@ func TestSlotCountCacheError(t *testing.T) {
 		t.Fatalf("holdSlot with a failing cache: %v, slot %v", err, stateOf(m, "a").slot)
 	}
 }
+
+// A lookup that finds no volume for a create intent proves nothing while the create may
+// still land.
+func TestDecisionLostCreateSettled(t *testing.T) {
+	mv := memVolume("a")
+	cases := []struct {
+		name        string
+		steps       func(m *volumeMemory, clock *fakeClock)
+		wantSettled bool
+		wantWait    time.Duration
+	}{
+		{"sent by an earlier process, just after this one began", func(*volumeMemory, *fakeClock) {}, false, DefaultLostCreateGrace},
+		{"sent by an earlier process, a grace after this one began", func(_ *volumeMemory, c *fakeClock) {
+			c.advance(DefaultLostCreateGrace)
+		}, true, 0},
+		{"CloudStack answered: settled at once", func(m *volumeMemory, _ *fakeClock) {
+			m.createFailed(mv.UID, true)
+		}, true, 0},
+		{"no answer: waits from when it ended, not from the start", func(m *volumeMemory, c *fakeClock) {
+			c.advance(DefaultLostCreateGrace)
+			m.createFailed(mv.UID, false)
+			c.advance(10 * time.Second)
+		}, false, DefaultLostCreateGrace - 10*time.Second},
+		{"no answer, a grace later: settled", func(m *volumeMemory, c *fakeClock) {
+			m.createFailed(mv.UID, false)
+			c.advance(DefaultLostCreateGrace)
+		}, true, 0},
+		{"an answer after an unanswered one: settled", func(m *volumeMemory, _ *fakeClock) {
+			m.createFailed(mv.UID, false)
+			m.createFailed(mv.UID, true)
+		}, true, 0},
+		{"a job started clears what the failed create left", func(m *volumeMemory, _ *fakeClock) {
+			m.createFailed(mv.UID, true)
+			m.jobStarted(mv, pending("job-1", opCreate), "vol-a", "")
+		}, false, DefaultLostCreateGrace},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, clock := testMemory()
+			m.started = clock.now()
+			tc.steps(m, clock)
+			settled, wait := m.lostCreateSettled(mv.UID)
+			if settled != tc.wantSettled || wait != tc.wantWait {
+				t.Fatalf("settled %v after %v, want %v after %v", settled, wait, tc.wantSettled, tc.wantWait)
+			}
+		})
+	}
+}

@@ -58,6 +58,9 @@ type MigrationVolumeReconciler struct {
 	// DriftInterval is how often each OsseaConfig's settled volumes are compared with
 	// CloudStack, all with one call.
 	DriftInterval time.Duration
+	// LostCreateGrace is how long a create that got no answer may still land in
+	// CloudStack; 0 means DefaultLostCreateGrace.
+	LostCreateGrace time.Duration
 
 	// mem is what this process knows of each volume beyond its status: the jobs it
 	// started, the slots it holds, which volumes to read before deciding, which objects
@@ -359,6 +362,9 @@ func (r *MigrationVolumeReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		r.SecretMetadata = mgr.GetCache()
 	}
 	r.mem = newVolumeMemory()
+	if r.LostCreateGrace > 0 {
+		r.mem.lostCreateGrace = r.LostCreateGrace
+	}
 	drifted := make(chan event.GenericEvent, 1024)
 	if err := mgr.Add(&driftChecker{r: r, events: drifted, log: mgr.GetLogger().WithName("drift")}); err != nil {
 		return fmt.Errorf("adding the drift checker: %w", err)

@@ -169,12 +169,14 @@ func (r *MigrationVolumeReconciler) jobFailed(ctx context.Context, s *volumeScop
 		// it behind. Treat it like a lost reply: adopt what is there, else create again.
 		mv.Status.VolumeID = ""
 		mv.Status.PendingJob = &osseav1.PendingJob{Operation: opCreate, StartedAt: job.StartedAt}
+		r.mem.createFailed(mv.UID, true)
 	}
 	return r.cloudError(s, conditionOfOperation(job.Operation), job.Operation+" job "+job.ID, jobErr)
 }
 
-// resolveLostCreate settles a create whose outcome is unknown: adopt what it made, or
-// forget the intent so the create is tried again. Either way the caller goes on.
+// resolveLostCreate settles a create whose outcome is unknown: adopt what it made, or, once
+// no create can still land (see lostCreateSettled), forget the intent so the create is
+// tried again; then the caller goes on.
 func (r *MigrationVolumeReconciler) resolveLostCreate(ctx context.Context, s *volumeScope) error {
 	vol, err := r.findOwnVolume(ctx, s)
 	if err != nil {
@@ -183,6 +185,12 @@ func (r *MigrationVolumeReconciler) resolveLostCreate(ctx context.Context, s *vo
 			s.mv.Status.PendingJob = nil
 		}
 		return r.lookupError(s, "looking for the volume of a lost create", err)
+	}
+	if vol == nil {
+		if settled, wait := r.mem.lostCreateSettled(s.mv.UID); !settled {
+			log.FromContext(ctx).V(1).Info("No volume yet from a create of unknown outcome; it may still land", "lookAgainIn", wait)
+			return waitFor(min(wait, 10*time.Second))
+		}
 	}
 	s.mv.Status.PendingJob = nil
 	if vol != nil {

@@ -60,6 +60,8 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	if err != nil {
 		if !errors.Is(err, cloudstack.ErrTransient) {
 			mv.Status.PendingJob = nil // nothing was made: no intent to keep
+		} else {
+			r.mem.createFailed(mv.UID, cloudstack.Answered(err))
 		}
 		if errors.Is(err, cloudstack.ErrNotSent) {
 			return r.notSent(ctx, "creating the volume", err)

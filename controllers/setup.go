@@ -21,6 +21,9 @@ type Options struct {
 	// MaxConcurrentReconciles is how many MigrationVolumes are reconciled at once; 0 means
 	// DefaultMaxConcurrentReconciles.
 	MaxConcurrentReconciles int
+	// LostCreateGrace is how long a create that got no answer may still land in CloudStack
+	// (see volumeMemory.lostCreateSettled); 0 means DefaultLostCreateGrace.
+	LostCreateGrace time.Duration
 }
 
 // Setup wires the cache indexes and both controllers into mgr: the one place that says
@@ -39,11 +42,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return fmt.Errorf("setting up the OsseaConfig controller: %w", err)
 	}
 	if err := (&MigrationVolumeReconciler{
-		Client:        mgr.GetClient(),
-		APIReader:     mgr.GetAPIReader(),
-		Recorder:      mgr.GetEventRecorder("migrationvolume-controller"),
-		Clouds:        o.Clouds,
-		DriftInterval: o.DriftInterval,
+		Client:          mgr.GetClient(),
+		APIReader:       mgr.GetAPIReader(),
+		Recorder:        mgr.GetEventRecorder("migrationvolume-controller"),
+		Clouds:          o.Clouds,
+		DriftInterval:   o.DriftInterval,
+		LostCreateGrace: o.LostCreateGrace,
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles}); err != nil {
 		return fmt.Errorf("setting up the MigrationVolume controller: %w", err)
 	}

@@ -43,6 +43,7 @@ var (
 const (
 	revalidateInterval = 2 * time.Second
 	driftInterval      = time.Second
+	lostCreateGrace    = 3 * time.Second
 )
 
 func TestMain(m *testing.M) {
@@ -84,6 +85,7 @@ func startManager(t *testing.T, ns string) *testManager {
 		Clouds:             cloudstack.NewFactory(cloudstack.WithRateLimit(100, 100), cloudstack.WithLogger(logger.WithName("cloudstack"))),
 		RevalidateInterval: revalidateInterval,
 		DriftInterval:      driftInterval,
+		LostCreateGrace:    lostCreateGrace,
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -289,3 +289,29 @@ func assertNoSecrets(t *testing.T, s string) {
 		}
 	}
 }
+
+// Only CloudStack's own reply proves that a request will not land later.
+func TestAnswered(t *testing.T) {
+	red := newRedactor()
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"CloudStack refused", classify(apiError(530, 4250, "Internal error executing command"), red), true},
+		{"a failed job", jobError([]byte(`{"errorcode":431,"errortext":"Volume is in Allocated state"}`), red), true},
+		{"reply lost", classify(urlErr("Post", io.EOF), red), false},
+		{"reply cut short", classify(urlErr("Get", fmt.Errorf("reading reply: %w", io.ErrUnexpectedEOF)), red), false},
+		{"timed out", classify(urlErr("Get", fmt.Errorf("reading reply: %w", context.DeadlineExceeded)), red), false},
+		{"a proxy's 502", classify(urlErr("Post", &httpStatusError{Code: 502, Status: "502 Bad Gateway"}), red), false},
+		{"not an error of ours", errors.New("boom"), false},
+		{"nil", nil, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Answered(tc.err); got != tc.want {
+				t.Errorf("Answered(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}

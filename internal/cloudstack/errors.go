@@ -147,6 +147,15 @@ func (e *CheckError) Error() string {
 
 func (e *CheckError) Unwrap() error { return e.Err }
 
+// Answered reports whether CloudStack itself answered the request with err: it has carried
+// the request out as far as it will, and nothing of it is still on its way. A reply that
+// never came or came cut short, a timeout, or a status from something in front of
+// CloudStack is no answer: the request may yet land.
+func Answered(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.fromAPI && e.Code != 0
+}
+
 // IsTerminal reports whether repeating the same request with the same configuration
 // cannot succeed, so a controller should stop retrying and wait for a person (or for the
 // object to change). Transient errors, cancelled contexts, states that change by
