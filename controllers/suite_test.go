@@ -33,9 +33,15 @@ import (
 // real cloudstack-go client against the CloudStack simulator over HTTP.
 
 var (
+	// env and k8s are set by apiServer; a test reads them only after calling it (through
+	// newNamespace or startManager, which every test that needs them calls first). The
+	// decision tables of this package need neither and run without an API server.
 	env     *testenv.Env
 	k8s     client.Client
 	testCtx = context.Background()
+
+	lazyAPIServer world.LazyAPIServer
+	setEnvOnce    sync.Once
 )
 
 // Short intervals, so that a fix made inside CloudStack (a VM started again, a volume
@@ -49,7 +55,14 @@ const (
 func TestMain(m *testing.M) {
 	// Informers log through the global logger; the tests read each manager's own log.
 	ctrl.SetLogger(logr.Discard())
-	world.MainWithAPIServer(m, world.Needs{}, func(e *testenv.Env) { env, k8s = e, e.Client })
+	world.Main(m, world.Needs{}, func() (func(bool), error) { return lazyAPIServer.Stop, nil })
+}
+
+// apiServer starts the package's kube-apiserver and etcd the first time a test needs them.
+func apiServer(t *testing.T) {
+	t.Helper()
+	e := lazyAPIServer.Get(t)
+	setEnvOnce.Do(func() { env, k8s = e, e.Client })
 }
 
 // testManager is the manager binary's controllers, run in-process against the test API
@@ -63,6 +76,7 @@ type testManager struct {
 // ends (or earlier, through stop, to play a crash).
 func startManager(t *testing.T, ns string) *testManager {
 	t.Helper()
+	apiServer(t)
 	logs := &testkit.SyncBuffer{}
 	// Everything the manager logs is kept, at every verbosity, so tests can search it.
 	logger := zap.New(zap.WriteTo(logs), zap.Level(zapcore.Level(-4)))
@@ -139,6 +153,7 @@ func startSim(t *testing.T, useTLS bool, edit func(*cloudsim.World)) *sim {
 // newNamespace creates a namespace for one test, so tests cannot see each other's objects.
 func newNamespace(t *testing.T) string {
 	t.Helper()
+	apiServer(t)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "osc-"}}
 	if err := k8s.Create(testCtx, ns); err != nil {
 		t.Fatal(err)

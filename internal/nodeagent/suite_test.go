@@ -60,45 +60,23 @@ var (
 	k8s     client.Client
 	testCtx context.Context
 
-	apiServerOnce sync.Once
-	apiServerErr  error
+	lazyAPIServer testworld.LazyAPIServer
+	setEnvOnce    sync.Once
 )
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	testCtx = context.Background()
-	testworld.Main(m, testworld.Needs{}, func() (func(bool), error) { return stopAPIServer, nil })
+	testworld.Main(m, testworld.Needs{}, func() (func(bool), error) { return lazyAPIServer.Stop, nil })
 }
 
-// apiServer starts the package's kube-apiserver and etcd the first time a test needs them
-// (inside the sandbox, so the guard sweeps them should the run die), and fails the test
-// if they cannot start. It sets env and k8s.
+// apiServer starts the package's kube-apiserver and etcd the first time a test needs them,
+// and fails the test if they cannot start. It sets env and k8s.
 func apiServer(t *testing.T) *testenv.Env {
 	t.Helper()
-	apiServerOnce.Do(func() {
-		root, err := testworld.FindRoot()
-		if err != nil {
-			apiServerErr = fmt.Errorf("finding the repository root: %w", err)
-			return
-		}
-		e, err := testenv.Start(root)
-		if err != nil {
-			apiServerErr = err
-			return
-		}
-		env, k8s = e, e.Client
-	})
-	if apiServerErr != nil {
-		t.Fatalf("this test needs a kube-apiserver: %v", apiServerErr)
-	}
+	e := lazyAPIServer.Get(t)
+	setEnvOnce.Do(func() { env, k8s = e, e.Client })
 	return env
-}
-
-// stopAPIServer is the teardown of TestMain: it stops the API server if a test started it.
-func stopAPIServer(bool) {
-	if env != nil {
-		_ = env.Stop()
-	}
 }
 
 // requireRoot fails (never skips: a real-device test that does not run is a test that

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/migratekit/ossea-operator/internal/testenv"
@@ -55,6 +56,41 @@ func run(m *testing.M, needs Needs, setup func() (func(bool), error)) int {
 		code = 1
 	}
 	return code
+}
+
+// LazyAPIServer is one kube-apiserver and etcd shared by a package's tests, started the
+// first time a test asks for it (inside the sandbox, so the guard sweeps it should the run
+// die): the package's tests that need none, decisions as tables, run without one. Give
+// Stop to Main as the teardown.
+type LazyAPIServer struct {
+	once sync.Once
+	env  *testenv.Env
+	err  error
+}
+
+// Get returns the API server, starting it on the first call; it fails the test if it
+// cannot start.
+func (l *LazyAPIServer) Get(t testing.TB) *testenv.Env {
+	t.Helper()
+	l.once.Do(func() {
+		root, err := FindRoot()
+		if err != nil {
+			l.err = fmt.Errorf("finding the repository root: %w", err)
+			return
+		}
+		l.env, l.err = testenv.Start(root)
+	})
+	if l.err != nil {
+		t.Fatalf("this test needs a kube-apiserver: %v", l.err)
+	}
+	return l.env
+}
+
+// Stop stops the API server if a test started it.
+func (l *LazyAPIServer) Stop(bool) {
+	if l.env != nil {
+		_ = l.env.Stop()
+	}
 }
 
 // MainWithAPIServer is Main for a package whose tests share one kube-apiserver and etcd
