@@ -28,8 +28,8 @@ import (
 //     starts nothing;
 //   - whether every job on the volume since its attach is one this process started and
 //     saw end, with no call of unknown outcome in between (see knowsEveryJob);
-//   - how the last create this process sent ended, when no job id came back (see
-//     lostCreateSettled).
+//   - whether CloudStack answered the last create this process sent that brought back no
+//     job id (see lostCreateSettled).
 //
 // Each code path makes one call on it, one of the transitions below. A restarted manager
 // starts with an empty memory and resumes from status.pendingJob. No CloudStack or API
@@ -37,9 +37,7 @@ import (
 type volumeMemory struct {
 	mu  sync.Mutex
 	now func() time.Time
-	// started is when this process began: a create that an earlier process sent may
-	// land until lostCreateGrace after it.
-	started         time.Time
+	// lostCreateGrace: see lostCreateSettled.
 	lostCreateGrace time.Duration
 	// volumes holds a record only while there is something to remember.
 	volumes map[types.UID]*volumeRecord
@@ -53,19 +51,17 @@ type volumeRecord struct {
 	stale      bool
 	deleting   bool
 	everyJobOf bool // see knowsEveryJob
-	// createEnded is when the last create this process sent ended without a job id, and
-	// createAnswered whether CloudStack itself said how (see lostCreateSettled).
-	createEnded    time.Time
+	// createAnswered: see lostCreateSettled.
 	createAnswered bool
 }
 
 func (v *volumeRecord) empty() bool {
-	return v.job == nil && v.slot == nil && !v.stale && !v.deleting && !v.everyJobOf && v.createEnded.IsZero()
+	return v.job == nil && v.slot == nil && !v.stale && !v.deleting && !v.everyJobOf && !v.createAnswered
 }
 
 func newVolumeMemory() *volumeMemory {
 	return &volumeMemory{
-		now: time.Now, started: time.Now(), lostCreateGrace: DefaultLostCreateGrace,
+		now: time.Now, lostCreateGrace: DefaultLostCreateGrace,
 		volumes: map[types.UID]*volumeRecord{}, estimates: map[string]*jobEstimate{},
 	}
 }
@@ -97,42 +93,42 @@ func (m *volumeMemory) jobStarted(mv *osseav1.MigrationVolume, job *osseav1.Pend
 		job: *job.DeepCopy(), volumeID: volumeID, vmID: vmID,
 		estimateKey: estimateKey(mv, job.Operation), started: m.now(),
 	}
-	v.createEnded, v.createAnswered = time.Time{}, false
+	v.createAnswered = false
 }
 
-// DefaultLostCreateGrace is how long after a create could last have been sent that a
-// lookup finding nothing proves it was not carried out: the request timeout bounds its
-// time on the way, and the rest is room for a CloudStack (or a proxy before it) that holds
-// a request a while before acting on it. The manager sets it from its request timeout.
-const DefaultLostCreateGrace = cloudstack.DefaultRequestTimeout + 30*time.Second
+// DefaultLostCreateGrace is how long after its intent is recorded a create may still land
+// in CloudStack. The first half is the window in which the create may be sent at all (its
+// call's deadline, see createSendWindow), the second room for a CloudStack, or a proxy
+// before it, that holds a request a while before acting on it. The manager sets it to
+// twice its request timeout.
+const DefaultLostCreateGrace = 2 * cloudstack.DefaultRequestTimeout
 
-// createFailed records a create this process sent that ended without a job id, its
-// intent kept; answered says whether CloudStack itself answered (see cloudstack.Answered).
+// createSendWindow is how long after its intent is recorded a create may be sent: the
+// create call's deadline, rate-limit wait included.
+func (m *volumeMemory) createSendWindow() time.Duration { return m.lostCreateGrace / 2 }
+
+// createFailed records a create this process sent that brought back no job id, its intent
+// kept; answered says whether CloudStack itself answered (see cloudstack.Answered).
 func (m *volumeMemory) createFailed(uid types.UID, answered bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v := m.record(uid)
-	v.createEnded, v.createAnswered = m.now(), answered
+	m.record(uid).createAnswered = answered
 }
 
-// lostCreateSettled reports whether a lookup that finds no volume for a create intent
-// proves that the create was not carried out and never will be; if not, wait says when
-// it will. CloudStack's own answer settles it at once. A create whose answer never came (a
-// lost reply, a timeout, or one sent by a process that died) may still land: a process
-// that had made a volume but was killed before recording it, and a new create after a
-// look too early, would leave the object two volumes. Such a create is settled only
-// a grace after this process last saw it, or after this process began.
-func (m *volumeMemory) lostCreateSettled(uid types.UID) (settled bool, wait time.Duration) {
+// lostCreateSettled reports whether a lookup that finds no volume for the create intent
+// recorded at intentAt proves that the create was not carried out and never will be; if
+// not, wait says when it will. CloudStack's own answer to this process settles it at once.
+// A create whose answer never came (a lost reply, a timeout, or one sent by a process that
+// died) may still land: a second create after a look too early would leave the object two
+// volumes. Such a create is settled once the grace after its intent has passed; the
+// intent is in status, so a manager killed and started again does not start the wait over.
+func (m *volumeMemory) lostCreateSettled(uid types.UID, intentAt time.Time) (settled bool, wait time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	since := m.started
-	if v := m.volumes[uid]; v != nil && !v.createEnded.IsZero() {
-		if v.createAnswered {
-			return true, 0
-		}
-		since = v.createEnded
+	if v := m.volumes[uid]; v != nil && v.createAnswered {
+		return true, 0
 	}
-	if left := m.lostCreateGrace - m.now().Sub(since); left > 0 {
+	if left := m.lostCreateGrace - m.now().Sub(intentAt); left > 0 {
 		return false, left
 	}
 	return true, 0

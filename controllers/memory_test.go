@@ -362,31 +362,21 @@ func TestDecisionLostCreateSettled(t *testing.T) {
 	mv := memVolume("a")
 	cases := []struct {
 		name        string
-		steps       func(m *volumeMemory, clock *fakeClock)
+		age         time.Duration // of the intent
+		steps       func(m *volumeMemory)
 		wantSettled bool
 		wantWait    time.Duration
 	}{
-		{"sent by an earlier process, just after this one began", func(*volumeMemory, *fakeClock) {}, false, DefaultLostCreateGrace},
-		{"sent by an earlier process, a grace after this one began", func(_ *volumeMemory, c *fakeClock) {
-			c.advance(DefaultLostCreateGrace)
-		}, true, 0},
-		{"CloudStack answered: settled at once", func(m *volumeMemory, _ *fakeClock) {
+		{"no answer, intent just recorded", 0, nil, false, DefaultLostCreateGrace},
+		{"no answer, intent 10s old", 10 * time.Second, nil, false, DefaultLostCreateGrace - 10*time.Second},
+		{"no answer, the grace over", DefaultLostCreateGrace, nil, true, 0},
+		{"sent by an earlier process: the intent's age counts, not this process's", DefaultLostCreateGrace + time.Second, nil, true, 0},
+		{"CloudStack answered: settled at once", 0, func(m *volumeMemory) { m.createFailed(mv.UID, true) }, true, 0},
+		{"no answer after an answer: waits again", time.Second, func(m *volumeMemory) {
 			m.createFailed(mv.UID, true)
-		}, true, 0},
-		{"no answer: waits from when it ended, not from the start", func(m *volumeMemory, c *fakeClock) {
-			c.advance(DefaultLostCreateGrace)
 			m.createFailed(mv.UID, false)
-			c.advance(10 * time.Second)
-		}, false, DefaultLostCreateGrace - 10*time.Second},
-		{"no answer, a grace later: settled", func(m *volumeMemory, c *fakeClock) {
-			m.createFailed(mv.UID, false)
-			c.advance(DefaultLostCreateGrace)
-		}, true, 0},
-		{"an answer after an unanswered one: settled", func(m *volumeMemory, _ *fakeClock) {
-			m.createFailed(mv.UID, false)
-			m.createFailed(mv.UID, true)
-		}, true, 0},
-		{"a job started clears what the failed create left", func(m *volumeMemory, _ *fakeClock) {
+		}, false, DefaultLostCreateGrace - time.Second},
+		{"a job started clears the answer", 0, func(m *volumeMemory) {
 			m.createFailed(mv.UID, true)
 			m.jobStarted(mv, pending("job-1", opCreate), "vol-a", "")
 		}, false, DefaultLostCreateGrace},
@@ -394,12 +384,18 @@ func TestDecisionLostCreateSettled(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			m, clock := testMemory()
-			m.started = clock.now()
-			tc.steps(m, clock)
-			settled, wait := m.lostCreateSettled(mv.UID)
+			intentAt := clock.now()
+			clock.advance(tc.age)
+			if tc.steps != nil {
+				tc.steps(m)
+			}
+			settled, wait := m.lostCreateSettled(mv.UID, intentAt)
 			if settled != tc.wantSettled || wait != tc.wantWait {
 				t.Fatalf("settled %v after %v, want %v after %v", settled, wait, tc.wantSettled, tc.wantWait)
 			}
 		})
+	}
+	if m, _ := testMemory(); m.createSendWindow() >= DefaultLostCreateGrace {
+		t.Errorf("a create may be sent for %v of a %v grace: no room left for it to land", m.createSendWindow(), DefaultLostCreateGrace)
 	}
 }

@@ -187,7 +187,7 @@ func (r *MigrationVolumeReconciler) resolveLostCreate(ctx context.Context, s *vo
 		return r.lookupError(s, "looking for the volume of a lost create", err)
 	}
 	if vol == nil {
-		if settled, wait := r.mem.lostCreateSettled(s.mv.UID); !settled {
+		if settled, wait := r.mem.lostCreateSettled(s.mv.UID, s.mv.Status.PendingJob.StartedAt.Time); !settled {
 			log.FromContext(ctx).V(1).Info("No volume yet from a create of unknown outcome; it may still land", "lookAgainIn", wait)
 			return waitFor(min(wait, 10*time.Second))
 		}

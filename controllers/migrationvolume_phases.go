@@ -51,7 +51,11 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	if offering == "" {
 		offering = s.cfg.Status.DiskOfferingID
 	}
-	volumeID, jobID, err := s.cloud.CreateVolume(r.unlessDeleting(ctx, mv), cloudstack.CreateVolumeRequest{
+	// The create may be sent only within a window after its intent, so that a lookup after
+	// a lost reply knows when it can no longer land (see lostCreateSettled).
+	sendCtx, cancel := context.WithDeadline(r.unlessDeleting(ctx, mv), mv.Status.PendingJob.StartedAt.Add(r.mem.createSendWindow()))
+	defer cancel()
+	volumeID, jobID, err := s.cloud.CreateVolume(sendCtx, cloudstack.CreateVolumeRequest{
 		Name:           volumeName(mv),
 		ZoneID:         s.cfg.Status.ZoneID,
 		DiskOfferingID: offering,

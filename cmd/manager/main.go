@@ -101,7 +101,7 @@ func main() {
 		RevalidateInterval:      revalidateInterval,
 		DriftInterval:           driftInterval,
 		MaxConcurrentReconciles: volumeWorkers,
-		LostCreateGrace:         cloudTimeout + 30*time.Second,
+		LostCreateGrace:         2 * cloudTimeout,
 	}); err != nil {
 		log.Error(err, "Unable to set up the controllers")
 		os.Exit(1)
