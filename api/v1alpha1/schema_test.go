@@ -263,8 +263,8 @@ func TestSamplesAreAccepted(t *testing.T) {
 			kinds[obj.GetKind()]++
 		}
 	}
-	if kinds["Secret"] != 1 || kinds["OsseaConfig"] != 1 || kinds["MigrationVolume"] < 2 {
-		t.Errorf("samples hold %v; want a Secret, an OsseaConfig and a few MigrationVolumes", kinds)
+	if kinds["Secret"] != 1 || kinds["OsseaConfig"] != 1 || kinds["MigrationVolume"] < 2 || kinds["MigrationJob"] != 1 {
+		t.Errorf("samples hold %v; want a Secret, an OsseaConfig, a few MigrationVolumes and a MigrationJob", kinds)
 	}
 }
 
