@@ -1,10 +1,10 @@
 package v1alpha1
 
-// Every condition type and Reason of both kinds, and the events' reasons, live here: they are
+// Every condition type and Reason of every kind, and the events' reasons, live here: they are
 // the contract between the manager, the node agent and the people and tools reading status
 // (kubectl wait, Flux, Argo CD). No binary spells one as a literal of its own.
 
-// Condition types shared by both kinds. Ready is the summary; Reconciling and Stalled follow
+// Condition types shared by every kind. Ready is the summary; Reconciling and Stalled follow
 // the kstatus conventions (present only while True) so Flux, Argo CD and `kubectl wait` read
 // progress correctly.
 const (
@@ -29,7 +29,7 @@ const (
 	ConditionMounted   = "Mounted"
 )
 
-// Reasons used by both kinds.
+// Reasons used by every kind.
 const (
 	// ReasonProgressing is the Reconciling reason while work is under way.
 	ReasonProgressing = "Progressing"
@@ -114,6 +114,29 @@ const (
 	ReasonDeviceBlank        = "DeviceBlank" // formatPolicy Never on a blank device
 	ReasonDeviceInUse        = "DeviceInUse" // mounted somewhere else already
 	ReasonInvalidMountPath   = "InvalidMountPath"
+)
+
+// Detail condition type of a MigrationJob; Ready (every disk's MigrationVolume Ready),
+// Reconciling and Stalled (a disk is stalled: the message says which and why) are the
+// shared ones.
+const (
+	// ConditionPlaced is True once status.placement names the OsseaConfig the job went to.
+	ConditionPlaced = "Placed"
+)
+
+// Reasons of a MigrationJob's conditions. A job whose MigrationVolume name is taken by an
+// object it does not own reports ReasonNameConflict (above) and leaves that object alone.
+const (
+	// ReasonPlaced: Placed is True; the message names the OsseaConfig.
+	ReasonPlaced = "Placed"
+	// ReasonInsufficientCapacity: no candidate has a free data-disk slot for every disk of
+	// the job; the message lists each candidate's free and needed slots. The job waits and
+	// is placed as soon as slots free up.
+	ReasonInsufficientCapacity = "InsufficientCapacity"
+	// ReasonNoCandidates: the selector matches no Ready OsseaConfig of the job's namespace
+	// (for osseaConfigRef, the named config is missing or not Ready:
+	// ReasonOsseaConfigNotReady). The job waits.
+	ReasonNoCandidates = "NoCandidates"
 )
 
 // Reasons of events only: outcomes that no condition keeps.

@@ -17,6 +17,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/testenv"
 	"github.com/migratekit/ossea-operator/test/world"
 )
@@ -263,8 +264,8 @@ func TestSamplesAreAccepted(t *testing.T) {
 			kinds[obj.GetKind()]++
 		}
 	}
-	if kinds["Secret"] != 1 || kinds["OsseaConfig"] != 1 || kinds["MigrationVolume"] < 2 {
-		t.Errorf("samples hold %v; want a Secret, an OsseaConfig and a few MigrationVolumes", kinds)
+	if kinds["Secret"] != 1 || kinds["OsseaConfig"] != 1 || kinds["MigrationVolume"] < 2 || kinds["MigrationJob"] != 1 {
+		t.Errorf("samples hold %v; want a Secret, an OsseaConfig, a few MigrationVolumes and a MigrationJob", kinds)
 	}
 }
 
@@ -276,6 +277,7 @@ func assertInvalid(t *testing.T, err error, want []string) {
 	if !apierrors.IsInvalid(err) {
 		t.Fatalf("want an Invalid error, got %T: %v", err, err)
 	}
+	t.Logf("refused: %v", err) // with -v, the log shows every refusal as a person sees it
 	for _, w := range want {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error does not mention %q:\n%v", w, err)
@@ -332,5 +334,303 @@ func TestSelectableFields(t *testing.T) {
 		if len(list.Items) != want {
 			t.Errorf("%s selected %d volumes, want %d", selector, len(list.Items), want)
 		}
+	}
+}
+
+// MigrationJob. Its name is the jobID, and its disks' names become MigrationVolume diskNames:
+// both are path segments on the OMA, refused at admission unless they are DNS labels.
+
+func validJob(name string) map[string]any {
+	return map[string]any{
+		"apiVersion": "ossea.migratekit.io/v1alpha1",
+		"kind":       "MigrationJob",
+		"metadata":   map[string]any{"name": name, "namespace": "default"},
+		"spec": map[string]any{
+			"vmName":    "Web Server (prod) 01",
+			"placement": map[string]any{"osseaConfigSelector": map[string]any{"matchLabels": map[string]any{"pool": "prod"}}},
+			"disks": []any{
+				map[string]any{"name": "disk0", "sizeGiB": int64(40)},
+				map[string]any{"name": "disk1", "capacityBytes": int64(42949673472), "mode": "Block"},
+			},
+		},
+	}
+}
+
+// named sets the object's name.
+func named(name string) func(map[string]any) {
+	return func(obj map[string]any) {
+		if err := unstructured.SetNestedField(obj, name, "metadata", "name"); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// setDisk sets (or, with value nil, removes) one field of spec.disks[i]; path is dotted.
+func setDisk(i int, path string, value any) func(map[string]any) {
+	return func(obj map[string]any) {
+		disks, _, err := unstructured.NestedSlice(obj, "spec", "disks")
+		if err != nil {
+			panic(err)
+		}
+		d := disks[i].(map[string]any)
+		fields := strings.Split(path, ".")
+		if value == nil {
+			unstructured.RemoveNestedField(d, fields...)
+		} else if err := unstructured.SetNestedField(d, value, fields...); err != nil {
+			panic(err)
+		}
+		set("disks", disks)(obj)
+	}
+}
+
+// setSelectorExpr makes the job's selector one match expression.
+func setSelectorExpr(expr map[string]any) func(map[string]any) {
+	return set("placement.osseaConfigSelector", map[string]any{"matchExpressions": []any{expr}})
+}
+
+// nDisks makes n valid disks named disk0 ... disk<n-1>.
+func nDisks(n int) []any {
+	disks := make([]any, n)
+	for i := range disks {
+		disks[i] = map[string]any{"name": fmt.Sprintf("disk%d", i), "sizeGiB": int64(1)}
+	}
+	return disks
+}
+
+func TestSchemaRejectsInvalidJobs(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("a", n) }
+	both := func(o map[string]any) {
+		set("placement.osseaConfigRef.name", "oma-a")(o)
+	}
+	cases := []struct {
+		name string
+		edit func(map[string]any)
+		want []string // substrings of the API server's error: the field path, and why
+	}{
+		// The name is the jobID.
+		{"name longer than 63", named(long(64)), []string{"metadata.name", "at most 63 characters"}},
+		{"name with underscore and capitals", named("Job_1"), []string{"metadata.name"}},
+		{"name with a dot", named("job.1"), []string{"metadata.name must be a lower-case DNS label"}},
+		// vmName, as MigrationVolume's.
+		{"vmName empty", set("vmName", ""), []string{"spec.vmName", "at least 1 chars long"}},
+		{"vmName overlong", set("vmName", long(81)), []string{"spec.vmName", "may not be more than 80"}},
+		{"vmName newline", set("vmName", "web\n01"), []string{"spec.vmName", "should match"}},
+		{"vmName escape char", set("vmName", "web\x1b[2J"), []string{"spec.vmName", "should match"}},
+		{"vmName missing", set("vmName", nil), []string{"spec.vmName", "Required value"}},
+		// placement: exactly one of ref and selector.
+		{"placement with ref and selector", both, []string{"spec.placement", "exactly one of osseaConfigRef and osseaConfigSelector"}},
+		{"placement with neither", set("placement", map[string]any{}), []string{"spec.placement", "exactly one of osseaConfigRef and osseaConfigSelector"}},
+		{"placement missing", set("placement", nil), []string{"spec.placement", "Required value"}},
+		{"osseaConfigRef empty name", func(o map[string]any) {
+			set("placement", map[string]any{"osseaConfigRef": map[string]any{"name": ""}})(o)
+		}, []string{"spec.placement.osseaConfigRef.name", "at least 1 chars long"}},
+		// The selector's operators (label key and value syntax is left to the controller: a
+		// CEL check of every key and value costs more than the API server allows).
+		{"selector operator unknown", setSelectorExpr(map[string]any{"key": "pool", "operator": "Equals", "values": []any{"prod"}}),
+			[]string{"spec.placement.osseaConfigSelector.matchExpressions", "operator must be In, NotIn, Exists or DoesNotExist"}},
+		{"selector In without values", setSelectorExpr(map[string]any{"key": "pool", "operator": "In"}),
+			[]string{"spec.placement.osseaConfigSelector.matchExpressions", "values must be set for In and NotIn, and only for them"}},
+		{"selector Exists with values", setSelectorExpr(map[string]any{"key": "pool", "operator": "Exists", "values": []any{"prod"}}),
+			[]string{"spec.placement.osseaConfigSelector.matchExpressions", "values must be set for In and NotIn, and only for them"}},
+		// disks: 1..64, names unique.
+		{"disks empty", set("disks", []any{}), []string{"spec.disks", "at least 1 items"}},
+		{"disks missing", set("disks", nil), []string{"spec.disks", "Required value"}},
+		{"65 disks", set("disks", nDisks(65)), []string{"spec.disks", "must have at most 64 items"}},
+		{"duplicate disk names", setDisk(1, "name", "disk0"), []string{"spec.disks[1]", "Duplicate value"}},
+		// A disk's name, as MigrationVolume's diskName.
+		{"disk name upper case", setDisk(0, "name", "Disk0"), []string{"spec.disks[0].name", "should match"}},
+		{"disk name parent escape", setDisk(0, "name", "../x"), []string{"spec.disks[0].name", "should match"}},
+		{"disk name with a dot", setDisk(0, "name", "disk.0"), []string{"spec.disks[0].name", "should match"}},
+		{"disk name overlong", setDisk(0, "name", long(64)), []string{"spec.disks[0].name", "may not be more than 63"}},
+		{"disk name missing", setDisk(0, "name", nil), []string{"spec.disks[0].name", "Required value"}},
+		// A disk's size: exactly one of sizeGiB and capacityBytes, each in bounds.
+		{"neither sizeGiB nor capacityBytes", setDisk(0, "sizeGiB", nil), []string{"spec.disks[0]", "exactly one of sizeGiB and capacityBytes"}},
+		{"both sizeGiB and capacityBytes", setDisk(0, "capacityBytes", int64(1<<30)), []string{"spec.disks[0]", "exactly one of sizeGiB and capacityBytes"}},
+		{"sizeGiB zero", setDisk(0, "sizeGiB", int64(0)), []string{"spec.disks[0].sizeGiB", "greater than or equal to 1"}},
+		{"sizeGiB over the maximum", setDisk(0, "sizeGiB", int64(osseav1.MaxDiskSizeGiB+1)), []string{"spec.disks[0].sizeGiB", "less than or equal to 65536"}},
+		{"capacityBytes zero", setDisk(1, "capacityBytes", int64(0)), []string{"spec.disks[1].capacityBytes", "greater than or equal to 1"}},
+		{"capacityBytes negative", setDisk(1, "capacityBytes", int64(-1)), []string{"spec.disks[1].capacityBytes", "greater than or equal to 1"}},
+		{"capacityBytes over the maximum", setDisk(1, "capacityBytes", osseav1.MaxDiskCapacityBytes+1), []string{"spec.disks[1].capacityBytes", "less than or equal to 70368744177664"}},
+		// Mode, filesystem, disk offering.
+		{"mode unknown", setDisk(0, "mode", "Raw"), []string{"spec.disks[0].mode", "Unsupported value", `"Filesystem"`, `"Block"`}},
+		{"filesystem with Block mode", setDisk(1, "filesystem.type", "ext4"), []string{"spec.disks[1]", "filesystem must not be set when mode is Block"}},
+		{"filesystem type unknown", setDisk(0, "filesystem.type", "btrfs"), []string{"spec.disks[0].filesystem.type", "Unsupported value", `"xfs"`}},
+		{"formatPolicy unknown", setDisk(0, "filesystem.formatPolicy", "Always"), []string{"spec.disks[0].filesystem.formatPolicy", "Unsupported value", `"IfBlank"`}},
+		{"diskOfferingID not a UUID", setDisk(0, "diskOfferingID", "large-disks"), []string{"spec.disks[0].diskOfferingID", "should match"}},
+		// deletionPolicy.
+		{"deletionPolicy unknown", set("deletionPolicy", "Orphan"), []string{"spec.deletionPolicy", "Unsupported value", `"Retain"`}},
+	}
+
+	ctx := context.Background()
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := validJob(fmt.Sprintf("invalid-job-%d", i))
+			tc.edit(obj)
+			err := k8sClient.Create(ctx, &unstructured.Unstructured{Object: obj})
+			assertInvalid(t, err, tc.want)
+		})
+	}
+	if len(cases) < 18 {
+		t.Fatalf("only %d invalid jobs in the table; the schema deserves at least 18", len(cases))
+	}
+}
+
+func TestSchemaRejectsChangesToImmutableJobFields(t *testing.T) {
+	cases := []struct {
+		name   string
+		change func(map[string]any)
+		want   []string
+	}{
+		{"vmName", set("vmName", "Other VM"), []string{"spec.vmName", "vmName is immutable"}},
+		{"placement selector labels", set("placement.osseaConfigSelector.matchLabels.pool", "test"), []string{"spec.placement", "placement is immutable"}},
+		{"placement selector to ref", set("placement", map[string]any{"osseaConfigRef": map[string]any{"name": "oma-a"}}), []string{"spec.placement", "placement is immutable"}},
+		{"disk size", setDisk(0, "sizeGiB", int64(41)), []string{"spec.disks", "disks is immutable"}},
+		{"disk mode", setDisk(1, "mode", "Filesystem"), []string{"spec.disks", "disks is immutable"}},
+		{"disk added", set("disks", append(validJob("x")["spec"].(map[string]any)["disks"].([]any), map[string]any{"name": "disk2", "sizeGiB": int64(1)})), []string{"spec.disks", "disks is immutable"}},
+		{"disk removed", set("disks", validJob("x")["spec"].(map[string]any)["disks"].([]any)[:1]), []string{"spec.disks", "disks is immutable"}},
+		{"disk renamed", setDisk(1, "name", "disk9"), []string{"spec.disks", "disks is immutable"}},
+		{"diskOfferingID added", setDisk(0, "diskOfferingID", validUUID), []string{"spec.disks", "disks is immutable"}},
+	}
+	ctx := context.Background()
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := &unstructured.Unstructured{Object: validJob(fmt.Sprintf("immutable-job-%d", i))}
+			if err := k8sClient.Create(ctx, obj); err != nil {
+				t.Fatalf("creating the valid job: %v", err)
+			}
+			tc.change(obj.Object)
+			assertInvalid(t, k8sClient.Update(ctx, obj), tc.want)
+		})
+	}
+}
+
+// The placement is written once, before any volume exists, and the API server keeps it so:
+// a manager that restarts mid-placement can never move a job it already placed.
+func TestSchemaKeepsJobPlacement(t *testing.T) {
+	ctx := context.Background()
+	obj := &unstructured.Unstructured{Object: validJob("placed-once")}
+	if err := k8sClient.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	placement := func(name, vm string) func(map[string]any) {
+		return func(o map[string]any) {
+			_ = unstructured.SetNestedField(o, map[string]any{"osseaConfigName": name, "omaVirtualMachineID": vm}, "status", "placement")
+		}
+	}
+	placement("oma-a", validUUID)(obj.Object)
+	_ = unstructured.SetNestedField(obj.Object, "0/2", "status", "disksReady")
+	if err := k8sClient.Status().Update(ctx, obj); err != nil {
+		t.Fatalf("writing the first placement was refused: %v", err)
+	}
+	for name, change := range map[string]func(map[string]any){
+		"other config": placement("oma-b", validUUID),
+		"other VM":     placement("oma-a", otherUUID),
+		"removed":      func(o map[string]any) { unstructured.RemoveNestedField(o, "status", "placement") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			changed := obj.DeepCopy()
+			change(changed.Object)
+			assertInvalid(t, k8sClient.Status().Update(ctx, changed), []string{"status.placement", "status.placement never changes once written"})
+		})
+	}
+	// What the controller may write is checked too.
+	statusCases := []struct {
+		name   string
+		change func(map[string]any)
+		want   []string
+	}{
+		{"placement without the VM id", func(o map[string]any) {
+			_ = unstructured.SetNestedField(o, map[string]any{"osseaConfigName": "oma-a"}, "status", "placement")
+		}, []string{"status.placement.omaVirtualMachineID", "Required value"}},
+		{"placement VM id not a UUID", placement("oma-a", "vm-1"), []string{"status.placement.omaVirtualMachineID", "should match"}},
+		{"disksReady not n/m", func(o map[string]any) {
+			_ = unstructured.SetNestedField(o, "2-3", "status", "disksReady")
+		}, []string{"status.disksReady", "should match"}},
+		{"phase unknown", func(o map[string]any) {
+			_ = unstructured.SetNestedField(o, "Mounted", "status", "phase")
+		}, []string{"status.phase", "Unsupported value", `"Provisioning"`}},
+	}
+	for i, tc := range statusCases {
+		t.Run(tc.name, func(t *testing.T) {
+			fresh := &unstructured.Unstructured{Object: validJob(fmt.Sprintf("invalid-status-%d", i))}
+			if err := k8sClient.Create(ctx, fresh); err != nil {
+				t.Fatal(err)
+			}
+			tc.change(fresh.Object)
+			assertInvalid(t, k8sClient.Status().Update(ctx, fresh), tc.want)
+		})
+	}
+}
+
+func TestSchemaJobDefaultsAndMutableFields(t *testing.T) {
+	ctx := context.Background()
+	obj := &unstructured.Unstructured{Object: validJob("defaults")}
+	set("disks", []any{
+		map[string]any{"name": "disk0", "sizeGiB": int64(40)},
+		map[string]any{"name": "disk1", "capacityBytes": int64(42949673472), "mode": "Block"},
+		map[string]any{"name": "disk2", "capacityBytes": osseav1.MaxDiskCapacityBytes, "filesystem": map[string]any{}},
+		map[string]any{"name": "disk3", "sizeGiB": int64(osseav1.MaxDiskSizeGiB), "filesystem": map[string]any{"type": "xfs"}, "diskOfferingID": validUUID},
+	})(obj.Object)
+	named(strings.Repeat("j", 63))(obj.Object) // the longest jobID
+	if err := k8sClient.Create(ctx, obj); err != nil {
+		t.Fatalf("creating a valid job: %v", err)
+	}
+	disks, _, _ := unstructured.NestedSlice(obj.Object, "spec", "disks")
+	field := func(i int, path string) any {
+		v, _, _ := unstructured.NestedFieldNoCopy(disks[i].(map[string]any), strings.Split(path, ".")...)
+		return v
+	}
+	for _, c := range []struct {
+		what string
+		got  any
+		want any
+	}{
+		{"spec.deletionPolicy", obj.Object["spec"].(map[string]any)["deletionPolicy"], "Delete"},
+		{"status.observedGeneration", obj.Object["status"].(map[string]any)["observedGeneration"], int64(-1)},
+		{"disks[0].mode", field(0, "mode"), "Filesystem"},
+		{"disks[0].filesystem", field(0, "filesystem"), nil}, // as MigrationVolume: absent means the defaults
+		{"disks[1].mode", field(1, "mode"), "Block"},
+		{"disks[2].filesystem.type", field(2, "filesystem.type"), "ext4"},
+		{"disks[2].filesystem.formatPolicy", field(2, "filesystem.formatPolicy"), "IfBlank"},
+		{"disks[3].filesystem.type", field(3, "filesystem.type"), "xfs"},
+		{"disks[3].filesystem.formatPolicy", field(3, "filesystem.formatPolicy"), "IfBlank"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.what, c.got, c.want)
+		}
+	}
+
+	// The typed client reads the same object, and the sizes come out in whole GiB.
+	var job osseav1.MigrationJob
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), &job); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int32
+	for _, d := range job.Spec.Disks {
+		sizes = append(sizes, d.VolumeSizeGiB())
+	}
+	if fmt.Sprint(sizes) != "[40 41 65536 65536]" {
+		t.Errorf("volume sizes %v, want [40 41 65536 65536]", sizes)
+	}
+
+	// deletionPolicy may change (it is given to the disks when they are deleted); the disks
+	// may be listed in another order, which is the same list map.
+	set("deletionPolicy", "Retain")(obj.Object)
+	set("disks", []any{disks[3], disks[2], disks[1], disks[0]})(obj.Object)
+	if err := k8sClient.Update(ctx, obj); err != nil {
+		t.Fatalf("changing deletionPolicy and the disks' order was refused: %v", err)
+	}
+
+	// A job placed by name.
+	byRef := &unstructured.Unstructured{Object: validJob("by-ref")}
+	set("placement", map[string]any{"osseaConfigRef": map[string]any{"name": "oma-a"}})(byRef.Object)
+	if err := k8sClient.Create(ctx, byRef); err != nil {
+		t.Fatalf("creating a job placed by osseaConfigRef: %v", err)
+	}
+	// 64 disks, the most a job may have.
+	most := &unstructured.Unstructured{Object: validJob("sixty-four")}
+	set("disks", nDisks(64))(most.Object)
+	if err := k8sClient.Create(ctx, most); err != nil {
+		t.Fatalf("creating a job of 64 disks: %v", err)
 	}
 }
