@@ -118,7 +118,11 @@ func TestBinaryKilledAndRestartedWhileMounted(t *testing.T) {
 			_ = exec.Command("losetup", "--detach", loop).Run()
 		}
 	})
-	t.Cleanup(func() { testkit.UnmountUnder(t, mountRoot) })
+	t.Cleanup(func() {
+		if err := world.UnmountUnder(mountRoot); err != nil {
+			t.Error(err)
+		}
+	})
 
 	vmID := uuid.NewString()
 	nodeName := "oma-" + vmID[:8]

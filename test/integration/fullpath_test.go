@@ -82,7 +82,11 @@ func newWorld(t *testing.T) *world {
 	})
 	// Runs before the simulator closes, after the controllers stopped: whatever is still
 	// mounted under this test's mount root (a failed test) is unmounted.
-	t.Cleanup(func() { testkit.UnmountUnder(t, w.mountRoot) })
+	t.Cleanup(func() {
+		if err := testworld.UnmountUnder(w.mountRoot); err != nil {
+			t.Error(err)
+		}
+	})
 
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "fullpath-"}}
 	if err := k8s.Create(testCtx, ns); err != nil {

@@ -31,7 +31,7 @@ func Sweep(dir string, keep bool, spare ...int) error {
 	if err := killMarked(dir, append(spare, os.Getpid())); err != nil {
 		errs = append(errs, err)
 	}
-	mounted, err := unmountUnder(dir)
+	mounted, err := unmountAllUnder(dir)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -91,10 +91,10 @@ func markedProcesses(dir string, spare []int) []int {
 	return pids
 }
 
-// unmountUnder unmounts every mount below dir, deepest first, retrying a busy one for a
+// unmountAllUnder unmounts every mount below dir, deepest first, retrying a busy one for a
 // few seconds and then detaching it lazily: the processes that used it are gone by now,
 // and a mount left behind would break the next run. mounted reports whether any is left.
-func unmountUnder(dir string) (mounted bool, err error) {
+func unmountAllUnder(dir string) (mounted bool, err error) {
 	mounts, err := MountsUnder(dir)
 	if err != nil {
 		return true, err
@@ -121,6 +121,17 @@ func unmountUnder(dir string) (mounted bool, err error) {
 		errs = append(errs, err)
 	}
 	return len(left) > 0 || err != nil, errors.Join(errs...)
+}
+
+// UnmountUnder unmounts everything mounted below dir (not dir itself), deepest first, as
+// the sweep does: a test's cleanup calls it for its own mount root, so that a failed test
+// leaves nothing mounted for the next one.
+func UnmountUnder(dir string) error {
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	_, err := unmountAllUnder(dir)
+	return err
 }
 
 // detachLoopsUnder detaches the loop devices whose backing file is below dir.
