@@ -23,6 +23,9 @@ const (
 	// indexWaitingForSlot: MigrationVolumes waiting for a free slot, by their config's
 	// name, so that a freed slot wakes only those instead of listing every volume.
 	indexWaitingForSlot = "waitingForSlot"
+	// indexJobWaiting: MigrationJobs not placed yet ("true"), so that freed slots wake only
+	// those.
+	indexJobWaiting = "waitingForPlacement"
 )
 
 // setupIndexes registers the cache indexes; call it once per manager, before the
@@ -50,6 +53,14 @@ func setupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 		return nil
 	}); err != nil {
 		return fmt.Errorf("indexing MigrationVolumes waiting for a slot: %w", err)
+	}
+	if err := idx.IndexField(ctx, &osseav1.MigrationJob{}, indexJobWaiting, func(o client.Object) []string {
+		if job := o.(*osseav1.MigrationJob); job.Status.Placement == nil && job.DeletionTimestamp.IsZero() {
+			return []string{"true"}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing MigrationJobs waiting for a placement: %w", err)
 	}
 	if err := idx.IndexField(ctx, &osseav1.OsseaConfig{}, indexConfigSecret, func(o client.Object) []string {
 		return []string{o.(*osseav1.OsseaConfig).Spec.CredentialsSecretRef.Name}

@@ -15,8 +15,8 @@ import (
 // patchHelper remembers an object as it was read and later writes only what changed, after
 // cluster-api's patch helper. Finalizers are written with an optimistic lock: a merge patch
 // replaces the list whole, so a finalizer the node agent added meanwhile must make our
-// write fail and retry rather than vanish. An OsseaConfig's status, which the manager
-// alone writes, is written as a diff of the status; a MigrationVolume's, which it shares
+// write fail and retry rather than vanish. An OsseaConfig's or a MigrationJob's status, which the
+// manager alone writes, is written as a diff of the status; a MigrationVolume's, which it shares
 // with the node agent, is applied server-side: the manager's part only, as its owner (see
 // api/v1alpha1's ownership contract), so that neither writer can refuse or revert the
 // other's write.
@@ -86,7 +86,10 @@ func (h *patchHelper) applyVolume(ctx context.Context, mv *osseav1.MigrationVolu
 
 // ownStatus is the status of an object whose status the manager alone writes.
 func ownStatus(obj client.Object) any {
-	if o, ok := obj.(*osseav1.OsseaConfig); ok {
+	switch o := obj.(type) {
+	case *osseav1.OsseaConfig:
+		return o.Status
+	case *osseav1.MigrationJob:
 		return o.Status
 	}
 	panic(fmt.Sprintf("patchHelper: unsupported type %T", obj))
@@ -96,6 +99,8 @@ func copyStatus(dst, src client.Object) {
 	switch d := dst.(type) {
 	case *osseav1.OsseaConfig:
 		d.Status = *src.(*osseav1.OsseaConfig).Status.DeepCopy()
+	case *osseav1.MigrationJob:
+		d.Status = *src.(*osseav1.MigrationJob).Status.DeepCopy()
 	default: // a MigrationVolume's status is applied (see applyVolume), never copied
 		panic(fmt.Sprintf("patchHelper: unsupported type %T", dst))
 	}

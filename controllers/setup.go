@@ -26,7 +26,7 @@ type Options struct {
 	LostCreateGrace time.Duration
 }
 
-// Setup wires the cache indexes and both controllers into mgr: the one place that says
+// Setup wires the cache indexes and the controllers into mgr: the one place that says
 // what the manager runs, for cmd/manager and the tests alike.
 func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if err := setupIndexes(ctx, mgr); err != nil {
@@ -50,6 +50,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		LostCreateGrace: o.LostCreateGrace,
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles}); err != nil {
 		return fmt.Errorf("setting up the MigrationVolume controller: %w", err)
+	}
+	if err := (&MigrationJobReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("migrationjob-controller"),
+	}).SetupWithManager(mgr, controller.Options{}); err != nil {
+		return fmt.Errorf("setting up the MigrationJob controller: %w", err)
 	}
 	return nil
 }

@@ -10,7 +10,13 @@ const (
 	// InUseFinalizer is held on an OsseaConfig (and its credentials Secret) while
 	// MigrationVolumes reference it, so cleanup can always authenticate.
 	InUseFinalizer = "ossea.migratekit.io/in-use"
+	// JobFinalizer is held by the manager on a MigrationJob until every MigrationVolume it
+	// created is gone, so that `kubectl delete mj --wait` returns only when the disks are.
+	JobFinalizer = "ossea.migratekit.io/job"
 )
+
+// JobLabel on a MigrationVolume names the MigrationJob that created it.
+const JobLabel = "ossea.migratekit.io/job"
 
 // LocalObjectReference names an object in the same namespace.
 type LocalObjectReference struct {

@@ -137,11 +137,20 @@ const (
 	// (for osseaConfigRef, the named config is missing or not Ready:
 	// ReasonOsseaConfigNotReady). The job waits.
 	ReasonNoCandidates = "NoCandidates"
+	// ReasonInvalidSelector: the API server took a selector that is not a valid label
+	// selector; the job is Stalled until it is recreated with a valid one.
+	ReasonInvalidSelector = "InvalidSelector"
+	// ReasonProvisioning: Ready is False while the job's volumes are created, attached and
+	// mounted; the message counts the disks Ready and names the first that is not.
+	ReasonProvisioning = "Provisioning"
+	// ReasonDisksReady: Ready is True, every disk's MigrationVolume is Ready.
+	ReasonDisksReady = "DisksReady"
 )
 
 // Reasons of events only: outcomes that no condition keeps.
 const (
 	EventAdopted           = "Adopted"
+	EventCreated           = "Created"
 	EventDeleted           = "Deleted"
 	EventDetached          = "Detached"
 	EventRetained          = "Retained"
