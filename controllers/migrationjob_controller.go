@@ -24,6 +24,10 @@ import (
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
 
+// DefaultJobConcurrency is how many MigrationJobs are reconciled at once. A job's work is
+// cache reads and a few writes; placements are decided one at a time whatever this is.
+const DefaultJobConcurrency = 4
+
 // jobStallRecheck is how often a stalled job is looked at again; its volumes' changes wake
 // it sooner.
 const jobStallRecheck = time.Minute

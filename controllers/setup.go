@@ -55,7 +55,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("migrationjob-controller"),
-	}).SetupWithManager(mgr, controller.Options{}); err != nil {
+	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: DefaultJobConcurrency}); err != nil {
 		return fmt.Errorf("setting up the MigrationJob controller: %w", err)
 	}
 	return nil
