@@ -16,13 +16,19 @@ import (
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
-// The world TestMain starts once for every test: the API server, the simulator with one
-// locally served OMA VM (the one the samples name) and that VM's node agent.
+// The world TestMain starts once for every test: the API server, the simulator with two
+// locally served OMA VMs, each with its own node agent (own by-id directory and mount root),
+// as two OMAs of one pool would be. oma is the first, the one the MigrationVolume samples
+// name.
 var (
 	w   *world.World
 	sim *world.Sim
 	oma world.SimVM
 )
+
+// omaSlots is each OMA VM's data-disk limit, spelled out because placement tests reason
+// from it.
+const omaSlots = 6
 
 func TestMain(m *testing.M) {
 	world.Main(m, world.Needs{Root: true, Tools: world.DiskTools}, startWorld)
@@ -50,12 +56,15 @@ func startWorld() (func(failed bool), error) {
 	if err := w.StartAPIServer(); err != nil {
 		return teardown, err
 	}
-	if sim, err = w.StartSimulator(world.SimOptions{VMs: 1, Local: true, JobLatency: time.Second}); err != nil {
+	opts := world.SimOptions{VMs: 2, MaxDataVolumes: omaSlots, Local: true, JobLatency: time.Second}
+	if sim, err = w.StartSimulator(opts); err != nil {
 		return teardown, err
 	}
 	oma = sim.VMs[0]
-	if _, err := w.StartAgent("node-agent", oma, "--zap-log-level", "debug"); err != nil {
-		return teardown, err
+	for i, vm := range sim.VMs {
+		if _, err := w.StartAgent(fmt.Sprintf("node-agent-%d", i), vm, "--zap-log-level", "debug"); err != nil {
+			return teardown, err
+		}
 	}
 	return teardown, nil
 }
