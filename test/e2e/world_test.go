@@ -1,6 +1,6 @@
 // Package e2e runs the binaries a user deploys, built from this tree, as real processes:
 // etcd and kube-apiserver, the CloudStack simulator with its hypervisor hook (real loop
-// devices), the manager and the node agent, driven with kubectl. The world is
+// devices), the manager and the node agents, driven with kubectl. The world is
 // test/world's, so a failed or panicking run cleans up exactly as a passing one.
 package e2e
 
