@@ -123,19 +123,28 @@ func startManager(t *testing.T, name string, extra ...string) *world.Process {
 	return p
 }
 
-// applySamples applies config/samples into a namespace, pointed at this test's simulator.
+// applySamples applies the Secret, the OsseaConfigs and the MigrationVolumes of
+// config/samples into a new namespace, pointed at this test's simulator.
 func applySamples(t *testing.T, ns string) {
 	t.Helper()
 	kubectl(t, "create", "namespace", ns)
-	var docs []string
-	for _, f := range []string{"ossea_v1alpha1_osseaconfig.yaml", "ossea_v1alpha1_migrationvolume.yaml"} {
-		b, err := os.ReadFile(filepath.Join(w.Root, "config", "samples", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		docs = append(docs, strings.ReplaceAll(string(b), "http://127.0.0.1:8080", sim.URL))
+	apply(t, ns, sample(t, "ossea_v1alpha1_osseaconfig.yaml"), sample(t, "ossea_v1alpha1_migrationvolume.yaml"))
+}
+
+// sample reads a file of config/samples, pointed at this test's simulator.
+func sample(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(w.Root, "config", "samples", file))
+	if err != nil {
+		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "samples.yaml")
+	return strings.ReplaceAll(string(b), "http://127.0.0.1:8080", sim.URL)
+}
+
+// apply applies YAML documents into a namespace with kubectl.
+func apply(t *testing.T, ns string, docs ...string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "objects.yaml")
 	if err := os.WriteFile(path, []byte(strings.Join(docs, "\n---\n")), 0o644); err != nil {
 		t.Fatal(err)
 	}
