@@ -64,7 +64,7 @@ func checkPlacement(t *testing.T, ns string, mj *osseav1.MigrationJob) world.Sim
 	t.Helper()
 	p := mj.Status.Placement
 	if p == nil || !world.IsTrue(mj.Status.Conditions, osseav1.ConditionPlaced) {
-		t.Fatalf("%s is Ready without a placement: %+v", mj.Name, mj.Status)
+		t.Fatalf("%s is Ready but not placed (status.placement, condition Placed): %+v", mj.Name, mj.Status)
 	}
 	var cfg osseav1.OsseaConfig
 	getJSON(t, &cfg, "-n", ns, "osc/"+p.OsseaConfigName)
