@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole product on one machine: a real etcd + kube-apiserver, the CloudStack simulator
-# whose hypervisor turns attachments into loop devices, the manager and the node agent as
-# real processes, and the samples applied with kubectl.
+# whose hypervisor turns attachments into loop devices, two OMA VMs of one pool, the manager
+# and one node agent per OMA as real processes, and the samples applied with kubectl.
 #
 #   hack/demo.sh          run, show, wait for Ctrl-C, then tear down
 #   hack/demo.sh --once   run, show, tear down, exit non-zero if any step failed
@@ -18,7 +18,12 @@ ASSETS=${KUBEBUILDER_ASSETS:-$ROOT/bin/k8s/$K8S_VERSION-linux-amd64}
 DEMO_DIR=${DEMO_DIR:-$ROOT/bin/demo}
 MOUNT_ROOT=${DEMO_MOUNT_ROOT:-/mnt/migration}
 SIM_ADDR=127.0.0.1:8080 # the address config/samples names
-OMA_VM_ID=9c1e4b7d-2a6f-4d3c-8e5b-000000000001
+# The two OMA VMs config/samples names (OsseaConfigs ossea and ossea-b). Both run here, so
+# each gets what a separate machine would have to itself: a by-id directory, a backing
+# directory and a mount root ($MOUNT_ROOT/<name>, where a real OMA has /mnt/migration).
+OMA_NAMES=(oma oma-2)
+OMA_IDS=(9c1e4b7d-2a6f-4d3c-8e5b-000000000001 9c1e4b7d-2a6f-4d3c-8e5b-000000000002)
+OMA_SLOTS=6 # data disks per OMA VM, CloudStack's usual limit
 WAIT_TIMEOUT=${DEMO_WAIT_TIMEOUT:-180s}
 
 LOGS=$DEMO_DIR/logs
@@ -40,6 +45,15 @@ start() {
   "$@" >"$LOGS/$name.log" 2>&1 &
   PIDS+=("$!:$name")
   echo "    $name: pid $!, log $LOGS/$name.log"
+}
+
+# start_agent I starts the node agent of the I-th OMA VM, as if on that VM's own node, with
+# its health probe on port 18082+I.
+start_agent() {
+  local i=$1 name=${OMA_NAMES[$1]}
+  start "node-agent-$name" "$ROOT/bin/node-agent" --kubeconfig "$KUBECONFIG" --oma-vm-id "${OMA_IDS[i]}" \
+    --node-name "demo-$name" --by-id-dir "$DEMO_DIR/$name/by-id" --mount-root "$MOUNT_ROOT/$name" \
+    --health-probe-bind-address "127.0.0.1:$((18082 + i))" --metrics-bind-address 0
 }
 
 # wait_for DESC SECONDS CMD... polls CMD until it succeeds.
@@ -69,13 +83,16 @@ stop_all() {
 
 teardown() {
   trap - INT TERM
-  step "Deleting the MigrationVolumes (unmount, detach, delete in that order)"
+  step "Deleting the job, then the MigrationVolumes (unmount, detach, delete in that order)"
   if kc get crd migrationvolumes.ossea.migratekit.io >/dev/null 2>&1; then
+    # The job before the volumes: its own volumes are its to delete, and with --wait it
+    # returns only once they are gone.
+    kc delete mj --all --wait=true --timeout=120s || fail "deleting the job"
     kc delete mv --all --wait=true --timeout=120s || fail "deleting the volumes"
-    kc get osc,mv -o wide 2>/dev/null
+    kc get osc,mj,mv -o wide 2>/dev/null
     echo "    CloudStack data volumes left: $(sim_volumes | wc -l) (deletionPolicy Retain keeps job-4711-disk2, detached)"
     sim_volumes | sed 's/^/      /'
-    kc delete osc --all --wait=true --timeout=60s >/dev/null || fail "deleting the OsseaConfig"
+    kc delete osc --all --wait=true --timeout=60s >/dev/null || fail "deleting the OsseaConfigs"
     ok
   fi
 
@@ -105,6 +122,24 @@ teardown() {
   exit 0
 }
 
+# show_placement JOB prints where the job went (status.placement) and where its disks are.
+show_placement() {
+  local cfg vm
+  cfg=$(kc get mj "$1" -o jsonpath='{.status.placement.osseaConfigName}')
+  vm=$(kc get mj "$1" -o jsonpath='{.status.placement.omaVirtualMachineID}')
+  echo "$1 went to OsseaConfig $cfg, OMA VM $vm ($(oma_name "$vm")). Its disks:"
+  kc get mj "$1" -o jsonpath='{range .status.disks[*]}    {.name} {.phase} {.mountPath}{.devicePath}{"\n"}{end}'
+}
+
+# oma_name ID is the demo's name of the OMA VM of that id.
+oma_name() {
+  local i
+  for i in "${!OMA_IDS[@]}"; do
+    [[ ${OMA_IDS[i]} == "$1" ]] && { echo "${OMA_NAMES[i]}"; return; }
+  done
+  echo "not an OMA of this demo"
+}
+
 # sim_volumes lists the simulator's data volumes, one line each.
 sim_volumes() {
   curl -fsS "http://$SIM_ADDR/admin/state" |
@@ -120,10 +155,10 @@ abort() {
 
 step "Preparing $DEMO_DIR"
 rm -rf "$DEMO_DIR"
-mkdir -p "$LOGS" "$DEMO_DIR/by-id" "$DEMO_DIR/disks" "$MOUNT_ROOT"
+mkdir -p "$LOGS" "$MOUNT_ROOT"
 cat >"$DEMO_DIR/world.yaml" <<EOF
-# The simulator's default world, with the OMA VM served locally so that attachments
-# become loop devices with by-id links.
+# The simulator's default world with a second OMA VM, both served locally so that
+# attachments become loop devices with by-id links.
 accounts:
 - {name: admin, apiKey: cloudsim-api-key, secretKey: cloudsim-secret-key, admin: true}
 zones:
@@ -131,11 +166,18 @@ zones:
 diskOfferings:
 - {id: 5f3d9a2c-8b1e-4f6d-a7c4-000000000001, name: Custom, customized: true}
 virtualMachines:
-- id: $OMA_VM_ID
-  name: oma
-  zone: 0a7c5b1e-3d2f-4c8b-9e6a-000000000001
-  local: {byIdDir: $DEMO_DIR/by-id, backingDir: $DEMO_DIR/disks}
 EOF
+for i in "${!OMA_NAMES[@]}"; do
+  name=${OMA_NAMES[i]}
+  mkdir -p "$DEMO_DIR/$name/by-id" "$DEMO_DIR/$name/disks"
+  cat >>"$DEMO_DIR/world.yaml" <<EOF
+- id: ${OMA_IDS[i]}
+  name: $name
+  zone: 0a7c5b1e-3d2f-4c8b-9e6a-000000000001
+  maxDataVolumes: $OMA_SLOTS
+  local: {byIdDir: $DEMO_DIR/$name/by-id, backingDir: $DEMO_DIR/$name/disks}
+EOF
+done
 ok
 trap 'abort "interrupted during setup"' INT TERM
 
@@ -154,33 +196,44 @@ start cloudsim "$ROOT/bin/cloudsim" --listen "$SIM_ADDR" --world "$DEMO_DIR/worl
 wait_for "the simulator" 20 curl -fsS "http://$SIM_ADDR/admin/state" || abort "the simulator did not start"
 ok
 
-step "Starting the manager and the node agent"
+step "Starting the manager and one node agent per OMA VM"
 start manager "$ROOT/bin/manager" --kubeconfig "$KUBECONFIG" --health-probe-bind-address 127.0.0.1:18081 \
   --metrics-bind-address 127.0.0.1:18080 --revalidate-interval 1m
-start node-agent "$ROOT/bin/node-agent" --kubeconfig "$KUBECONFIG" --oma-vm-id "$OMA_VM_ID" --node-name demo-node \
-  --by-id-dir "$DEMO_DIR/by-id" --mount-root "$MOUNT_ROOT" --health-probe-bind-address 127.0.0.1:18082 \
-  --metrics-bind-address 0
+for i in "${!OMA_NAMES[@]}"; do start_agent "$i"; done
 wait_for "the manager" 30 curl -fsS http://127.0.0.1:18081/readyz || abort "the manager did not become ready"
-wait_for "the node agent" 30 curl -fsS http://127.0.0.1:18082/readyz || abort "the node agent did not become ready"
+for i in "${!OMA_NAMES[@]}"; do
+  wait_for "the node agent of ${OMA_NAMES[i]}" 30 curl -fsS "http://127.0.0.1:$((18082 + i))/readyz" ||
+    abort "the node agent of ${OMA_NAMES[i]} did not become ready"
+done
 ok
 
-step "Applying config/samples: a Secret, an OsseaConfig and three MigrationVolumes of one job"
+step "Applying config/samples: a Secret, a pool of two OsseaConfigs and three MigrationVolumes of one job"
 kc apply -k "$ROOT/config/samples" | sed 's/^/    /' || abort "kubectl apply of the samples"
 ok
 
 step "Waiting until all are Ready (kubectl wait)"
-kc wait --for=condition=Ready osc/ossea --timeout="$WAIT_TIMEOUT" | sed 's/^/    /' || abort "the OsseaConfig did not become Ready"
+kc wait --for=condition=Ready osc --all --timeout="$WAIT_TIMEOUT" | sed 's/^/    /' || abort "the OsseaConfigs did not become Ready"
 kc wait --for=condition=Ready mv --all --timeout="$WAIT_TIMEOUT" | sed 's/^/    /' || abort "the volumes did not become Ready"
+ok
+
+step "Applying a MigrationJob of three disks to pool prod, and waiting until it is Ready"
+kc apply -f "$ROOT/config/samples/ossea_v1alpha1_migrationjob.yaml" | sed 's/^/    /' || abort "kubectl apply of the job"
+kc wait --for=condition=Ready mj/job-4712 --timeout="$WAIT_TIMEOUT" | sed 's/^/    /' || abort "the job did not become Ready"
 ok
 
 step "What you have now"
 kc get osc,mv -o wide
 echo
+kc get mj -o wide
+echo
+show_placement job-4712
+echo
 echo "Mounts (findmnt):"
 findmnt -l -o TARGET,SOURCE,FSTYPE,SIZE | awk -v root="$MOUNT_ROOT/" 'NR == 1 || index($1, root) == 1 { print "    " $0 }'
 echo
 echo "Block-mode volume (published, not mounted):"
-kc get mv job-4711-disk2 -o jsonpath='    {.status.devicePath} -> ' && readlink -f "$DEMO_DIR/by-id/$(basename "$(kc get mv job-4711-disk2 -o jsonpath='{.status.devicePath}')")"
+dev=$(kc get mv job-4711-disk2 -o jsonpath='{.status.devicePath}')
+echo "    $dev -> $(readlink -f "$dev")"
 echo
 echo "Use kubectl against it:  export KUBECONFIG=$KUBECONFIG"
 echo "Logs:                    $LOGS"

@@ -264,8 +264,8 @@ func TestSamplesAreAccepted(t *testing.T) {
 			kinds[obj.GetKind()]++
 		}
 	}
-	if kinds["Secret"] != 1 || kinds["OsseaConfig"] != 1 || kinds["MigrationVolume"] < 2 || kinds["MigrationJob"] != 1 {
-		t.Errorf("samples hold %v; want a Secret, an OsseaConfig, a few MigrationVolumes and a MigrationJob", kinds)
+	if kinds["Secret"] != 1 || kinds["OsseaConfig"] != 2 || kinds["MigrationVolume"] < 2 || kinds["MigrationJob"] != 1 {
+		t.Errorf("samples hold %v; want a Secret, two OsseaConfigs (a pool), a few MigrationVolumes and a MigrationJob", kinds)
 	}
 }
 

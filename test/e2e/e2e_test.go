@@ -19,7 +19,7 @@ func TestSamplesEndToEnd(t *testing.T) {
 	startManager(t, "manager-samples")
 	ns := "samples"
 	applySamples(t, ns)
-	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", "osc/ossea", "--timeout=120s")
+	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", "osc", "--all", "--timeout=120s")
 	kubectl(t, "wait", "-n", ns, "--for=condition=Ready", "mv", "--all", "--timeout=120s")
 	t.Log("\n" + kubectl(t, "get", "-n", ns, "osc,mv", "-o", "wide"))
 
@@ -66,7 +66,7 @@ func TestSamplesEndToEnd(t *testing.T) {
 		t.Errorf("loop devices left: %v", loops)
 	}
 
-	kubectl(t, "delete", "-n", ns, "osc/ossea", "--wait=true", "--timeout=60s")
+	kubectl(t, "delete", "-n", ns, "osc", "--all", "--wait=true", "--timeout=60s")
 	if out := kubectl(t, "get", "-n", ns, "secret/ossea-credentials", "-o", "jsonpath={.metadata.finalizers}", "--ignore-not-found"); strings.TrimSpace(out) != "" {
 		t.Errorf("finalizers left on the Secret: %s", out)
 	}

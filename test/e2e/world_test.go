@@ -1,6 +1,6 @@
 // Package e2e runs the binaries a user deploys, built from this tree, as real processes:
 // etcd and kube-apiserver, the CloudStack simulator with its hypervisor hook (real loop
-// devices), the manager and the node agent, driven with kubectl. The world is
+// devices), the manager and the node agents, driven with kubectl. The world is
 // test/world's, so a failed or panicking run cleans up exactly as a passing one.
 package e2e
 
@@ -16,13 +16,19 @@ import (
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
-// The world TestMain starts once for every test: the API server, the simulator with one
-// locally served OMA VM (the one the samples name) and that VM's node agent.
+// The world TestMain starts once for every test: the API server, the simulator with two
+// locally served OMA VMs, each with its own node agent (own by-id directory and mount root),
+// as two OMAs of one pool would be. oma is the first, the one the MigrationVolume samples
+// name.
 var (
 	w   *world.World
 	sim *world.Sim
 	oma world.SimVM
 )
+
+// omaSlots is each OMA VM's data-disk limit, spelled out because placement tests reason
+// from it.
+const omaSlots = 6
 
 func TestMain(m *testing.M) {
 	world.Main(m, world.Needs{Root: true, Tools: world.DiskTools}, startWorld)
@@ -50,12 +56,15 @@ func startWorld() (func(failed bool), error) {
 	if err := w.StartAPIServer(); err != nil {
 		return teardown, err
 	}
-	if sim, err = w.StartSimulator(world.SimOptions{VMs: 1, Local: true, JobLatency: time.Second}); err != nil {
+	opts := world.SimOptions{VMs: 2, MaxDataVolumes: omaSlots, Local: true, JobLatency: time.Second}
+	if sim, err = w.StartSimulator(opts); err != nil {
 		return teardown, err
 	}
 	oma = sim.VMs[0]
-	if _, err := w.StartAgent("node-agent", oma, "--zap-log-level", "debug"); err != nil {
-		return teardown, err
+	for i, vm := range sim.VMs {
+		if _, err := w.StartAgent(fmt.Sprintf("node-agent-%d", i), vm, "--zap-log-level", "debug"); err != nil {
+			return teardown, err
+		}
 	}
 	return teardown, nil
 }
@@ -114,19 +123,28 @@ func startManager(t *testing.T, name string, extra ...string) *world.Process {
 	return p
 }
 
-// applySamples applies config/samples into a namespace, pointed at this test's simulator.
+// applySamples applies the Secret, the OsseaConfigs and the MigrationVolumes of
+// config/samples into a new namespace, pointed at this test's simulator.
 func applySamples(t *testing.T, ns string) {
 	t.Helper()
 	kubectl(t, "create", "namespace", ns)
-	var docs []string
-	for _, f := range []string{"ossea_v1alpha1_osseaconfig.yaml", "ossea_v1alpha1_migrationvolume.yaml"} {
-		b, err := os.ReadFile(filepath.Join(w.Root, "config", "samples", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		docs = append(docs, strings.ReplaceAll(string(b), "http://127.0.0.1:8080", sim.URL))
+	apply(t, ns, sample(t, "ossea_v1alpha1_osseaconfig.yaml"), sample(t, "ossea_v1alpha1_migrationvolume.yaml"))
+}
+
+// sample reads a file of config/samples, pointed at this test's simulator.
+func sample(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(w.Root, "config", "samples", file))
+	if err != nil {
+		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "samples.yaml")
+	return strings.ReplaceAll(string(b), "http://127.0.0.1:8080", sim.URL)
+}
+
+// apply applies YAML documents into a namespace with kubectl.
+func apply(t *testing.T, ns string, docs ...string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "objects.yaml")
 	if err := os.WriteFile(path, []byte(strings.Join(docs, "\n---\n")), 0o644); err != nil {
 		t.Fatal(err)
 	}
