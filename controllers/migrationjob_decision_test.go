@@ -102,8 +102,8 @@ func TestDecisionSlotCount(t *testing.T) {
 	vols := []osseav1.MigrationVolume{
 		testVolume("j1-d0", "cfg-vm-a", "vm-a", &placedA), // counted with its job
 		testVolume("j1-d1", "cfg-vm-a", "", &placedA),
-		testVolume("s1", "cfg-vm-b", "", nil),           // standalone, not attached yet: its config's VM
-		testVolume("s3", "cfg-vm-b", "vm-a", nil),       // standalone, attached elsewhere: where it is
+		testVolume("s1", "cfg-vm-b", "", nil),          // standalone, not attached yet: its config's VM
+		testVolume("s3", "cfg-vm-b", "vm-a", nil),      // standalone, attached elsewhere: where it is
 		testVolume("o1", "cfg-vm-b", "", &ownedByGone), // its job is gone: counted on its own
 		other,
 	}

@@ -285,4 +285,3 @@ func (r *MigrationJobReconciler) waitingJobs(ctx context.Context, _ client.Objec
 	}
 	return reqs
 }
-
