@@ -13,7 +13,7 @@ import (
 )
 
 // jobLabel marks the MigrationVolumes of a job.
-const jobLabel = "ossea.migratekit.io/job"
+const jobLabel = osseav1.JobLabel
 
 // TestJobAcrossPool: the job sample, applied with kubectl against the sample pool of two
 // OMAs, goes through its selector to one OMA, whose own agent mounts or publishes every
