@@ -128,7 +128,7 @@ show_placement() {
   cfg=$(kc get mj "$1" -o jsonpath='{.status.placement.osseaConfigName}')
   vm=$(kc get mj "$1" -o jsonpath='{.status.placement.omaVirtualMachineID}')
   echo "$1 went to OsseaConfig $cfg, OMA VM $vm ($(oma_name "$vm")). Its disks:"
-  kc get mj "$1" -o jsonpath='{range .status.disks[*]}    {.name} {.phase} {.mountPath}{.devicePath}{"\n"}{end}'
+  kc get mj "$1" -o json | jq -r '.status.disks[] | "    \(.name) \(.phase) \(.mountPath // .devicePath)"'
 }
 
 # oma_name ID is the demo's name of the OMA VM of that id.
