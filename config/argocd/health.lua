@@ -1,4 +1,4 @@
--- Argo CD health check for ossea.migratekit.io kinds (MigrationVolume, OsseaConfig).
+-- Argo CD health check for ossea.migratekit.io kinds (MigrationJob, MigrationVolume, OsseaConfig).
 -- README.md shows it in argocd-cm; health_test.go runs it on real status shapes.
 local hs = { status = "Progressing", message = "Waiting for the controller" }
 if obj.status == nil or obj.metadata.generation == nil then return hs end

@@ -31,6 +31,20 @@ func TestHealthCheck(t *testing.T) {
 		{"stalled", `{"metadata":{"generation":3},"status":{"observedGeneration":3,
 			"conditions":[{"type":"Ready","status":"False","reason":"VolumeLost","message":"gone"},
 			{"type":"Stalled","status":"True","reason":"VolumeLost","message":"gone"}]}}`, "Degraded", "VolumeLost: gone"},
+		// A MigrationJob's shapes: waiting for slots, Ready, and one that can never fit.
+		{"job waiting for slots", `{"metadata":{"generation":1},"status":{"observedGeneration":1,"phase":"Pending",
+			"conditions":[{"type":"Placed","status":"False","reason":"InsufficientCapacity","message":"needs 3 free data-disk slots on one OMA VM; oma-a: 1 of 16 free"},
+			{"type":"Ready","status":"False","reason":"InsufficientCapacity","message":"needs 3 free data-disk slots on one OMA VM; oma-a: 1 of 16 free"},
+			{"type":"Reconciling","status":"True","reason":"InsufficientCapacity","message":"needs 3"}]}}`,
+			"Progressing", "InsufficientCapacity: needs 3 free data-disk slots on one OMA VM; oma-a: 1 of 16 free"},
+		{"job ready", `{"metadata":{"generation":1},"status":{"observedGeneration":1,"phase":"Ready","disksReady":"3/3",
+			"conditions":[{"type":"Placed","status":"True","reason":"Placed","message":"placed on OsseaConfig oma-a"},
+			{"type":"Ready","status":"True","reason":"DisksReady","message":"3/3 disks Ready on OsseaConfig oma-a"}]}}`,
+			"Healthy", "3/3 disks Ready on OsseaConfig oma-a"},
+		{"job never fits", `{"metadata":{"generation":1},"status":{"observedGeneration":1,"phase":"Failed",
+			"conditions":[{"type":"Ready","status":"False","reason":"InsufficientCapacity","message":"the job's 40 disks can never fit"},
+			{"type":"Stalled","status":"True","reason":"InsufficientCapacity","message":"the job's 40 disks can never fit"}]}}`,
+			"Degraded", "InsufficientCapacity: the job's 40 disks can never fit"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
