@@ -144,7 +144,7 @@ func jobVolumes(t *testing.T, job *osseav1.MigrationJob) []osseav1.MigrationVolu
 }
 
 // placements watches where every job of the namespace is placed, and fails the test if a
-// job's placement ever changes once seen.
+// job's placement ever changes once seen, or a job has a volume before its placement.
 type placements struct {
 	mu   sync.Mutex
 	seen map[string]osseav1.MigrationJobPlacementStatus
@@ -158,9 +158,21 @@ func watchPlacements(t *testing.T, ns string) *placements {
 	go func() {
 		defer close(p.done)
 		for {
+			// Volumes first: a volume seen means its job's placement was written before, so
+			// the jobs listed after must show it.
+			var vols osseav1.MigrationVolumeList
 			var list osseav1.MigrationJobList
-			if err := k8s.List(testCtx, &list, client.InNamespace(ns)); err == nil {
+			if err := k8s.List(testCtx, &vols, client.InNamespace(ns), client.HasLabels{osseav1.JobLabel}); err == nil &&
+				k8s.List(testCtx, &list, client.InNamespace(ns)) == nil {
 				p.mu.Lock()
+				for _, mv := range vols.Items {
+					ref := metav1.GetControllerOf(&mv)
+					for _, j := range list.Items {
+						if ref != nil && ref.UID == j.UID && j.Status.Placement == nil {
+							p.bad = append(p.bad, fmt.Sprintf("%s has volume %s but no placement", j.Name, mv.Name))
+						}
+					}
+				}
 				for _, j := range list.Items {
 					if j.Status.Placement == nil {
 						continue
@@ -300,12 +312,39 @@ func TestJobPlacement(t *testing.T) {
 	if after := e.dataVolumes(); after != before-3 {
 		t.Errorf("CloudStack holds %d data volumes, want %d: the job's three deleted", after, before-3)
 	}
-	for _, j := range []*osseav1.MigrationJob{byRef, third} {
-		if err := k8s.Delete(testCtx, j); err != nil {
+	// --cascade=orphan: the job lets go without deleting its volume. The test world runs no
+	// garbage collector (kube-controller-manager), so the test does its part: take the owner
+	// reference off the volume and the orphan finalizer off the job.
+	if err := k8s.Delete(testCtx, third, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
+		t.Fatal(err)
+	}
+	waitMJ(t, third, 30*time.Second, func(j *osseav1.MigrationJob) string {
+		if len(j.Finalizers) != 1 || j.Finalizers[0] != metav1.FinalizerOrphanDependents {
+			return fmt.Sprintf("finalizers %v, want only the garbage collector's", j.Finalizers)
+		}
+		return ""
+	})
+	kept := jobVolumes(t, third)
+	if len(kept) != 1 || !kept[0].DeletionTimestamp.IsZero() {
+		t.Fatalf("after an orphaning delete: %d volumes, want the one disk kept, not being deleted", len(kept))
+	}
+	base := kept[0].DeepCopy()
+	kept[0].OwnerReferences = nil
+	if err := k8s.Patch(testCtx, &kept[0], client.MergeFrom(base)); err != nil {
+		t.Fatal(err)
+	}
+	update(t, third, func() { third.Finalizers = nil })
+	testkit.WaitGone(t, k8s, third, 30*time.Second, nil)
+	for _, mv := range kept {
+		if err := k8s.Delete(testCtx, &mv); err != nil {
 			t.Fatal(err)
 		}
-		testkit.WaitGone(t, k8s, j, 30*time.Second, nil)
+		testkit.WaitGone(t, k8s, &mv, 30*time.Second, nil)
 	}
+	if err := k8s.Delete(testCtx, byRef); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitGone(t, k8s, byRef, 30*time.Second, nil)
 	if n := e.dataVolumes(); n != 0 {
 		t.Errorf("CloudStack holds %d data volumes after every job went", n)
 	}
@@ -493,8 +532,20 @@ func TestJobManagerKilled(t *testing.T) {
 			}
 		})
 		jobs = append(jobs, job)
-		go func() { _ = k8s.Create(testCtx, job) }()
 	}
+	// Applied one every 150 ms, so that the first stop falls among the placements: some
+	// jobs placed, some not, some applied while no manager runs.
+	applied := make(chan struct{})
+	go func() {
+		defer close(applied)
+		for _, job := range jobs {
+			if err := k8s.Create(testCtx, job); err != nil {
+				t.Errorf("creating %s: %v", job.Name, err)
+			}
+			time.Sleep(150 * time.Millisecond)
+		}
+	}()
+	defer func() { <-applied }()
 	countPlaced := func() (placed, withVolumes int) {
 		var list osseav1.MigrationJobList
 		_ = k8s.List(testCtx, &list, client.InNamespace(e.ns))
