@@ -97,19 +97,25 @@ func (r *MigrationJobReconciler) Reconcile(ctx context.Context, req ctrl.Request
 
 func (r *MigrationJobReconciler) reconcileNormal(ctx context.Context, s *jobScope) error {
 	if s.job.Status.Placement == nil {
-		if err := r.place(ctx, s); err != nil {
+		decided, err := r.place(ctx, s)
+		if err != nil {
 			return err
 		}
 		// The placement is stored before any volume is created, so that a restart can only
 		// find the job placed where its volumes are.
 		if err := s.helper.patch(ctx, s.job); err != nil {
+			// Not written: the slots go back, and the deferred write must not store it either.
 			r.book.forget(s.job.UID)
+			s.job.Status.Placement = nil
+			s.conditions.remove(osseav1.ConditionPlaced)
 			return fmt.Errorf("writing the placement: %w", err)
 		}
+		if decided {
+			placed := meta.FindStatusCondition(s.job.Status.Conditions, osseav1.ConditionPlaced)
+			r.Recorder.Eventf(s.job, nil, corev1.EventTypeNormal, osseav1.ReasonPlaced, "Place", placed.Message)
+		}
 	} else if !meta.IsStatusConditionTrue(s.job.Status.Conditions, osseav1.ConditionPlaced) {
-		p := s.job.Status.Placement
-		s.conditions.set(osseav1.ConditionPlaced, metav1.ConditionTrue, osseav1.ReasonPlaced,
-			fmt.Sprintf("placed on OsseaConfig %s (OMA VM %s)", p.OsseaConfigName, p.OMAVirtualMachineID))
+		s.conditions.set(osseav1.ConditionPlaced, metav1.ConditionTrue, osseav1.ReasonPlaced, placedMessage(s.job.Status.Placement))
 	}
 	return r.ensureVolumes(ctx, s)
 }

@@ -266,6 +266,9 @@ func TestJobPlacement(t *testing.T) {
 	if c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionPlaced); !strings.Contains(c.Message, "6 of 6 slots free") {
 		t.Errorf("Placed message %q should say how many slots were free", c.Message)
 	}
+	if !hasEvent(t, e.ns, "by-selector", osseav1.ReasonPlaced) || !hasEvent(t, e.ns, "by-selector", osseav1.EventCreated) {
+		t.Error("no Placed or Created event on the job")
+	}
 	// Next: oma-a has 3 free, oma-b 4: oma-b.
 	third := e.newJob("third", 1, nil)
 	create(t, third)

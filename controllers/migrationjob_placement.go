@@ -106,19 +106,21 @@ func choosePlacement(need int, cands []candidate, used map[string]int) placement
 
 // place decides where the job goes and records it in the job's status, without writing:
 // the caller writes the placement before it creates any volume. It returns nil when the
-// job is placed, a waiting error when nothing fits yet and a stalling one when nothing can.
-func (r *MigrationJobReconciler) place(ctx context.Context, s *jobScope) error {
+// job is placed, a waiting error when nothing fits yet and a stalling one when nothing can;
+// decided is false when the placement was decided by an earlier pass.
+func (r *MigrationJobReconciler) place(ctx context.Context, s *jobScope) (decided bool, err error) {
 	job := s.job
 	r.book.mu.Lock()
 	defer r.book.mu.Unlock()
 	if b, ok := r.book.pending[job.UID]; ok {
 		// Decided and written by this process; the cache has not caught up yet.
 		job.Status.Placement = b.placement.DeepCopy()
-		return nil
+		s.conditions.set(osseav1.ConditionPlaced, metav1.ConditionTrue, osseav1.ReasonPlaced, placedMessage(job.Status.Placement))
+		return false, nil
 	}
 	cands, err := r.candidates(ctx, job)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(cands) == 0 {
 		reason, msg := osseav1.ReasonNoCandidates, fmt.Sprintf("no OsseaConfig in namespace %s matches the selector %s", job.Namespace, selectorText(job.Spec.Placement.OsseaConfigSelector))
@@ -126,17 +128,17 @@ func (r *MigrationJobReconciler) place(ctx context.Context, s *jobScope) error {
 			reason, msg = osseav1.ReasonOsseaConfigNotReady, fmt.Sprintf("OsseaConfig %q does not exist", ref.Name)
 		}
 		s.conditions.set(osseav1.ConditionPlaced, metav1.ConditionFalse, reason, msg)
-		return waitFor(0) // a new config wakes the job
+		return false, waitFor(0) // a new config wakes the job
 	}
 	used, err := r.slotsInUse(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	ch := choosePlacement(len(job.Spec.Disks), cands, used)
 	switch {
 	case ch.best != nil:
 	case ch.never:
-		return stall(osseav1.ConditionPlaced, osseav1.ReasonInsufficientCapacity, ch.message)
+		return false, stall(osseav1.ConditionPlaced, osseav1.ReasonInsufficientCapacity, ch.message)
 	default:
 		reason := osseav1.ReasonInsufficientCapacity
 		if job.Spec.Placement.OsseaConfigRef != nil && cands[0].notReady != "" {
@@ -145,14 +147,18 @@ func (r *MigrationJobReconciler) place(ctx context.Context, s *jobScope) error {
 			reason = osseav1.ReasonNoCandidates
 		}
 		s.conditions.set(osseav1.ConditionPlaced, metav1.ConditionFalse, reason, ch.message)
-		return waitFor(0) // a job or volume deleted, or a config changed, wakes the job
+		return false, waitFor(0) // a job or volume deleted, or a config changed, wakes the job
 	}
 	p := osseav1.MigrationJobPlacementStatus{OsseaConfigName: ch.best.name, OMAVirtualMachineID: ch.best.vmID}
 	r.book.pending[job.UID] = bookedPlacement{placement: p, disks: len(job.Spec.Disks)}
 	job.Status.Placement = &p
 	s.conditions.set(osseav1.ConditionPlaced, metav1.ConditionTrue, osseav1.ReasonPlaced, ch.message)
 	log.FromContext(ctx).Info("Placed job", "osseaConfig", p.OsseaConfigName, "omaVM", p.OMAVirtualMachineID, "disks", len(job.Spec.Disks))
-	return nil
+	return true, nil
+}
+
+func placedMessage(p *osseav1.MigrationJobPlacementStatus) string {
+	return fmt.Sprintf("placed on OsseaConfig %s (OMA VM %s)", p.OsseaConfigName, p.OMAVirtualMachineID)
 }
 
 func anyReady(cands []candidate) bool {
