@@ -39,6 +39,8 @@ const (
 	opAttach = "attach"
 	opDetach = "detach"
 	opRetain = "retain"
+	// opRelease tags a volume left on the VM a person moved it to.
+	opRelease = "release"
 )
 
 var volumeDetails = []string{osseav1.ConditionAllocated, osseav1.ConditionAttached, osseav1.ConditionMounted}
@@ -87,8 +89,9 @@ type volumeScope struct {
 	// lookedUp is set when this reconcile found no volume by the object's name, so that
 	// the create right after need not look again.
 	lookedUp bool
-	// stalled is set when this pass ended on an error no retry can fix.
+	// stalled is set when this pass ended on an error no retry can fix; stall is that error.
 	stalled bool
+	stall   *stalling
 }
 
 func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
@@ -177,7 +180,7 @@ func (r *MigrationVolumeReconciler) recordOutcome(s *volumeScope, err error) {
 	switch {
 	case errors.As(err, &st):
 		s.conditions.set(st.cond, metav1.ConditionFalse, st.reason, st.msg)
-		s.stalled = true
+		s.stalled, s.stall = true, st
 		r.Recorder.Eventf(s.mv, nil, corev1.EventTypeWarning, st.reason, "Reconcile", st.msg)
 	case errors.As(err, &re):
 		s.conditions.set(re.cond, metav1.ConditionFalse, re.reason, re.msg)

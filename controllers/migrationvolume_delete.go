@@ -76,6 +76,9 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 		return waitFor(r.mem.firstPoll(mv, mv.Status.PendingJob))
 	}
 
+	if vol.Attached() && vol.VirtualMachineID != s.cfg.Spec.OMAVirtualMachineID {
+		return r.releaseElsewhere(ctx, s, vol)
+	}
 	if vol.Attached() {
 		if err := r.teardownAllowed(ctx, s, "detaching the volume"); err != nil {
 			return err
@@ -113,6 +116,31 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 		return r.cloudError(s, osseav1.ConditionAllocated, "deleting the volume", err)
 	}
 	r.event(s, osseav1.EventDeleted, "Delete", "Deleted CloudStack volume %s", vol.ID)
+	r.forget(s)
+	return nil
+}
+
+// releaseElsewhere handles a volume being deleted that is attached to a VM other than the
+// OMA VM, where only a person can have put it (a disk moved to the target VM by hand, say):
+// it is never detached nor deleted. The deletion waits for the person to say, with the
+// release annotation naming that VM, that the volume stays there; then it is tagged as
+// released to it and the object goes.
+func (r *MigrationVolumeReconciler) releaseElsewhere(ctx context.Context, s *volumeScope, vol *cloudstack.Volume) error {
+	mv, vm := s.mv, vol.VirtualMachineID
+	if mv.Annotations[osseav1.ReleaseToAnnotation] != vm {
+		return stall(osseav1.ConditionAttached, osseav1.ReasonAttachedElsewhere, fmt.Sprintf(
+			"CloudStack volume %s is attached to VM %s, not to the OMA VM %s, so it is neither detached nor deleted; "+
+				"to leave it on %s and let this object go: kubectl annotate -n %s mv %s %s=%s",
+			vol.ID, vm, s.cfg.Spec.OMAVirtualMachineID, vm, mv.Namespace, mv.Name, osseav1.ReleaseToAnnotation, vm))
+	}
+	if vol.Tags[TagReleasedTo] != vm {
+		jobID, err := s.cloud.CreateTags(ctx, vol.ID, map[string]string{TagReleasedTo: vm})
+		if err != nil {
+			return r.cloudError(s, osseav1.ConditionAllocated, "tagging the released volume", err)
+		}
+		r.startJob(s, opRelease, jobID)
+		return waitFor(r.mem.firstPoll(mv, mv.Status.PendingJob))
+	}
 	r.forget(s)
 	return nil
 }

@@ -75,6 +75,8 @@ func (r *MigrationVolumeReconciler) jobShows(s *volumeScope, job *osseav1.Pendin
 		return len(missingTags(vol.Tags, volumeTags(s.mv))) == 0
 	case opRetain:
 		return vol.Tags[TagRetained] == "true"
+	case opRelease:
+		return vol.Tags[TagReleasedTo] != ""
 	case opAttach:
 		return vol.VirtualMachineID == s.cfg.Spec.OMAVirtualMachineID
 	case opDetach:
@@ -148,6 +150,8 @@ func (r *MigrationVolumeReconciler) jobSucceeded(s *volumeScope, job *osseav1.Pe
 		r.event(s, osseav1.EventDetached, "Detach", "Detached CloudStack volume %s", mv.Status.VolumeID)
 	case opRetain:
 		r.event(s, osseav1.EventRetained, "Delete", "Kept CloudStack volume %s, tagged %s=true", mv.Status.VolumeID, TagRetained)
+	case opRelease:
+		r.event(s, osseav1.EventReleased, "Delete", "Left CloudStack volume %s on VM %s, tagged %s", mv.Status.VolumeID, mv.Annotations[osseav1.ReleaseToAnnotation], TagReleasedTo)
 	}
 }
 

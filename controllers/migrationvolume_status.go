@@ -29,12 +29,19 @@ func (r *MigrationVolumeReconciler) summarize(s *volumeScope) {
 	} else {
 		step := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionReconciling)
 		reason, msg := osseav1.ReasonDeleting, "tearing down"
-		if step != nil {
+		switch {
+		case s.stall != nil:
+			// The teardown waits for a person: say why, not the step it stopped at.
+			reason, msg = s.stall.reason, s.stall.msg
+		case step != nil:
 			reason, msg = step.Reason, step.Message
 		}
 		s.conditions.set(osseav1.ConditionReady, metav1.ConditionFalse, reason, msg)
 		if stalled {
 			s.conditions.set(osseav1.ConditionStalled, metav1.ConditionTrue, reason, msg)
+			if s.stall != nil {
+				s.conditions.remove(osseav1.ConditionReconciling)
+			}
 		} else {
 			s.conditions.remove(osseav1.ConditionStalled)
 		}

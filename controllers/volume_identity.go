@@ -18,6 +18,9 @@ const (
 	TagVMName    = osseav1.ReservedTagPrefix + "vm-name"
 	TagDiskName  = osseav1.ReservedTagPrefix + "disk-name"
 	TagRetained  = osseav1.ReservedTagPrefix + "retained"
+	// TagReleasedTo marks a volume let go where a person had attached it (see
+	// osseav1.ReleaseToAnnotation): the VM it was left on.
+	TagReleasedTo = osseav1.ReservedTagPrefix + "released-to"
 
 	managedByValue = "ossea-operator"
 )

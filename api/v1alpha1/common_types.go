@@ -18,6 +18,13 @@ const (
 // JobLabel on a MigrationVolume names the MigrationJob that created it.
 const JobLabel = "ossea.migratekit.io/job"
 
+// ReleaseToAnnotation on a MigrationVolume being deleted whose CloudStack volume is attached
+// to a VM other than its OMA VM (moved there by a person) names that VM: the volume is left
+// where it is, tagged as released to it, and the object goes. Without it the deletion
+// stalls (ReasonAttachedElsewhere): the operator never pulls a disk off a VM it did not
+// attach it to.
+const ReleaseToAnnotation = "ossea.migratekit.io/release-to"
+
 // LocalObjectReference names an object in the same namespace.
 type LocalObjectReference struct {
 	// name of the referenced object, in the same namespace.

@@ -154,6 +154,7 @@ const (
 	EventDeleted           = "Deleted"
 	EventDetached          = "Detached"
 	EventRetained          = "Retained"
+	EventReleased          = "Released"
 	EventNotOwned          = "NotOwned"
 	EventFormatted         = "Formatted"
 	EventDirectoryNotEmpty = "DirectoryNotEmpty"
