@@ -151,7 +151,7 @@ func (r *MigrationJobReconciler) SetupWithManager(mgr ctrl.Manager, opts control
 		For(&osseav1.MigrationJob{}).
 		Owns(&osseav1.MigrationVolume{}).
 		Watches(&osseav1.OsseaConfig{}, wake).
-		Watches(&osseav1.MigrationVolume{}, wake, onDelete).
+		Watches(&osseav1.MigrationVolume{}, handler.EnqueueRequestsFromMapFunc(r.volumeGone), onDelete).
 		Watches(&osseav1.MigrationJob{}, wake, onDelete).
 		WithOptions(opts).
 		Named("migrationjob").

@@ -707,30 +707,45 @@ func TestJobWaitsAndConflicts(t *testing.T) {
 	}
 	waitVolume(t, orphan, 30*time.Second, conditionIs(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached))
 
-	// Retain: deleting the job detaches and keeps its volume; the stranger's stays as it is.
+	// The stranger's object deleted, the job takes the name at once (not at its next
+	// minute's look), and is no longer Stalled.
+	if err := k8s.Delete(testCtx, stranger); err != nil {
+		t.Fatal(err)
+	}
+	got = waitMJ(t, conflict, 15*time.Second, func(j *osseav1.MigrationJob) string {
+		if meta.IsStatusConditionTrue(j.Status.Conditions, osseav1.ConditionStalled) {
+			return "still Stalled"
+		}
+		vols := jobVolumes(t, conflict)
+		for _, mv := range vols {
+			if mv.UID == stranger.UID {
+				return "the stranger's object is still there"
+			}
+		}
+		if len(vols) != 2 {
+			return fmt.Sprintf("%d volumes, want 2", len(vols))
+		}
+		return ""
+	})
+	waitVolumesAttached(t, e, conflict, cloudsim.DefaultOMAVMID)
+
+	// Retain: deleting the job detaches and keeps both volumes.
 	if err := k8s.Delete(testCtx, conflict); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitGone(t, k8s, conflict, 30*time.Second, nil)
-	if err := k8s.Get(testCtx, client.ObjectKeyFromObject(stranger), cur); err != nil {
-		t.Errorf("the stranger's volume went with the job: %v", err)
-	}
-	kept := 0
+	testkit.WaitGone(t, k8s, conflict, 60*time.Second, nil)
+	kept := map[string]int{}
 	for _, v := range e.sim.Snapshot().Volumes {
-		for _, tag := range v.Tags {
-			if tag.Key == TagOwner && tag.Value == e.ns+"/conflict-disk1" {
-				kept++
-				if v.VirtualMachineID != "" {
-					t.Errorf("the retained volume is still attached to %s", v.VirtualMachineID)
-				}
+		if owner := tagOf(v, TagOwner); strings.HasPrefix(owner, e.ns+"/conflict-") {
+			kept[owner]++
+			if v.VirtualMachineID != "" || tagOf(v, TagRetained) != "true" {
+				t.Errorf("%s: attached to %q, retained tag %q; want detached and tagged", owner, v.VirtualMachineID, tagOf(v, TagRetained))
 			}
 		}
 	}
-	if kept != 1 {
-		t.Errorf("%d retained volumes of conflict-disk1 in CloudStack, want 1", kept)
+	if kept[e.ns+"/conflict-disk0"] != 1 || kept[e.ns+"/conflict-disk1"] != 1 {
+		t.Errorf("retained volumes by owner: %v, want one of each disk (the stranger's own deleted with it)", kept)
 	}
-	_ = k8s.Delete(testCtx, stranger)
-	testkit.WaitGone(t, k8s, stranger, 30*time.Second, nil)
 	for _, j := range []*osseav1.MigrationJob{lonely, tooBig} {
 		_ = k8s.Delete(testCtx, j)
 		testkit.WaitGone(t, k8s, j, 30*time.Second, nil)

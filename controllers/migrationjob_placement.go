@@ -277,6 +277,25 @@ func selectorText(sel *metav1.LabelSelector) string {
 	return s.String()
 }
 
+// volumeGone wakes, when a MigrationVolume is deleted, the jobs waiting for its slot and
+// those of its namespace whose volume name it held (NameConflict).
+func (r *MigrationJobReconciler) volumeGone(ctx context.Context, obj client.Object) []reconcile.Request {
+	reqs := r.waitingJobs(ctx, obj)
+	var list osseav1.MigrationJobList
+	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
+		log.FromContext(ctx).Error(err, "Listing the jobs of a namespace")
+		return reqs
+	}
+	for i := range list.Items {
+		job := &list.Items[i]
+		if c := meta.FindStatusCondition(job.Status.Conditions, osseav1.ConditionStalled); c != nil && c.Reason == osseav1.ReasonNameConflict &&
+			strings.HasPrefix(obj.GetName(), job.Name+"-") {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(job)})
+		}
+	}
+	return reqs
+}
+
 // waitingJobs wakes the jobs that wait for a placement: something that frees slots or adds
 // a candidate happened.
 func (r *MigrationJobReconciler) waitingJobs(ctx context.Context, _ client.Object) []reconcile.Request {
