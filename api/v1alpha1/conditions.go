@@ -27,6 +27,9 @@ const (
 	ConditionAllocated = "Allocated"
 	ConditionAttached  = "Attached"
 	ConditionMounted   = "Mounted"
+	// ConditionHandedOff, present once spec.handoff is set: True when the volume is on the
+	// target VM. Written by the manager.
+	ConditionHandedOff = "HandedOff"
 )
 
 // Reasons used by every kind.
@@ -86,6 +89,43 @@ const (
 	ReasonAccountLimit       = "AccountLimitExceeded"
 	ReasonCloudStackRejected = "CloudStackRejected"
 )
+
+// Reasons of a MigrationVolume's HandedOff condition (also a MigrationJob's). The steps run
+// in this order; the node agent lets go of the volume once the condition carries one of
+// them (see ReleaseForHandoff), never before the checks on the target passed.
+const (
+	ReasonReleasing     = "Releasing"     // waiting for the node agent to unmount or unpublish
+	ReasonReplacingRoot = "ReplacingRoot" // the target's placeholder root disk is being detached
+	ReasonHandedOff     = "HandedOff"     // True: attached to the target VM
+	// ReasonDetaching and ReasonAttaching (above) mark those two steps.
+
+	// The checks on the target, made before anything is unmounted; each stalls the hand-off
+	// with the disks still mounted on the OMA, so the copy can go on.
+	ReasonTargetVMNotFound          = "TargetVMNotFound"
+	ReasonTargetVMWrongZone         = "TargetVMWrongZone"
+	ReasonTargetVMCapacityExhausted = "TargetVMCapacityExhausted"
+	ReasonRootAttachUnsupported     = "RootAttachUnsupported"
+	ReasonTargetVMNotStopped        = "TargetVMNotStopped"
+)
+
+// ReleaseForHandoff reports whether the manager has asked the node agent to let go of a
+// volume for its hand-off: the checks on the target passed, and the agent must unmount (or
+// unpublish) it, drop its claim, and never claim it again.
+func ReleaseForHandoff(mv *MigrationVolume) bool {
+	if mv.Spec.Handoff == nil {
+		return false
+	}
+	for _, c := range mv.Status.Conditions {
+		if c.Type == ConditionHandedOff {
+			return c.Status == "True" || handoffUnderWay[c.Reason]
+		}
+	}
+	return false
+}
+
+var handoffUnderWay = map[string]bool{
+	ReasonReleasing: true, ReasonDetaching: true, ReasonReplacingRoot: true, ReasonAttaching: true, ReasonTagging: true,
+}
 
 // Reasons of a MigrationVolume's Mounted condition, written by the node agent.
 const (
@@ -176,6 +216,12 @@ var needsPerson = map[string]bool{
 	ReasonDeviceBlank:        true,
 	ReasonDeviceInUse:        true,
 	ReasonInvalidMountPath:   true,
+
+	ReasonTargetVMNotFound:          true,
+	ReasonTargetVMWrongZone:         true,
+	ReasonTargetVMCapacityExhausted: true,
+	ReasonRootAttachUnsupported:     true,
+	ReasonTargetVMNotStopped:        true,
 }
 
 // NeedsPerson reports whether a MigrationVolume detail condition that is False with this

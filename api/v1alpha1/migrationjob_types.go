@@ -99,7 +99,28 @@ func (d MigrationJobDisk) VolumeSizeGiB() int32 {
 	return 0
 }
 
+// MigrationJobCutover hands the job's disks to the migrated (target) VM: the root disk first,
+// at device 0, then the data disks in spec.disks order.
+type MigrationJobCutover struct {
+	// targetVirtualMachineID is the UUID of the migrated VM, in the config's zone. With a
+	// rootDisk it must be Stopped.
+	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+	// +kubebuilder:validation:MaxLength=36
+	// +required
+	TargetVirtualMachineID string `json:"targetVirtualMachineID"`
+
+	// rootDisk names the disk of spec.disks that becomes the target's root disk; without it
+	// every disk is attached as a data disk.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	RootDisk string `json:"rootDisk,omitempty"`
+}
+
 // MigrationJobSpec is one migration job: one source VM, its disks, one OMA.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.cutover) || (has(self.cutover) && self.cutover == oldSelf.cutover)",message="cutover is immutable once set",fieldPath=`.cutover`
+// +kubebuilder:validation:XValidation:rule="!has(self.cutover) || !has(self.cutover.rootDisk) || self.disks.exists(d, d.name == self.cutover.rootDisk)",message="cutover.rootDisk must name a disk of spec.disks",fieldPath=`.cutover.rootDisk`
 type MigrationJobSpec struct {
 	// vmName is the source VM's real name, as the source hypervisor shows it (spaces,
 	// capitals and parentheses are fine), 1 to 80 characters without control characters.
@@ -132,17 +153,25 @@ type MigrationJobSpec struct {
 	// +kubebuilder:default=Delete
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// cutover, once set, hands every disk to the target VM, once all are Ready: the last
+	// step of a migration. Afterwards the disks belong to the target: deleting the job
+	// never detaches nor deletes them. Immutable once set.
+	// +optional
+	Cutover *MigrationJobCutover `json:"cutover,omitempty"`
 }
 
 // MigrationJobPhase is a one-word summary of a job for display. Controllers never read it
 // to decide anything: they read conditions and fields.
-// +kubebuilder:validation:Enum=Pending;Placing;Provisioning;Ready;Deleting;Failed
+// +kubebuilder:validation:Enum=Pending;Placing;Provisioning;Ready;CuttingOver;HandedOff;Deleting;Failed
 type MigrationJobPhase string
 
 const (
 	JobPhasePending      MigrationJobPhase = "Pending"
 	JobPhasePlacing      MigrationJobPhase = "Placing"
 	JobPhaseProvisioning MigrationJobPhase = "Provisioning"
+	JobPhaseCuttingOver  MigrationJobPhase = "CuttingOver"
+	JobPhaseHandedOff    MigrationJobPhase = "HandedOff"
 	JobPhaseReady        MigrationJobPhase = "Ready"
 	JobPhaseDeleting     MigrationJobPhase = "Deleting"
 	JobPhaseFailed       MigrationJobPhase = "Failed"
@@ -197,6 +226,10 @@ type MigrationJobDiskStatus struct {
 	// mountPath is where the node agent mounted the filesystem (Filesystem mode).
 	// +optional
 	MountPath string `json:"mountPath,omitempty"`
+
+	// targetDeviceID is the disk's device id on the target VM, once handed off.
+	// +optional
+	TargetDeviceID *int64 `json:"targetDeviceID,omitempty"`
 }
 
 // MigrationJobStatus is where the job is in its life.

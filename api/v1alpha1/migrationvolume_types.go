@@ -59,7 +59,38 @@ const (
 	PhaseDetaching  Phase = "Detaching"
 	PhaseDeleting   Phase = "Deleting"
 	PhaseFailed     Phase = "Failed"
+	// PhaseHandingOff: spec.handoff is set and the volume is on its way to the target VM.
+	PhaseHandingOff Phase = "HandingOff"
+	// PhaseHandedOff: the volume is attached to the target VM and belongs to it.
+	PhaseHandedOff Phase = "HandedOff"
 )
+
+// VolumeHandoff hands a finished volume to another VM: the migrated VM, as its root disk or
+// as a data disk.
+type VolumeHandoff struct {
+	// virtualMachineID is the UUID of the target VM, in the config's zone, visible to its
+	// credentials.
+	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+	// +kubebuilder:validation:MaxLength=36
+	// +required
+	VirtualMachineID string `json:"virtualMachineID"`
+
+	// asRoot attaches the volume as the target's root disk, at device 0. The target must be
+	// Stopped; a root disk it already has is detached and kept, tagged
+	// ossea.migratekit.io/replaced-by=<this volume's id>.
+	// +optional
+	AsRoot bool `json:"asRoot,omitempty"`
+}
+
+// HandoffStatus is where the volume was handed off to.
+type HandoffStatus struct {
+	// virtualMachineID is the target VM.
+	VirtualMachineID string `json:"virtualMachineID"`
+	// deviceID is the volume's device id on the target VM (0 for its root disk).
+	DeviceID int64 `json:"deviceID"`
+	// completedAt is when the volume was seen attached to the target VM.
+	CompletedAt metav1.Time `json:"completedAt"`
+}
 
 // ReservedTagPrefix starts the keys of the tags the operator puts on every CloudStack
 // volume to prove ownership; spec.tags may not use it.
@@ -82,6 +113,7 @@ type FilesystemSpec struct {
 // MigrationVolumeSpec is one disk of one migration job.
 // +kubebuilder:validation:XValidation:rule="!(has(self.filesystem) && self.mode == 'Block')",message="filesystem must not be set when mode is Block"
 // +kubebuilder:validation:XValidation:rule="has(self.diskOfferingID) == has(oldSelf.diskOfferingID) && (!has(self.diskOfferingID) || self.diskOfferingID == oldSelf.diskOfferingID)",message="diskOfferingID is immutable"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.handoff) || (has(self.handoff) && self.handoff == oldSelf.handoff)",message="handoff is immutable once set",fieldPath=`.handoff`
 type MigrationVolumeSpec struct {
 	// osseaConfigRef names the OsseaConfig (same namespace) whose cloud and OMA VM the
 	// volume lives in. Immutable.
@@ -159,6 +191,13 @@ type MigrationVolumeSpec struct {
 	// +kubebuilder:default=Delete
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// handoff, once set, hands the volume to the target VM: the node agent unmounts it (or
+	// unpublishes it, in Block mode), the manager detaches it from the OMA VM and attaches
+	// it to the target. From then on the volume is the target's: deleting this object never
+	// detaches nor deletes it. Immutable once set.
+	// +optional
+	Handoff *VolumeHandoff `json:"handoff,omitempty"`
 }
 
 // PendingJob is a CloudStack async job the manager started and has not seen finish.
@@ -249,6 +288,10 @@ type MigrationVolumeStatus struct {
 	// lastCloudStackError is the last error CloudStack answered for this volume.
 	// +optional
 	LastCloudStackError *CloudStackError `json:"lastCloudStackError,omitempty"`
+
+	// handoff is where the volume was handed off to, once it is there.
+	// +optional
+	Handoff *HandoffStatus `json:"handoff,omitempty"`
 }
 
 // MigrationVolume is one disk of one migration job: a CloudStack volume attached to the
