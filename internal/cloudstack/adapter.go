@@ -107,6 +107,30 @@ func (a *adapter) AttachVolume(ctx context.Context, volumeID, vmID string) (stri
 	return r.JobID, nil
 }
 
+func (a *adapter) AttachVolumeAt(ctx context.Context, volumeID, vmID string, deviceID int64) (string, error) {
+	if err := firstErr(required("volume id", volumeID), required("VM id", vmID)); err != nil {
+		return "", fmt.Errorf("attaching volume %s to VM %s: %w", volumeID, vmID, err)
+	}
+	cs := a.client(ctx)
+	p := cs.Volume.NewAttachVolumeParams(volumeID, vmID)
+	p.SetDeviceid(deviceID)
+	r, err := cs.Volume.AttachVolume(p)
+	if err != nil {
+		e := a.refineAttached(ctx, classify(err, a.red), volumeID, vmID)
+		return "", fmt.Errorf("attaching volume %s to VM %s at device %d: %w", volumeID, vmID, deviceID, e)
+	}
+	a.jobs.remember(r.JobID, jobTarget{volumeID: volumeID, vmID: vmID})
+	return r.JobID, nil
+}
+
+func (a *adapter) GetVirtualMachine(ctx context.Context, vmID string) (*VirtualMachine, error) {
+	vm, err := a.readVM(a.client(ctx), vmID)
+	if err != nil {
+		return nil, err
+	}
+	return &vm, nil
+}
+
 func (a *adapter) DetachVolume(ctx context.Context, volumeID string) (string, error) {
 	if err := required("volume id", volumeID); err != nil {
 		return "", fmt.Errorf("detaching volume: %w", err)

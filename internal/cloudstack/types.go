@@ -20,6 +20,9 @@ type Cloud interface {
 	CreateVolume(ctx context.Context, req CreateVolumeRequest) (volumeID, jobID string, err error)
 	// AttachVolume starts attaching a volume to a VM at the lowest free device id.
 	AttachVolume(ctx context.Context, volumeID, vmID string) (jobID string, err error)
+	// AttachVolumeAt starts attaching a volume to a VM at device id deviceID; device 0
+	// makes it the VM's root disk (the VM must be Stopped).
+	AttachVolumeAt(ctx context.Context, volumeID, vmID string, deviceID int64) (jobID string, err error)
 	// DetachVolume starts detaching a volume from whatever VM holds it.
 	DetachVolume(ctx context.Context, volumeID string) (jobID string, err error)
 	// CreateTags starts tagging a volume.
@@ -41,6 +44,8 @@ type Cloud interface {
 	// FindVolumesNamed lists the volumes with exactly this name. Concurrent lookups of one
 	// client share listVolumes calls, as GetVolume's do.
 	FindVolumesNamed(ctx context.Context, name string) ([]Volume, error)
+	// GetVirtualMachine reads one VM; ErrNotFound when the credentials do not see it.
+	GetVirtualMachine(ctx context.Context, vmID string) (*VirtualMachine, error)
 	// CountDataVolumes counts the DATADISK volumes attached to a VM.
 	CountDataVolumes(ctx context.Context, vmID string) (int, error)
 
