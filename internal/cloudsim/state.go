@@ -31,6 +31,7 @@ type VirtualMachineStatus struct {
 	ID          string `json:"id"`
 	Name        string `json:"name"`
 	State       string `json:"state"`
+	Hypervisor  string `json:"hypervisor"`
 	DataVolumes int    `json:"dataVolumes"`
 }
 
@@ -54,7 +55,8 @@ func (s *Simulator) Snapshot() State {
 	}
 	for _, vm := range s.world.VirtualMachines {
 		st.VirtualMachines = append(st.VirtualMachines, VirtualMachineStatus{
-			ID: vm.ID, Name: vm.Name, State: s.vms[vm.ID].State, DataVolumes: len(s.dataVolumesOfLocked(vm.ID)),
+			ID: vm.ID, Name: vm.Name, State: s.vms[vm.ID].State, Hypervisor: vm.Hypervisor,
+			DataVolumes: len(s.dataVolumesOfLocked(vm.ID)),
 		})
 	}
 	for k, v := range s.counters.calls {

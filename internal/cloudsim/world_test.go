@@ -55,6 +55,7 @@ func TestInvalidWorlds(t *testing.T) {
 		"fixed size zero": "accounts: [{name: a, apiKey: k, secretKey: s}]\ndiskOfferings: [{id: o, name: o}]",
 		"bad vm state":    "accounts: [{name: a, apiKey: k, secretKey: s}]\nzones: [{id: z, name: z}]\nvirtualMachines: [{id: v, name: v, zone: z, state: Napping}]",
 		"local half set":  "accounts: [{name: a, apiKey: k, secretKey: s}]\nzones: [{id: z, name: z}]\nvirtualMachines: [{id: v, name: v, zone: z, local: {byIdDir: /x}}]",
+		"bad hypervisor":  "accounts: [{name: a, apiKey: k, secretKey: s}]\nzones: [{id: z, name: z}]\nvirtualMachines: [{id: v, name: v, zone: z, hypervisor: QEMU}]",
 	} {
 		path := filepath.Join(t.TempDir(), "w.yaml")
 		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
