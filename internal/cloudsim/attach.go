@@ -103,16 +103,16 @@ func (s *Simulator) volumeAtDeviceLocked(vmID string, device int64) *Volume {
 
 // deviceIDLocked is getDeviceId: ids run from 1 to max data volumes + 1 (the
 // ROOT disk and the CD-ROM take two of max + 2 slots); the lowest free one is
-// taken, never 3. The in-use text follows the project's reference, which names
-// the volume; CloudStack 4.20 prints "deviceId N is used by vm <internal id>".
+// taken, never 3. Its refusals are RuntimeExceptions (530), and they name the
+// VM by its internal numeric id, as CloudStack 4.20 does.
 func (s *Simulator) deviceIDLocked(vm *VirtualMachine, want *int64) (int64, *apiError) {
 	maxID := int64(vm.MaxDataVolumes + 1)
 	if want != nil {
 		if *want < 0 || *want > maxID || *want == cdromDeviceID {
 			return 0, errInternal(fmt.Sprintf("deviceId should be 0,1,2,4-%d", maxID))
 		}
-		if other := s.volumeAtDeviceLocked(vm.ID, *want); other != nil {
-			return 0, errInternal(fmt.Sprintf("deviceId %d is used by vol %s on vm %s", *want, other.ID, vm.ID))
+		if s.volumeAtDeviceLocked(vm.ID, *want) != nil {
+			return 0, errInternal(fmt.Sprintf("deviceId %d is used by vm %d", *want, s.vmSeq[vm.ID]))
 		}
 		return *want, nil
 	}
@@ -121,7 +121,7 @@ func (s *Simulator) deviceIDLocked(vm *VirtualMachine, want *int64) (int64, *api
 			return id, nil
 		}
 	}
-	return 0, errInternal(fmt.Sprintf("All device Ids are used by vm %s", vm.ID))
+	return 0, errInternal(fmt.Sprintf("All device Ids are used by vm %d", s.vmSeq[vm.ID]))
 }
 
 func detachVolume(c *call) (any, *apiError) {
