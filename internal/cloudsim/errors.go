@@ -92,6 +92,9 @@ const (
 	textInternal         = "Internal error executing command, please contact your system administrator"
 	textHostUnreachable  = "Resource [Host:1] is unreachable: Host 1: Host with specified id is not in the right state: Disconnected"
 	textDetachNeedsIDs   = "Please provide either a volume id, or a tuple(device id, instance id)"
+	textRootHypervisor   = "Root volume detach is not supported for hypervisor type %s"
+	textRootVMState      = "Root volume detach can happen only when vm is in states: Stopped or Destroyed"
+	textHasRoot          = "Vm already has root volume attached to it"
 	textNeedOfferingOrSn = "Either disk Offering Id or snapshot Id must be passed whilst creating volume"
 	// textVolumeInTransition (volume id, "attached" or "detached") is not confirmed
 	// against CloudStack's source: see errVolumeInTransition.

@@ -194,14 +194,14 @@ func TestExplicitDeviceID(t *testing.T) {
 	}
 }
 
-// The internal id is the VM's place in the world file: the target is the second.
+// The internal id is the VM's place in the world file: the target is the third.
 func TestDeviceIDInUseNamesTheVMsInternalID(t *testing.T) {
 	e := newEnv(t, Options{World: handoffWorld()})
 	e.mustAttach(e.createVolume("a", 1).Id, targetVMID)
 	p := e.async.Volume.NewAttachVolumeParams(e.createVolume("b", 1).Id, targetVMID)
 	p.SetDeviceid(1)
 	_, err := e.async.Volume.AttachVolume(p)
-	wantErr(t, err, jobErr(530, "deviceId 1 is used by vm 2"))
+	wantErr(t, err, jobErr(530, "deviceId 1 is used by vm 3"))
 }
 
 func TestDeletedAndUnknownIDs(t *testing.T) {
