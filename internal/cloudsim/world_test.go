@@ -13,7 +13,7 @@ func TestLoadExampleWorld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(w.Accounts) != 2 || len(w.Zones) != 2 || len(w.DiskOfferings) != 2 || len(w.VirtualMachines) != 2 {
+	if len(w.Accounts) != 2 || len(w.Zones) != 2 || len(w.DiskOfferings) != 2 || len(w.VirtualMachines) != 3 {
 		t.Fatalf("world = %+v", w)
 	}
 	oma := w.VirtualMachines[0]
@@ -22,6 +22,9 @@ func TestLoadExampleWorld(t *testing.T) {
 	}
 	if far := w.VirtualMachines[1]; far.State != "Running" || far.Account != "admin" || far.MaxDataVolumes != DefaultMaxDataVolumes {
 		t.Fatalf("defaults not applied: %+v", far)
+	}
+	if target := w.VirtualMachines[2]; target.State != "Stopped" || target.Local != nil || target.Hypervisor != "KVM" {
+		t.Fatalf("target = %+v", target)
 	}
 	if w.Accounts[1].DomainID != DefaultDomainID || w.Accounts[1].ID == "" || w.Accounts[1].ID == w.Accounts[0].ID {
 		t.Fatalf("account defaults: %+v", w.Accounts[1])
