@@ -2,6 +2,7 @@ package cloudsim
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"time"
@@ -50,6 +51,8 @@ func (s *Simulator) routes() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("PUT /admin/virtualmachines/{id}/state", s.putVMState)
+	mux.HandleFunc("POST /admin/virtualmachines/{id}/start", s.postVMChange(s.StartVM))
+	mux.HandleFunc("POST /admin/virtualmachines/{id}/stop", s.postVMChange(s.StopVM))
 	return mux
 }
 
@@ -97,6 +100,24 @@ func (s *Simulator) putVMState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// postVMChange serves start and stop: 204 when done, 409 with CloudStack's text
+// when the VM's state refuses it, 404 for an unknown VM. Unlike the state PUT it
+// follows the API's rules, so a VM without a root disk does not start.
+func (s *Simulator) postVMChange(change func(vmID string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := change(r.PathValue("id"))
+		var refused *vmRefused
+		switch {
+		case err == nil:
+			w.WriteHeader(http.StatusNoContent)
+		case errors.As(err, &refused):
+			writeAdminJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+		default:
+			writeAdminJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+		}
+	}
 }
 
 func decodeAdminBody(r *http.Request, v any) error {

@@ -49,32 +49,12 @@ func completeAttachVolume(s *Simulator, j *Job) (any, *apiError) {
 	return s.attachLocked(s.volumes[j.InstanceID], s.vms[j.param("virtualmachineid")], want)
 }
 
-// attachLocked is VolumeApiServiceImpl.attachVolumeToVM, checks in its order.
+// attachLocked is VolumeApiServiceImpl.attachVolumeToVM: every rule, then the
+// device id, then the hypervisor. Device 0 makes the volume the VM's ROOT disk, as
+// VolumeDaoImpl.attachVolume does.
 func (s *Simulator) attachLocked(v *Volume, vm *VirtualMachine, want *int64) (any, *apiError) {
-	if v == nil || (v.Type != volumeTypeData && v.Type != volumeTypeRoot) {
-		return nil, errInvalid("Please specify a volume with the valid type: ROOT or DATADISK")
-	}
-	if v.VirtualMachineID != "" {
-		return nil, errInvalid(textVolumeAttached)
-	}
-	if v.State != stateAllocated && v.State != stateReady {
-		return nil, errInvalid("Volume state must be in Allocated, Ready or in Uploaded state")
-	}
-	if vm.State != "Running" && vm.State != "Stopped" {
-		return nil, errInvalid(textVMState)
-	}
-	if vm.Zone != v.ZoneID {
-		return nil, errInvalid(textVMZone)
-	}
-	if want != nil && *want == 0 {
-		if vm.State != "Stopped" {
-			return nil, errInvalid("Root volume detach can happen only when vm is in states: Stopped or Destroyed")
-		}
-		if s.volumeAtDeviceLocked(vm.ID, 0) != nil {
-			return nil, errInvalid("Vm already has root volume attached to it")
-		}
-	} else if n := len(s.dataVolumesOfLocked(vm.ID)); n >= vm.MaxDataVolumes {
-		return nil, errMaxDataDisks(vm.MaxDataVolumes)
+	if err := s.checkAttachLocked(v, vm, want); err != nil {
+		return nil, err
 	}
 	device, err := s.deviceIDLocked(vm, want)
 	if err != nil {
@@ -89,7 +69,69 @@ func (s *Simulator) attachLocked(v *Volume, vm *VirtualMachine, want *int64) (an
 	v.VirtualMachineID, v.DeviceID, v.Attached = vm.ID, &device, &now
 	// The first attach is when CloudStack creates the volume on primary storage.
 	v.State = stateReady
+	if device == 0 {
+		v.Type = volumeTypeRoot
+	}
 	return map[string]any{"volume": s.volumeJSON(v)}, nil
+}
+
+// checkAttachLocked runs the attach rules in the order of the reference's Hand-off
+// table: the VM's state and zone, then the volume's, then the root or data-disk
+// rules. (CloudStack 4.20's attachVolumeToVM checks the volume before the VM; the
+// two orders differ only for a call that breaks a rule of each.) An Uploaded volume
+// cannot exist here, so "No support for Root volume attach in state Uploaded" is
+// never answered.
+func (s *Simulator) checkAttachLocked(v *Volume, vm *VirtualMachine, want *int64) *apiError {
+	if v == nil || (v.Type != volumeTypeData && v.Type != volumeTypeRoot) {
+		return errInvalid("Please specify a volume with the valid type: ROOT or DATADISK")
+	}
+	if vm.State != "Running" && vm.State != "Stopped" {
+		return errInvalid(textVMState)
+	}
+	if vm.Zone != v.ZoneID {
+		return errInvalid(textVMZone)
+	}
+	if v.VirtualMachineID != "" {
+		return errInvalid(textVolumeAttached)
+	}
+	if v.State != stateAllocated && v.State != stateReady {
+		return errInvalid("Volume state must be in Allocated, Ready or in Uploaded state")
+	}
+	if want != nil && *want == 0 {
+		return s.checkRootAttachLocked(vm)
+	}
+	// A root attach is not a data disk, so only data attaches count against the limit.
+	if n := len(s.dataVolumesOfLocked(vm.ID)); n >= vm.MaxDataVolumes {
+		return errMaxDataDisks(vm.MaxDataVolumes)
+	}
+	return nil
+}
+
+// checkRootAttachLocked is checkDeviceId for device 0.
+func (s *Simulator) checkRootAttachLocked(vm *VirtualMachine) *apiError {
+	if err := checkRootMove(vm); err != nil {
+		return err
+	}
+	if s.volumeAtDeviceLocked(vm.ID, 0) != nil {
+		return errInvalid(textHasRoot)
+	}
+	return nil
+}
+
+// rootMoveHypervisors are the hypervisors validateRootVolumeDetachAttach accepts.
+var rootMoveHypervisors = map[string]bool{"XenServer": true, "VMware": true, "KVM": true, "Simulator": true}
+
+// checkRootMove is validateRootVolumeDetachAttach, which guards root attach and
+// root detach alike (hence "detach" in the attach's texts too). Its text names
+// Destroyed, but only Stopped passes.
+func checkRootMove(vm *VirtualMachine) *apiError {
+	if !rootMoveHypervisors[vm.Hypervisor] {
+		return errInvalid(textRootHypervisor, vm.Hypervisor)
+	}
+	if vm.State != "Stopped" {
+		return errInvalid(textRootVMState)
+	}
+	return nil
 }
 
 func (s *Simulator) volumeAtDeviceLocked(vmID string, device int64) *Volume {
@@ -103,16 +145,16 @@ func (s *Simulator) volumeAtDeviceLocked(vmID string, device int64) *Volume {
 
 // deviceIDLocked is getDeviceId: ids run from 1 to max data volumes + 1 (the
 // ROOT disk and the CD-ROM take two of max + 2 slots); the lowest free one is
-// taken, never 3. The in-use text follows the project's reference, which names
-// the volume; CloudStack 4.20 prints "deviceId N is used by vm <internal id>".
+// taken, never 3. Its refusals are RuntimeExceptions (530), and they name the
+// VM by its internal numeric id, as CloudStack 4.20 does.
 func (s *Simulator) deviceIDLocked(vm *VirtualMachine, want *int64) (int64, *apiError) {
 	maxID := int64(vm.MaxDataVolumes + 1)
 	if want != nil {
 		if *want < 0 || *want > maxID || *want == cdromDeviceID {
 			return 0, errInternal(fmt.Sprintf("deviceId should be 0,1,2,4-%d", maxID))
 		}
-		if other := s.volumeAtDeviceLocked(vm.ID, *want); other != nil {
-			return 0, errInternal(fmt.Sprintf("deviceId %d is used by vol %s on vm %s", *want, other.ID, vm.ID))
+		if s.volumeAtDeviceLocked(vm.ID, *want) != nil {
+			return 0, errInternal(fmt.Sprintf("deviceId %d is used by vm %d", *want, s.vmSeq[vm.ID]))
 		}
 		return *want, nil
 	}
@@ -121,7 +163,7 @@ func (s *Simulator) deviceIDLocked(vm *VirtualMachine, want *int64) (int64, *api
 			return id, nil
 		}
 	}
-	return 0, errInternal(fmt.Sprintf("All device Ids are used by vm %s", vm.ID))
+	return 0, errInternal(fmt.Sprintf("All device Ids are used by vm %d", s.vmSeq[vm.ID]))
 }
 
 func detachVolume(c *call) (any, *apiError) {
@@ -188,8 +230,10 @@ func completeDetachVolume(s *Simulator, j *Job) (any, *apiError) {
 	if vm.State != "Running" && vm.State != "Stopped" && vm.State != "Destroyed" {
 		return nil, errInvalid(textVMState)
 	}
-	if v.Type == volumeTypeRoot && vm.State != "Stopped" {
-		return nil, errInvalid("Root volume detach can happen only when vm is in states: Stopped or Destroyed")
+	if v.Type == volumeTypeRoot {
+		if err := checkRootMove(vm); err != nil {
+			return nil, err
+		}
 	}
 	if vm.Local != nil && v.LoopDevice != "" {
 		if err := s.hv.detach(v); err != nil {

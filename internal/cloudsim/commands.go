@@ -21,6 +21,8 @@ func init() {
 		{name: "listZones", class: user + "zone.ListZonesCmd", run: listZones},
 		{name: "listDiskOfferings", class: user + "offering.ListDiskOfferingsCmd", run: listDiskOfferings},
 		{name: "listVirtualMachines", class: user + "vm.ListVMsCmd", run: listVirtualMachines},
+		{name: "startVirtualMachine", class: user + "vm.StartVMCmd", run: startVirtualMachine, complete: completeStartVirtualMachine},
+		{name: "stopVirtualMachine", class: user + "vm.StopVMCmd", run: stopVirtualMachine, complete: completeStopVirtualMachine},
 		{name: "listVolumes", class: user + "volume.ListVolumesCmd", run: listVolumes},
 		{name: "createVolume", class: user + "volume.CreateVolumeCmd", run: createVolume, complete: completeCreateVolume},
 		{name: "attachVolume", class: user + "volume.AttachVolumeCmd", run: attachVolume, complete: completeAttachVolume},

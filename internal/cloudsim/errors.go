@@ -83,15 +83,21 @@ func errVolumeLimit(a *Account, limit, current int) *apiError {
 
 // Texts of the rules CloudStack enforces on volumes (reference table).
 const (
-	textVolumeAttached   = "Please specify a volume that is not attached to any VM."
-	textVMState          = "Please specify a VM that is either running or stopped."
-	textVMZone           = "Please specify a VM that is in the same zone as the volume."
-	textNotAttached      = "The specified volume is not attached to a VM."
-	textCustomNeedsSize  = "This disk offering requires a custom size specified"
-	textFixedNoSize      = "This disk offering does not allow custom size"
-	textInternal         = "Internal error executing command, please contact your system administrator"
-	textHostUnreachable  = "Resource [Host:1] is unreachable: Host 1: Host with specified id is not in the right state: Disconnected"
-	textDetachNeedsIDs   = "Please provide either a volume id, or a tuple(device id, instance id)"
+	textVolumeAttached  = "Please specify a volume that is not attached to any VM."
+	textVMState         = "Please specify a VM that is either running or stopped."
+	textVMZone          = "Please specify a VM that is in the same zone as the volume."
+	textNotAttached     = "The specified volume is not attached to a VM."
+	textCustomNeedsSize = "This disk offering requires a custom size specified"
+	textFixedNoSize     = "This disk offering does not allow custom size"
+	textInternal        = "Internal error executing command, please contact your system administrator"
+	textHostUnreachable = "Resource [Host:1] is unreachable: Host 1: Host with specified id is not in the right state: Disconnected"
+	textDetachNeedsIDs  = "Please provide either a volume id, or a tuple(device id, instance id)"
+	textRootHypervisor  = "Root volume detach is not supported for hypervisor type %s"
+	textRootVMState     = "Root volume detach can happen only when vm is in states: Stopped or Destroyed"
+	textHasRoot         = "Vm already has root volume attached to it"
+	// textNoRootVolume (the VM's name) is the simulator's own: CloudStack has no
+	// check of its own for starting a VM without a root disk.
+	textNoRootVolume     = "Unable to start VM %s: it has no root volume"
 	textNeedOfferingOrSn = "Either disk Offering Id or snapshot Id must be passed whilst creating volume"
 	// textVolumeInTransition (volume id, "attached" or "detached") is not confirmed
 	// against CloudStack's source: see errVolumeInTransition.

@@ -156,21 +156,52 @@ func TestFailedJobWithPlainClient(t *testing.T) {
 	}
 }
 
-func TestDeviceIDInUse(t *testing.T) {
-	e := newEnv(t, Options{})
-	a, b := e.createVolume("a", 1), e.createVolume("b", 1)
-	e.mustAttach(a.Id, DefaultOMAVMID)
-	p := e.async.Volume.NewAttachVolumeParams(b.Id, DefaultOMAVMID)
+// An explicit device id must be free and in 0..max data volumes + 1, not 3; a
+// refusal fails the job with 530 and names the VM by its internal id (the OMA is
+// the first VM of the world: 1).
+func TestExplicitDeviceID(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		device int64
+		want   string // "" for success
+	}{
+		{"taken", 1, jobErr(530, "deviceId 1 is used by vm 1")},
+		{"the root's", 0, jobErr(431, "Root volume detach can happen only when vm is in states: Stopped or Destroyed")},
+		{"the CD-ROM's", 3, jobErr(530, "deviceId should be 0,1,2,4-7")},
+		{"past the limit", 8, jobErr(530, "deviceId should be 0,1,2,4-7")},
+		{"negative", -1, jobErr(530, "deviceId should be 0,1,2,4-7")},
+		{"free", 5, ""},
+		{"the last", 7, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, Options{})
+			e.mustAttach(e.createVolume("a", 1).Id, DefaultOMAVMID) // device 1
+			b := e.createVolume("b", 1)
+			p := e.async.Volume.NewAttachVolumeParams(b.Id, DefaultOMAVMID)
+			p.SetDeviceid(tc.device)
+			got, err := e.async.Volume.AttachVolume(p)
+			if tc.want != "" {
+				wantErr(t, err, tc.want)
+				if v := e.volume(b.Id); v.Virtualmachineid != "" {
+					t.Fatalf("refused attach changed the volume: %+v", v)
+				}
+				return
+			}
+			if err != nil || got.Deviceid != tc.device {
+				t.Fatalf("explicit free deviceid %d: %+v, %v", tc.device, got, err)
+			}
+		})
+	}
+}
+
+// The internal id is the VM's place in the world file: the target is the third.
+func TestDeviceIDInUseNamesTheVMsInternalID(t *testing.T) {
+	e := newEnv(t, Options{World: handoffWorld()})
+	e.mustAttach(e.createVolume("a", 1).Id, targetVMID)
+	p := e.async.Volume.NewAttachVolumeParams(e.createVolume("b", 1).Id, targetVMID)
 	p.SetDeviceid(1)
 	_, err := e.async.Volume.AttachVolume(p)
-	wantErr(t, err, jobErr(530, "deviceId 1 is used by vol "+a.Id+" on vm "+DefaultOMAVMID))
-	p.SetDeviceid(3)
-	_, err = e.async.Volume.AttachVolume(p)
-	wantErr(t, err, jobErr(530, "deviceId should be 0,1,2,4-7"))
-	p.SetDeviceid(5)
-	if got, err := e.async.Volume.AttachVolume(p); err != nil || got.Deviceid != 5 {
-		t.Fatalf("explicit free deviceid 5: %+v, %v", got, err)
-	}
+	wantErr(t, err, jobErr(530, "deviceId 1 is used by vm 3"))
 }
 
 func TestDeletedAndUnknownIDs(t *testing.T) {

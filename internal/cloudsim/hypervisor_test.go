@@ -225,3 +225,51 @@ func TestHypervisorRestartReattaches(t *testing.T) {
 		t.Fatalf("device id after restart %d", d)
 	}
 }
+
+// Only a VM with a local block gets real disks. A volume moved from the local OMA
+// to a stopped target loses its loop device and link at the detach, gains none at
+// the attach, and keeps its backing file (the target's disks live in state only).
+func TestHypervisorLeavesTargetVMsInState(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	w := localWorld(dir, "")
+	w.VirtualMachines = append(w.VirtualMachines, VirtualMachine{ID: targetVMID, Name: "target", Zone: DefaultZoneID, State: "Stopped"})
+	e := newEnv(t, Options{World: w})
+	moved, straight := e.createVolume("moved", 1), e.createVolume("straight", 1)
+	link := filepath.Join(dir, "by-id", "virtio-"+guestdisk.Serial(moved.Id))
+	backing := filepath.Join(dir, "disks", moved.Id+".img")
+
+	e.mustAttach(moved.Id, DefaultOMAVMID)
+	resolveDisk(t, link)
+	if _, err := e.detach(moved.Id); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.mustAttach(moved.Id, targetVMID); got.Virtualmachineid != targetVMID || got.Deviceid != 1 {
+		t.Fatalf("attach to the target: %+v", got)
+	}
+	if got := e.mustAttach(straight.Id, targetVMID); got.Deviceid != 2 {
+		t.Fatalf("second attach to the target: %+v", got)
+	}
+
+	if _, err := os.Lstat(link); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("by-id link of a target's disk: %v", err)
+	}
+	if loops := loopsOf(t, backing); loops != "" {
+		t.Fatalf("loop device of a target's disk: %s", loops)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "by-id"))
+	if err != nil || len(entries) != 0 {
+		t.Fatalf("by-id dir holds %v (%v), want nothing", entries, err)
+	}
+	for _, v := range e.sim.Snapshot().Volumes {
+		if v.VirtualMachineID == targetVMID && (v.LoopDevice != "" || v.DeviceLink != "") {
+			t.Fatalf("state shows a device for a target's disk: %+v", v)
+		}
+		if v.ID == straight.Id && v.BackingFile != "" {
+			t.Fatalf("a disk only ever on the target got a backing file: %+v", v)
+		}
+		if v.ID == moved.Id && v.BackingFile != backing {
+			t.Fatalf("the moved disk lost its backing file: %+v", v)
+		}
+	}
+}

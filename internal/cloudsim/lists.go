@@ -244,15 +244,27 @@ func listVirtualMachines(c *call) (any, *apiError) {
 			!keywordMatch(c.param("keyword"), vm.Name, vm.DisplayName) {
 			continue
 		}
-		a := c.s.world.account(vm.Account)
-		items = append(items, virtualMachineJSON{
-			ID: vm.ID, Name: vm.Name, DisplayName: vm.DisplayName, Account: a.Name, DomainID: a.DomainID,
-			Domain: a.Domain, Created: csTime(worldCreated), State: vm.State, ZoneID: vm.Zone,
-			ZoneName: c.s.zones[vm.Zone].Name, Hypervisor: "KVM", InstanceName: fmt.Sprintf("i-2-%d-VM", i+1),
-			Tags: []tagJSON{},
-		})
+		items = append(items, c.s.vmJSON(vm))
 	}
 	return c.page("virtualmachine", items)
+}
+
+// vmJSON is UserVmResponse, as listVirtualMachines and the start and stop jobs
+// report a VM.
+func (s *Simulator) vmJSON(vm *VirtualMachine) virtualMachineJSON {
+	a := s.world.account(vm.Account)
+	return virtualMachineJSON{
+		ID: vm.ID, Name: vm.Name, DisplayName: vm.DisplayName, Account: a.Name, DomainID: a.DomainID,
+		Domain: a.Domain, Created: csTime(worldCreated), State: vm.State, ZoneID: vm.Zone,
+		ZoneName: s.zones[vm.Zone].Name, Hypervisor: vm.Hypervisor, InstanceName: s.instanceName(vm),
+		Tags: []tagJSON{},
+	}
+}
+
+// instanceName is CloudStack's i-<account id>-<vm id>-VM; the simulator's
+// accounts all print as 2, the first user account of a fresh CloudStack.
+func (s *Simulator) instanceName(vm *VirtualMachine) string {
+	return fmt.Sprintf("i-2-%d-VM", s.vmSeq[vm.ID])
 }
 
 // idList reads "id" and the comma-separated "ids" into one filter (nil: no

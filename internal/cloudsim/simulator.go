@@ -44,6 +44,9 @@ type Simulator struct {
 	zones     map[string]*Zone
 	offerings map[string]*DiskOffering
 	vms       map[string]*VirtualMachine
+	// vmSeq stands in for a VM's internal numeric id (its place in the world
+	// file, from 1), which CloudStack prints in device id errors and instance names.
+	vmSeq map[string]int
 
 	mu            sync.Mutex
 	closed        bool
@@ -83,6 +86,7 @@ func New(opts Options) (*Simulator, error) {
 		zones:     map[string]*Zone{},
 		offerings: map[string]*DiskOffering{},
 		vms:       map[string]*VirtualMachine{},
+		vmSeq:     map[string]int{},
 		faults:    opts.Faults,
 		volumes:   map[string]*Volume{},
 		removed:   map[string]int64{},
@@ -110,6 +114,7 @@ func New(opts Options) (*Simulator, error) {
 	}
 	for i := range world.VirtualMachines {
 		s.vms[world.VirtualMachines[i].ID] = &world.VirtualMachines[i]
+		s.vmSeq[world.VirtualMachines[i].ID] = i + 1
 	}
 	if err := s.restore(); err != nil {
 		s.hv.closeAll()

@@ -31,6 +31,7 @@ type VirtualMachineStatus struct {
 	ID          string `json:"id"`
 	Name        string `json:"name"`
 	State       string `json:"state"`
+	Hypervisor  string `json:"hypervisor"`
 	DataVolumes int    `json:"dataVolumes"`
 }
 
@@ -54,7 +55,8 @@ func (s *Simulator) Snapshot() State {
 	}
 	for _, vm := range s.world.VirtualMachines {
 		st.VirtualMachines = append(st.VirtualMachines, VirtualMachineStatus{
-			ID: vm.ID, Name: vm.Name, State: s.vms[vm.ID].State, DataVolumes: len(s.dataVolumesOfLocked(vm.ID)),
+			ID: vm.ID, Name: vm.Name, State: s.vms[vm.ID].State, Hypervisor: vm.Hypervisor,
+			DataVolumes: len(s.dataVolumesOfLocked(vm.ID)),
 		})
 	}
 	for k, v := range s.counters.calls {
@@ -140,9 +142,10 @@ func writeFileAtomic(path string, b []byte) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// restore loads the state file if there is one, gives every VM its ROOT volume,
-// and makes the local hypervisor serve the volumes that were attached before the
-// restart (a real hypervisor keeps its disks when the management server restarts).
+// restore loads the state file if there is one, gives every VM its ROOT volume
+// the first time it is seen, and makes the local hypervisor serve the volumes that
+// were attached before the restart (a real hypervisor keeps its disks when the
+// management server restarts).
 func (s *Simulator) restore() error {
 	if s.opts.StateFile != "" {
 		b, err := os.ReadFile(s.opts.StateFile)
@@ -159,7 +162,7 @@ func (s *Simulator) restore() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, vm := range s.world.VirtualMachines {
-		if s.rootVolumeOfLocked(vm.ID) == nil {
+		if s.needsPlaceholderRootLocked(vm.ID) {
 			s.addRootVolumeLocked(s.vms[vm.ID])
 		}
 	}
@@ -167,7 +170,9 @@ func (s *Simulator) restore() error {
 		vol := s.volumes[v.ID]
 		vm := s.vms[vol.VirtualMachineID]
 		vol.LoopDevice, vol.DeviceLink = "", ""
-		if vol.Type != volumeTypeData || vm == nil || vm.Local == nil {
+		// A placeholder ROOT volume never had a disk of its own; everything else
+		// attached to a local VM did.
+		if vm == nil || vm.Local == nil || (vol.Type != volumeTypeData && vol.BackingFile == "") {
 			continue
 		}
 		if err := s.hv.attach(vm.Local, vol); err != nil {
@@ -176,6 +181,15 @@ func (s *Simulator) restore() error {
 	}
 	s.persistLocked()
 	return nil
+}
+
+// needsPlaceholderRootLocked: a VM gets its template's ROOT volume once. After a
+// hand-off that placeholder may have been detached (it is then a data disk) or
+// deleted, and another volume may be the VM's root at device 0: neither may bring
+// a second root back on restart.
+func (s *Simulator) needsPlaceholderRootLocked(vmID string) bool {
+	id := stableUUID("rootvolume", vmID)
+	return s.volumes[id] == nil && s.removed[id] == 0 && s.volumeAtDeviceLocked(vmID, 0) == nil
 }
 
 func (s *Simulator) load(b []byte) error {

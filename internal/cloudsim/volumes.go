@@ -59,8 +59,13 @@ func (v Volume) clone() Volume {
 	return c
 }
 
+// detach is VolumeDaoImpl.detachVolume: a ROOT volume off its VM is a data disk,
+// so it can be deleted or attached anywhere.
 func (v *Volume) detach() {
 	v.VirtualMachineID, v.DeviceID, v.Attached = "", nil, nil
+	if v.Type == volumeTypeRoot {
+		v.Type = volumeTypeData
+	}
 }
 
 // volumeExists is what the parameter processor checks: removed volumes still
@@ -77,12 +82,8 @@ func (s *Simulator) dataVolumesOfLocked(vmID string) []*Volume {
 	return out
 }
 
-// rootVolumeOfLocked finds a VM's ROOT volume by its id, which is derived from
-// the VM's, so it is found even while detached and survives restarts.
-func (s *Simulator) rootVolumeOfLocked(vmID string) *Volume {
-	return s.volumes[stableUUID("rootvolume", vmID)]
-}
-
+// addRootVolumeLocked makes the ROOT volume a VM's template gave it. Its id is
+// derived from the VM's, so it is recognised across restarts.
 func (s *Simulator) addRootVolumeLocked(vm *VirtualMachine) {
 	s.nextVolumeSeq++
 	zero := int64(0)

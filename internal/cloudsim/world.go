@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"fmt"
 	"os"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -25,12 +26,25 @@ const (
 	DefaultMaxDataVolumes    = 6
 	DefaultRootDiskSizeGB    = 8
 	DefaultCloudStackVersion = "4.20.0.0"
+	DefaultHypervisor        = "KVM"
 )
 
 // VM states CloudStack reports; attach and detach accept only Running and Stopped.
 var vmStates = map[string]bool{
 	"Running": true, "Stopped": true, "Starting": true, "Stopping": true,
 	"Migrating": true, "Error": true, "Destroyed": true, "Expunging": true,
+}
+
+// hypervisorTypes are CloudStack's HypervisorType names by their lower case: a world
+// file may spell them in any case, as HypervisorType.getType accepts them, and the
+// simulator reports the canonical spelling (the one CloudStack's texts print).
+var hypervisorTypes = map[string]string{}
+
+func init() {
+	for _, h := range []string{"KVM", "XenServer", "VMware", "Hyperv", "VirtualBox", "Parralels",
+		"BareMetal", "Simulator", "Ovm", "Ovm3", "LXC", "Custom"} {
+		hypervisorTypes[strings.ToLower(h)] = h
+	}
 }
 
 // World is what the cloud contains before any API call: who may call it and what
@@ -84,7 +98,9 @@ type DiskOffering struct {
 	DiskSizeGB  int64  `json:"diskSizeGB,omitempty"`
 }
 
-// VirtualMachine is a guest volumes can be attached to, usually the OMA.
+// VirtualMachine is a guest volumes can be attached to: the OMA, or a target VM
+// that receives the migrated disks (no local block: its attachments exist only in
+// the simulator's state).
 type VirtualMachine struct {
 	ID          string `json:"id"`
 	Name        string `json:"name"`
@@ -95,6 +111,9 @@ type VirtualMachine struct {
 	// MaxDataVolumes is the hypervisor's data disk limit (default 6).
 	MaxDataVolumes int   `json:"maxDataVolumes,omitempty"`
 	RootDiskSizeGB int64 `json:"rootDiskSizeGB,omitempty"` // default 8
+	// Hypervisor is the VM's HypervisorType (default KVM); root volume attach and
+	// detach work only on XenServer, VMware, KVM and Simulator.
+	Hypervisor string `json:"hypervisor,omitempty"`
 	// Local, when set, makes attachments real on this machine (see hypervisor.go).
 	Local *LocalDisks `json:"local,omitempty"`
 }
@@ -244,6 +263,12 @@ func (w *World) normalize() error {
 		if vm.RootDiskSizeGB == 0 {
 			vm.RootDiskSizeGB = DefaultRootDiskSizeGB
 		}
+		def(&vm.Hypervisor, DefaultHypervisor)
+		h, ok := hypervisorTypes[strings.ToLower(vm.Hypervisor)]
+		if !ok {
+			return fmt.Errorf("virtual machine %s: unknown hypervisor %q", vm.ID, vm.Hypervisor)
+		}
+		vm.Hypervisor = h
 		if l := vm.Local; l != nil {
 			if l.ByIDDir == "" || l.BackingDir == "" {
 				return fmt.Errorf("virtual machine %s: local needs byIdDir and backingDir", vm.ID)

@@ -13,7 +13,7 @@ func TestLoadExampleWorld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(w.Accounts) != 2 || len(w.Zones) != 2 || len(w.DiskOfferings) != 2 || len(w.VirtualMachines) != 2 {
+	if len(w.Accounts) != 2 || len(w.Zones) != 2 || len(w.DiskOfferings) != 2 || len(w.VirtualMachines) != 3 {
 		t.Fatalf("world = %+v", w)
 	}
 	oma := w.VirtualMachines[0]
@@ -22,6 +22,9 @@ func TestLoadExampleWorld(t *testing.T) {
 	}
 	if far := w.VirtualMachines[1]; far.State != "Running" || far.Account != "admin" || far.MaxDataVolumes != DefaultMaxDataVolumes {
 		t.Fatalf("defaults not applied: %+v", far)
+	}
+	if target := w.VirtualMachines[2]; target.State != "Stopped" || target.Local != nil || target.Hypervisor != "KVM" {
+		t.Fatalf("target = %+v", target)
 	}
 	if w.Accounts[1].DomainID != DefaultDomainID || w.Accounts[1].ID == "" || w.Accounts[1].ID == w.Accounts[0].ID {
 		t.Fatalf("account defaults: %+v", w.Accounts[1])
@@ -55,6 +58,7 @@ func TestInvalidWorlds(t *testing.T) {
 		"fixed size zero": "accounts: [{name: a, apiKey: k, secretKey: s}]\ndiskOfferings: [{id: o, name: o}]",
 		"bad vm state":    "accounts: [{name: a, apiKey: k, secretKey: s}]\nzones: [{id: z, name: z}]\nvirtualMachines: [{id: v, name: v, zone: z, state: Napping}]",
 		"local half set":  "accounts: [{name: a, apiKey: k, secretKey: s}]\nzones: [{id: z, name: z}]\nvirtualMachines: [{id: v, name: v, zone: z, local: {byIdDir: /x}}]",
+		"bad hypervisor":  "accounts: [{name: a, apiKey: k, secretKey: s}]\nzones: [{id: z, name: z}]\nvirtualMachines: [{id: v, name: v, zone: z, hypervisor: QEMU}]",
 	} {
 		path := filepath.Join(t.TempDir(), "w.yaml")
 		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
