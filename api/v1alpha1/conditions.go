@@ -138,6 +138,9 @@ const (
 	ReasonWaitingForDevice = "WaitingForDevice"
 	ReasonUnmounting       = "Unmounting"
 	ReasonUnmounted        = "Unmounted"
+	// ReasonReleasedForHandoff: unmounted (or unpublished) and let go for the hand-off to
+	// the target VM; the agent never claims the volume again.
+	ReasonReleasedForHandoff = "ReleasedForHandoff"
 
 	// False, retried by the agent: the host refused, and may not next time.
 	ReasonMountFailed    = "MountFailed"

@@ -28,6 +28,7 @@ type route int
 const (
 	routeNothing    route = iota // not this agent's business (yet)
 	routeRelease                 // deleted: unmount and let go of the finalizer
+	routeHandoff                 // handed to another VM: unmount or unpublish, let go for good
 	routeDetached                // no longer placed on this VM: release it if its disk left
 	routeBlock                   // Block mode: find, check and publish the device
 	routeFilesystem              // Filesystem mode: find, check, format if blank, mount
@@ -43,6 +44,13 @@ func routeOf(mv *osseav1.MigrationVolume, vmID, nodeName string) route {
 			return routeNothing // Block mode, already released, or another node's
 		}
 		return routeRelease
+	case osseav1.ReleaseForHandoff(mv):
+		// The manager detaches only once this agent has let go; after that the volume is
+		// never this agent's again.
+		if !holds(mv, vmID, nodeName) && !published(mv, nodeName) {
+			return routeNothing
+		}
+		return routeHandoff
 	case !placedOn(mv, vmID):
 		if !holds(mv, vmID, nodeName) && !published(mv, nodeName) {
 			return routeNothing // not attached yet, or never ours
@@ -347,6 +355,13 @@ func detachedReport(mv *osseav1.MigrationVolume, vmID string, unmounted bool, pr
 	}
 	return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonDeviceDetached,
 		message:   "the volume's disk left this node while mounted; the agent unmounted it and mounts it again when the volume is attached again",
+		mountPath: strp(""), devicePath: strp("")}
+}
+
+// handoffReport is what the agent says once it let go of a volume for its hand-off.
+func handoffReport(mv *osseav1.MigrationVolume) *report {
+	return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonReleasedForHandoff,
+		message:   fmt.Sprintf("released for the hand-off to VM %s; the volume may be detached", mv.Spec.Handoff.VirtualMachineID),
 		mountPath: strp(""), devicePath: strp("")}
 }
 

@@ -337,6 +337,27 @@ func deleted(mv *osseav1.MigrationVolume) {
 
 func inBlockMode(mv *osseav1.MigrationVolume) { mv.Spec.Mode = osseav1.VolumeModeBlock }
 
+func publishedOn(nodeName string) func(*osseav1.MigrationVolume) {
+	return func(mv *osseav1.MigrationVolume) {
+		mv.Status.NodeName, mv.Status.DevicePath = nodeName, "/dev/disk/by-id/virtio-x"
+	}
+}
+
+// handoff sets spec.handoff and, unless reason is empty, the manager's HandedOff condition.
+func handoff(reason string) func(*osseav1.MigrationVolume) {
+	return func(mv *osseav1.MigrationVolume) {
+		mv.Spec.Handoff = &osseav1.VolumeHandoff{VirtualMachineID: "22222222-2222-4333-8444-555555555555"}
+		if reason == "" {
+			return
+		}
+		st := metav1.ConditionFalse
+		if reason == osseav1.ReasonHandedOff {
+			st = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&mv.Status.Conditions, metav1.Condition{Type: osseav1.ConditionHandedOff, Status: st, Reason: reason})
+	}
+}
+
 func withMounted(status metav1.ConditionStatus, reason string) func(*osseav1.MigrationVolume) {
 	return func(mv *osseav1.MigrationVolume) {
 		meta.SetStatusCondition(&mv.Status.Conditions, metav1.Condition{Type: osseav1.ConditionMounted, Status: status, Reason: reason})
@@ -372,6 +393,14 @@ func TestDecideRoute(t *testing.T) {
 		{"deleted, held by another node", decideVolume(attachedTo(decideVMID), heldBy("oma-2"), deleted), routeNothing},
 		{"deleted, never claimed (Block mode)", decideVolume(attachedTo(decideVMID), inBlockMode, deleted), routeNothing},
 		{"deleted after detaching, held here", decideVolume(attachedTo(""), heldBy(node), deleted), routeRelease},
+		{"hand-off set, checks not passed yet: still mounted", decideVolume(attachedTo(decideVMID), heldBy(node), handoff("")), routeFilesystem},
+		{"hand-off stalled on a check: still mounted", decideVolume(attachedTo(decideVMID), heldBy(node), handoff(osseav1.ReasonTargetVMNotStopped)), routeFilesystem},
+		{"hand-off released, held here", decideVolume(attachedTo(decideVMID), heldBy(node), handoff(osseav1.ReasonReleasing)), routeHandoff},
+		{"hand-off released, published here (Block)", decideVolume(attachedTo(decideVMID), inBlockMode, publishedOn(node), handoff(osseav1.ReasonReleasing)), routeHandoff},
+		{"hand-off released, let go already: never claimed again", decideVolume(attachedTo(decideVMID), handoff(osseav1.ReasonDetaching)), routeNothing},
+		{"handed off: never claimed again", decideVolume(attachedTo(otherVM), handoff(osseav1.ReasonHandedOff)), routeNothing},
+		{"hand-off released, held by another node", decideVolume(attachedTo(decideVMID), heldBy("oma-2"), handoff(osseav1.ReasonReleasing)), routeNothing},
+		{"deleted during the hand-off, held here", decideVolume(attachedTo(decideVMID), heldBy(node), handoff(osseav1.ReasonReleasing), deleted), routeRelease},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := routeOf(c.mv, decideVMID, node); got != c.want {

@@ -191,6 +191,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	switch routeOf(mv, r.VMID, r.NodeName) {
 	case routeRelease:
 		return r.reconcileDelete(ctx, s)
+	case routeHandoff:
+		return r.reconcileHandoff(ctx, s)
 	case routeDetached:
 		return r.reconcileDetached(ctx, s)
 	case routeBlock:

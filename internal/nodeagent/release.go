@@ -33,6 +33,30 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *volumeScope) (ctrl.
 	return ctrl.Result{}, nil
 }
 
+// reconcileHandoff lets go of a volume the manager hands to another VM: the filesystem is
+// unmounted (which flushes it) or the device unpublished, and the claim dropped. The manager
+// detaches the volume only after that.
+func (r *Reconciler) reconcileHandoff(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
+	mv := s.mv
+	held := holds(mv, r.VMID, r.NodeName)
+	if held {
+		done, _, res, err := r.release(ctx, s)
+		if !done || err != nil {
+			return res, err
+		}
+	}
+	if err := r.setStatus(ctx, s, handoffReport(mv)); err != nil {
+		return ctrl.Result{}, err
+	}
+	if held {
+		if ok, err := r.patchFinalizers(ctx, mv, controllerutil.RemoveFinalizer); !ok || err != nil {
+			return retrySoon, err
+		}
+	}
+	s.log.Info("Released volume for its hand-off", "targetVM", mv.Spec.Handoff.VirtualMachineID)
+	return ctrl.Result{}, nil
+}
+
 // reconcileDetached handles a volume this agent holds that the manager no longer reports
 // attached (or being attached) to this VM (see routeOf). If its disk is really gone from
 // the node (no by-id link left), the mount is dead: every access fails. It is released, so
