@@ -34,12 +34,15 @@ const jobStallRecheck = time.Minute
 
 // MigrationJobReconciler places each MigrationJob on one OsseaConfig of its pool and keeps
 // one MigrationVolume per disk; the volumes do the CloudStack and node work. It never calls
-// CloudStack itself.
+// CloudStack itself, but to check the target of a cut-over.
 type MigrationJobReconciler struct {
 	client.Client
 	// APIReader reads past the cache where acting on a stale list would lose a volume.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	// Clouds builds the CloudStack client with which the cut-over checks its target VM, the
+	// one call the job controller makes.
+	Clouds CloudFactory
 
 	book *placementBook
 }
@@ -117,7 +120,13 @@ func (r *MigrationJobReconciler) reconcileNormal(ctx context.Context, s *jobScop
 	} else if !meta.IsStatusConditionTrue(s.job.Status.Conditions, osseav1.ConditionPlaced) {
 		s.conditions.set(osseav1.ConditionPlaced, metav1.ConditionTrue, osseav1.ReasonPlaced, placedMessage(s.job.Status.Placement))
 	}
-	return r.ensureVolumes(ctx, s)
+	if err := r.ensureVolumes(ctx, s); err != nil {
+		return err
+	}
+	if s.job.Spec.Cutover != nil {
+		return r.cutOver(ctx, s)
+	}
+	return nil
 }
 
 // recordOutcome writes into conditions and events what the pass ended with (see

@@ -216,7 +216,7 @@ func summarizeJob(s *jobScope) {
 	job := s.job
 	st := &job.Status
 	st.ObservedGeneration = job.Generation
-	var ready int
+	var ready, handed int
 	st.Disks = st.Disks[:0]
 	var firstNotReady string
 	for _, d := range job.Spec.Disks {
@@ -230,6 +230,10 @@ func summarizeJob(s *jobScope) {
 			continue
 		}
 		line.Phase, line.VolumeID, line.DevicePath, line.MountPath = mv.Status.Phase, mv.Status.VolumeID, mv.Status.DevicePath, mv.Status.MountPath
+		if h := mv.Status.Handoff; h != nil {
+			line.TargetDeviceID = &h.DeviceID
+			handed++
+		}
 		st.Disks = append(st.Disks, line)
 		if c := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue && s.stalled == nil {
 			s.stalled = &stalling{reason: c.Reason, msg: fmt.Sprintf("disk %s (MigrationVolume %s): %s", d.Name, mv.Name, c.Message)}
@@ -255,6 +259,13 @@ func summarizeJob(s *jobScope) {
 		c.set(osseav1.ConditionReady, metav1.ConditionUnknown, osseav1.ReasonProgressing, "not placed yet")
 	case placed.Status != metav1.ConditionTrue:
 		c.set(osseav1.ConditionReady, metav1.ConditionFalse, placed.Reason, placed.Message)
+	case job.Spec.Cutover != nil:
+		// Ready means the job's end state: every disk on the target VM.
+		if hc := meta.FindStatusCondition(st.Conditions, osseav1.ConditionHandedOff); hc != nil {
+			c.set(osseav1.ConditionReady, hc.Status, hc.Reason, hc.Message)
+		} else {
+			c.set(osseav1.ConditionReady, metav1.ConditionUnknown, osseav1.ReasonCuttingOver, "cut-over not started yet")
+		}
 	case ready == total:
 		c.set(osseav1.ConditionReady, metav1.ConditionTrue, osseav1.ReasonDisksReady, fmt.Sprintf("%d/%d disks Ready on OsseaConfig %s", ready, total, st.Placement.OsseaConfigName))
 	default:
@@ -272,7 +283,7 @@ func summarizeJob(s *jobScope) {
 		c.remove(osseav1.ConditionStalled)
 		c.remove(osseav1.ConditionReconciling)
 	}
-	st.Phase = jobPhase(job, len(s.volumes), ready, s.stalled != nil)
+	st.Phase = jobPhase(job, len(s.volumes), ready, handed, s.stalled != nil)
 }
 
 // volumeProgress says where a volume that is not Ready is, from its Ready condition.
@@ -284,8 +295,9 @@ func volumeProgress(mv *osseav1.MigrationVolume) string {
 	return c.Reason + ": " + c.Message
 }
 
-// jobPhase is the phase shown for a job with volumes of its disks, ready of them Ready.
-func jobPhase(job *osseav1.MigrationJob, volumes, ready int, stalled bool) osseav1.MigrationJobPhase {
+// jobPhase is the phase shown for a job with volumes of its disks, ready of them Ready and
+// handed of them handed off.
+func jobPhase(job *osseav1.MigrationJob, volumes, ready, handed int, stalled bool) osseav1.MigrationJobPhase {
 	switch {
 	case !job.DeletionTimestamp.IsZero():
 		return osseav1.JobPhaseDeleting
@@ -293,6 +305,10 @@ func jobPhase(job *osseav1.MigrationJob, volumes, ready int, stalled bool) ossea
 		return osseav1.JobPhaseFailed
 	case job.Status.Placement == nil:
 		return osseav1.JobPhasePending
+	case job.Spec.Cutover != nil && handed == len(job.Spec.Disks):
+		return osseav1.JobPhaseHandedOff
+	case job.Spec.Cutover != nil:
+		return osseav1.JobPhaseCuttingOver
 	case volumes < len(job.Spec.Disks):
 		return osseav1.JobPhasePlacing
 	case ready == len(job.Spec.Disks):

@@ -159,10 +159,14 @@ func (r *MigrationVolumeReconciler) reconcileNormal(ctx context.Context, s *volu
 			return err
 		}
 	}
+	last := r.ensureAttached
+	if s.mv.Spec.Handoff != nil {
+		last = r.handOff
+	}
 	for _, phase := range []func(context.Context, *volumeScope) error{
 		r.ensureVolume,
 		r.ensureTags,
-		r.ensureAttached,
+		last,
 	} {
 		if err := phase(ctx, s); err != nil {
 			return err

@@ -29,7 +29,8 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 			fmt.Sprintf("waiting for the node agent to unmount %s", mv.Status.MountPath))
 		return waitFor(0)
 	}
-	if mv.Status.VolumeID == "" && mv.Status.PendingJob == nil {
+	if (mv.Status.VolumeID == "" && mv.Status.PendingJob == nil) || (mv.Status.Handoff != nil && mv.Status.PendingJob == nil) {
+		// Nothing made, or handed off: the volume is the target VM's, never touched again.
 		r.forget(s)
 		return nil
 	}
@@ -59,6 +60,10 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 		}
 	}
 
+	if handedOff(mv, vol) {
+		r.forget(s)
+		return nil
+	}
 	if !ownedBy(vol.Tags, mv) {
 		if vol.Tags[TagUID] != "" || vol.Name != volumeName(mv) {
 			r.Recorder.Eventf(mv, nil, corev1.EventTypeWarning, osseav1.EventNotOwned, "Delete",

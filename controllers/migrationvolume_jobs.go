@@ -27,7 +27,8 @@ func (r *MigrationVolumeReconciler) pollPendingJob(ctx context.Context, s *volum
 	case job.ID == "":
 		// A create whose reply never came: look for what it may have made.
 		return r.resolveLostCreate(ctx, s)
-	case job.Operation == opCreate:
+	case job.Operation == opCreate || isHandoffOp(job.Operation):
+		// (A hand-off step is known to be over only from its job: see handOff.)
 		// A new volume is listed, Allocated, from the moment it is created, so only the
 		// job can tell that the create has finished.
 		return r.queryJob(ctx, s, job)
@@ -150,6 +151,8 @@ func (r *MigrationVolumeReconciler) jobSucceeded(s *volumeScope, job *osseav1.Pe
 		r.event(s, osseav1.EventDetached, "Detach", "Detached CloudStack volume %s", mv.Status.VolumeID)
 	case opRetain:
 		r.event(s, osseav1.EventRetained, "Delete", "Kept CloudStack volume %s, tagged %s=true", mv.Status.VolumeID, TagRetained)
+	case opHandoffDetach:
+		r.event(s, osseav1.EventDetached, "Handoff", "Detached CloudStack volume %s from the OMA VM for its hand-off to VM %s", mv.Status.VolumeID, mv.Spec.Handoff.VirtualMachineID)
 	case opRelease:
 		r.event(s, osseav1.EventReleased, "Delete", "Left CloudStack volume %s on VM %s, tagged %s", mv.Status.VolumeID, mv.Annotations[osseav1.ReleaseToAnnotation], TagReleasedTo)
 	}
@@ -208,6 +211,9 @@ func (r *MigrationVolumeReconciler) resolveLostCreate(ctx context.Context, s *vo
 func conditionOfOperation(op string) string {
 	if op == opAttach || op == opDetach {
 		return osseav1.ConditionAttached
+	}
+	if isHandoffOp(op) {
+		return osseav1.ConditionHandedOff
 	}
 	return osseav1.ConditionAllocated
 }

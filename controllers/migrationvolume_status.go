@@ -21,7 +21,12 @@ func (r *MigrationVolumeReconciler) summarize(s *volumeScope) {
 		// Keep a Reconciling reason a phase set on purpose (waiting for the config). A copy:
 		// the summary rewrites the list it points into.
 		waiting := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionReconciling).DeepCopy()
-		s.conditions.summarize(volumeDetails, stalled, readyReason(mounted), readyMessage(mv))
+		if mv.Spec.Handoff != nil {
+			// Once handed off, the volume is Ready where it now belongs: on the target VM.
+			s.conditions.summarize(handoffDetails, stalled, osseav1.ReasonHandedOff, handoffMessage(mv))
+		} else {
+			s.conditions.summarize(volumeDetails, stalled, readyReason(mounted), readyMessage(mv))
+		}
 		if waiting != nil && waiting.Reason == osseav1.ReasonOsseaConfigNotReady && !stalled &&
 			meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAllocated) {
 			s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, waiting.Reason, waiting.Message)
@@ -50,6 +55,16 @@ func (r *MigrationVolumeReconciler) summarize(s *volumeScope) {
 	mv.Status.ObservedGeneration = mv.Generation
 }
 
+// handoffDetails are the conditions Ready sums up once spec.handoff is set.
+var handoffDetails = []string{osseav1.ConditionAllocated, osseav1.ConditionHandedOff}
+
+func handoffMessage(mv *osseav1.MigrationVolume) string {
+	if h := mv.Status.Handoff; h != nil {
+		return fmt.Sprintf("CloudStack volume %s is handed off to VM %s as device %d", mv.Status.VolumeID, h.VirtualMachineID, h.DeviceID)
+	}
+	return "handing off"
+}
+
 func readyReason(mounted *metav1.Condition) string {
 	if mounted != nil && mounted.Reason == osseav1.ReasonPublished {
 		return osseav1.ReasonPublished
@@ -76,8 +91,12 @@ func phaseOf(mv *osseav1.MigrationVolume, stalled bool) osseav1.Phase {
 			return osseav1.PhaseDetaching
 		}
 		return osseav1.PhaseDeleting
+	case mv.Status.Handoff != nil:
+		return osseav1.PhaseHandedOff
 	case stalled:
 		return osseav1.PhaseFailed
+	case mv.Spec.Handoff != nil:
+		return osseav1.PhaseHandingOff
 	case meta.IsStatusConditionTrue(conds, osseav1.ConditionMounted):
 		if c := meta.FindStatusCondition(conds, osseav1.ConditionMounted); c.Reason == osseav1.ReasonPublished {
 			return osseav1.PhasePublished

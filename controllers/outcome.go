@@ -33,6 +33,10 @@ func waitFor(d time.Duration) error { return &waiting{after: d} }
 // object is looked at again now and then in case the cause went away.
 type stalling struct {
 	cond, reason, msg string
+	// recheck, when set, is how soon to look again instead of the reconciler's default:
+	// for a cause a person fixes outside the cluster (a VM to stop), where the fix is not
+	// an event.
+	recheck time.Duration
 }
 
 func (s *stalling) Error() string { return s.reason + ": " + s.msg }
@@ -61,6 +65,9 @@ func outcomeResult(err error, stallRecheck time.Duration) (ctrl.Result, error) {
 	case errors.As(err, &w):
 		return ctrl.Result{RequeueAfter: w.after}, nil
 	case errors.As(err, &s):
+		if s.recheck > 0 {
+			return ctrl.Result{RequeueAfter: s.recheck}, nil
+		}
 		return ctrl.Result{RequeueAfter: stallRecheck}, nil
 	}
 	return ctrl.Result{}, err

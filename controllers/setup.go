@@ -55,6 +55,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("migrationjob-controller"),
+		Clouds:    o.Clouds,
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: DefaultJobConcurrency}); err != nil {
 		return fmt.Errorf("setting up the MigrationJob controller: %w", err)
 	}

@@ -188,6 +188,9 @@ const (
 	ReasonProvisioning = "Provisioning"
 	// ReasonDisksReady: Ready is True, every disk's MigrationVolume is Ready.
 	ReasonDisksReady = "DisksReady"
+	// ReasonCuttingOver: HandedOff (and Ready) is False while the cut-over hands the disks
+	// to the target VM one by one; the message names the disk under way and its step.
+	ReasonCuttingOver = "CuttingOver"
 )
 
 // Reasons of events only: outcomes that no condition keeps.
