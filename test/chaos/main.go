@@ -6,8 +6,9 @@
 // the end: never two CloudStack volumes for one object; never a detach while the mount
 // finalizer is on the object; never a delete of an attached volume; never a create, tag or
 // attach for an object being deleted; never a detach or delete of a volume while a job the
-// manager started on it runs; every object Ready; afterwards no volume, loop device, mount,
-// finalizer or object left.
+// manager started on it runs; never more data volumes attached to an OMA VM than its limit,
+// nor an attach CloudStack refuses because the VM is full; every object Ready; afterwards no
+// volume, loop device, mount, finalizer or object left.
 //
 //	go run ./test/chaos                      # 60 volumes over 3 VMs, seeds 1 to 5
 //	go run ./test/chaos --seeds 42 --n 15    # replay one seed
