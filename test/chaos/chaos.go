@@ -27,6 +27,9 @@ type Config struct {
 	// N volumes in Filesystem mode, spread over VMs OMA VMs with an agent each.
 	N   int
 	VMs int
+	// DisksPerJob, when set, turns the N volumes into N/DisksPerJob MigrationJobs placed
+	// through a selector on a pool too small for all of them (see runJobs).
+	DisksPerJob int
 	// Seed decides the faults, the kill times and the volumes' filesystems.
 	Seed       int64
 	JobLatency time.Duration
@@ -53,9 +56,13 @@ func (cfg Config) logf() func(format string, args ...any) {
 	return cfg.Logf
 }
 
-// slotsPerVM is each OMA VM's data-disk limit: room for every volume (6 at least,
-// CloudStack's default).
+// slotsPerVM is each OMA VM's data-disk limit: room for every volume of the single-volume
+// run (6 at least, CloudStack's default); for jobs, room for about two thirds of the disks,
+// so that about a third of the jobs wait for slots.
 func (cfg Config) slotsPerVM() int {
+	if cfg.DisksPerJob > 0 {
+		return max(cfg.DisksPerJob, ceilDiv(2*cfg.N, 3*cfg.VMs))
+	}
 	return max(ceilDiv(cfg.N, cfg.VMs), 6)
 }
 
@@ -77,9 +84,16 @@ type Result struct {
 	Detaches       int            `json:"detaches"`
 	Deletes        int            `json:"deletes"`
 	// Checks counts the continuous invariant passes.
-	Checks     int      `json:"checks"`
-	Violations []string `json:"violations"`
-	Logs       string   `json:"logs,omitempty"`
+	Checks int `json:"checks"`
+	// The jobs run's: its jobs and their size, each VM's slots, the waves, and how many
+	// jobs were seen waiting with InsufficientCapacity.
+	Jobs        int      `json:"jobs,omitempty"`
+	DisksPerJob int      `json:"disksPerJob,omitempty"`
+	SlotsPerVM  int      `json:"slotsPerVM,omitempty"`
+	Waves       []Wave   `json:"waves,omitempty"`
+	JobsWaited  int      `json:"jobsWaited,omitempty"`
+	Violations  []string `json:"violations"`
+	Logs        string   `json:"logs,omitempty"`
 
 	mu sync.Mutex
 }
@@ -88,8 +102,8 @@ var secretGVK = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
 
 const namespace = "chaos"
 
-// Run starts a world, applies the volumes, deletes them, and checks the invariants the
-// whole time while the manager and the agents are killed at random.
+// Run starts a world, applies the volumes (or the jobs, in waves), deletes them, and checks
+// the invariants the whole time while the manager and the agents are killed at random.
 func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	logf := cfg.logf()
 	res = &Result{Seed: cfg.Seed, N: cfg.N}
@@ -166,6 +180,16 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err := world.CreateConfigs(ctx, c, namespace, sim, proxy.url, int32(slots)); err != nil {
 		return res, err
 	}
+	var jobs *jobWatch
+	if cfg.DisksPerJob > 0 {
+		if err := labelPool(ctx, c, cfg.VMs); err != nil {
+			return res, err
+		}
+		if jobs, err = watchJobs(ctx, restCfg, c, namespace); err != nil {
+			return res, err
+		}
+		defer jobs.Stop()
+	}
 
 	// Chaos and the continuous checks run until the volumes are gone.
 	chaosCtx, stopChaos := context.WithCancel(ctx)
@@ -203,7 +227,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	for _, a := range agents {
 		go killer(a, cfg.AgentKill, rnd.Int63(), &res.AgentKills, nil)
 	}
-	checker := &checker{sim: sim, rec: rec, proxy: proxy, res: res, slots: slots}
+	checker := &checker{ctx: ctx, sim: sim, rec: rec, proxy: proxy, res: res, jobs: jobs, slots: slots}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -226,7 +250,11 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	defer stop()
 
-	err = runVolumes(ctx, cfg, c, rec, res, rnd)
+	if cfg.DisksPerJob > 0 {
+		err = runJobs(ctx, cfg, c, jobs, res, rnd)
+	} else {
+		err = runVolumes(ctx, cfg, c, rec, res, rnd)
+	}
 	logf("seed %d: stopping the chaos", cfg.Seed)
 	stop()
 	if err != nil {
@@ -250,6 +278,13 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	for _, mv := range left.Items {
 		res.addViolation(fmt.Sprintf("%s is stuck after deletion: phase %s, finalizers %v", mv.Name, mv.Status.Phase, mv.Finalizers))
+	}
+	var leftJobs osseav1.MigrationJobList
+	if err := c.List(ctx, &leftJobs, client.InNamespace(namespace)); err != nil {
+		return res, err
+	}
+	for _, j := range leftJobs.Items {
+		res.addViolation(fmt.Sprintf("job %s is stuck after deletion: phase %s, finalizers %v", j.Name, j.Status.Phase, j.Finalizers))
 	}
 	checker.check(true)
 	loops, err := world.LoopDevicesUnder(w.Dir)
@@ -460,11 +495,13 @@ func recordedNow(ctx context.Context, c client.Client) func(volumeID, jobID stri
 
 // checker holds the invariants that are checked over and over.
 type checker struct {
+	ctx   context.Context
 	sim   *world.Sim
 	rec   *world.Recorder
 	proxy *recorder
 	res   *Result
-	// slots is each VM's data-disk limit.
+	// jobs is the jobs run's watch (nil in the single-volume run); slots each VM's limit.
+	jobs  *jobWatch
 	slots int
 }
 
@@ -518,6 +555,9 @@ func (k *checker) check(final bool) {
 		}
 	}
 	k.checkAttachLimit(st)
+	if k.jobs != nil {
+		k.checkJobs(k.ctx)
+	}
 }
 
 // checkAttachLimit: no OMA VM ever holds more data volumes than its slots, and the manager
