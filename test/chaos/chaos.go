@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,9 @@ type Config struct {
 	// N volumes in Filesystem mode, spread over VMs OMA VMs with an agent each.
 	N   int
 	VMs int
+	// DisksPerJob, when set, turns the N volumes into N/DisksPerJob MigrationJobs placed
+	// through a selector on a pool too small for all of them (see runJobs).
+	DisksPerJob int
 	// Seed decides the faults, the kill times and the volumes' filesystems.
 	Seed       int64
 	JobLatency time.Duration
@@ -45,6 +49,25 @@ type Config struct {
 	Logf func(format string, args ...any)
 }
 
+func (cfg Config) logf() func(format string, args ...any) {
+	if cfg.Logf == nil {
+		return func(string, ...any) {}
+	}
+	return cfg.Logf
+}
+
+// slotsPerVM is each OMA VM's data-disk limit: room for every volume of the single-volume
+// run (6 at least, CloudStack's default); for jobs, room for about two thirds of the disks,
+// so that about a third of the jobs wait for slots.
+func (cfg Config) slotsPerVM() int {
+	if cfg.DisksPerJob > 0 {
+		return max(cfg.DisksPerJob, ceilDiv(2*cfg.N, 3*cfg.VMs))
+	}
+	return max(ceilDiv(cfg.N, cfg.VMs), 6)
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
 // DefaultFaults are the issue's: 10% errors (530/534), 5% lost replies, 5% failed jobs.
 var DefaultFaults = cloudsim.Faults{ErrorRate: 0.10, LostResponseRate: 0.05, JobFailureRate: 0.05}
 
@@ -61,9 +84,16 @@ type Result struct {
 	Detaches       int            `json:"detaches"`
 	Deletes        int            `json:"deletes"`
 	// Checks counts the continuous invariant passes.
-	Checks     int      `json:"checks"`
-	Violations []string `json:"violations"`
-	Logs       string   `json:"logs,omitempty"`
+	Checks int `json:"checks"`
+	// The jobs run's: its jobs and their size, each VM's slots, the waves, and how many
+	// jobs were seen waiting with InsufficientCapacity.
+	Jobs        int      `json:"jobs,omitempty"`
+	DisksPerJob int      `json:"disksPerJob,omitempty"`
+	SlotsPerVM  int      `json:"slotsPerVM,omitempty"`
+	Waves       []Wave   `json:"waves,omitempty"`
+	JobsWaited  int      `json:"jobsWaited,omitempty"`
+	Violations  []string `json:"violations"`
+	Logs        string   `json:"logs,omitempty"`
 
 	mu sync.Mutex
 }
@@ -72,13 +102,10 @@ var secretGVK = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
 
 const namespace = "chaos"
 
-// Run starts a world, applies the volumes, deletes them, and checks the invariants the
-// whole time while the manager and the agents are killed at random.
+// Run starts a world, applies the volumes (or the jobs, in waves), deletes them, and checks
+// the invariants the whole time while the manager and the agents are killed at random.
 func Run(ctx context.Context, cfg Config) (res *Result, err error) {
-	logf := cfg.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+	logf := cfg.logf()
 	res = &Result{Seed: cfg.Seed, N: cfg.N}
 	rnd := rand.New(rand.NewSource(cfg.Seed))
 
@@ -113,8 +140,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	perVM := (cfg.N + cfg.VMs - 1) / cfg.VMs
-	sim, err := w.StartSimulator(world.SimOptions{VMs: cfg.VMs, MaxDataVolumes: max(perVM, 6), Local: true,
+	slots := cfg.slotsPerVM()
+	sim, err := w.StartSimulator(world.SimOptions{VMs: cfg.VMs, MaxDataVolumes: slots, Local: true,
 		JobLatency: cfg.JobLatency, JobJitter: cfg.JobJitter, Seed: cfg.Seed})
 	if err != nil {
 		return res, err
@@ -149,8 +176,19 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 		agents = append(agents, p)
 	}
-	if err := world.CreateConfigs(ctx, c, namespace, sim, proxy.url, int32(max(perVM, 6))); err != nil {
+	// CloudStack does not report a VM's limit: the configs are told the simulator's.
+	if err := world.CreateConfigs(ctx, c, namespace, sim, proxy.url, int32(slots)); err != nil {
 		return res, err
+	}
+	var jobs *jobWatch
+	if cfg.DisksPerJob > 0 {
+		if err := labelPool(ctx, c, cfg.VMs); err != nil {
+			return res, err
+		}
+		if jobs, err = watchJobs(ctx, restCfg, c, namespace); err != nil {
+			return res, err
+		}
+		defer jobs.Stop()
 	}
 
 	// Chaos and the continuous checks run until the volumes are gone.
@@ -189,7 +227,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	for _, a := range agents {
 		go killer(a, cfg.AgentKill, rnd.Int63(), &res.AgentKills, nil)
 	}
-	checker := &checker{sim: sim, rec: rec, proxy: proxy, res: res}
+	checker := &checker{ctx: ctx, sim: sim, rec: rec, proxy: proxy, res: res, jobs: jobs, slots: slots}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -212,58 +250,15 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	defer stop()
 
-	logf("seed %d: applying %d Filesystem-mode volumes over %d VMs", cfg.Seed, cfg.N, cfg.VMs)
-	applied := time.Now()
-	for i := range cfg.N {
-		fs := osseav1.FilesystemExt4
-		if rnd.Intn(2) == 1 {
-			fs = osseav1.FilesystemXFS
-		}
-		mv := &osseav1.MigrationVolume{
-			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: fmt.Sprintf("vol-%03d", i)},
-			Spec: osseav1.MigrationVolumeSpec{
-				OsseaConfigRef: osseav1.LocalObjectReference{Name: world.ConfigName(i % cfg.VMs)},
-				JobID:          fmt.Sprintf("chaos-%d", i%cfg.VMs), VMName: "Chaos VM", DiskName: fmt.Sprintf("disk-%03d", i),
-				SizeGiB: 1, Filesystem: &osseav1.FilesystemSpec{Type: fs},
-			},
-		}
-		if err := c.Create(ctx, mv); err != nil {
-			return res, fmt.Errorf("creating %s: %w", mv.Name, err)
-		}
+	if cfg.DisksPerJob > 0 {
+		err = runJobs(ctx, cfg, c, jobs, res, rnd)
+	} else {
+		err = runVolumes(ctx, cfg, c, rec, res, rnd)
 	}
-	readyErr := waitFor(ctx, cfg.ReadyTimeout, func() bool {
-		return rec.Count(func(t *world.Trace) bool { return !t.Ready.IsZero() }) == cfg.N
-	})
-	res.ReadySeconds = time.Since(applied).Seconds()
-	for name, t := range rec.Traces() {
-		if t.Ready.IsZero() {
-			res.addViolation(fmt.Sprintf("%s never became Ready within %s", name, cfg.ReadyTimeout))
-		}
-	}
-	logf("seed %d: %d of %d Ready after %.1fs; deleting in %s", cfg.Seed,
-		rec.Count(func(t *world.Trace) bool { return !t.Ready.IsZero() }), cfg.N, res.ReadySeconds, cfg.Hold)
-	if readyErr != nil && ctx.Err() != nil {
-		return res, ctx.Err()
-	}
-	select {
-	case <-ctx.Done():
-		return res, ctx.Err()
-	case <-time.After(cfg.Hold):
-	}
-
-	deleted := time.Now()
-	if err := c.DeleteAllOf(ctx, &osseav1.MigrationVolume{}, client.InNamespace(namespace)); err != nil {
-		return res, err
-	}
-	goneErr := waitFor(ctx, cfg.GoneTimeout, func() bool {
-		var list osseav1.MigrationVolumeList
-		return c.List(ctx, &list, client.InNamespace(namespace)) == nil && len(list.Items) == 0
-	})
-	res.GoneSeconds = time.Since(deleted).Seconds()
-	logf("seed %d: deletion took %.1fs; stopping the chaos", cfg.Seed, res.GoneSeconds)
+	logf("seed %d: stopping the chaos", cfg.Seed)
 	stop()
-	if goneErr != nil && ctx.Err() != nil {
-		return res, ctx.Err()
+	if err != nil {
+		return res, err
 	}
 	for _, p := range append([]*world.Process{mgr}, agents...) {
 		if !p.Running() {
@@ -283,6 +278,13 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	for _, mv := range left.Items {
 		res.addViolation(fmt.Sprintf("%s is stuck after deletion: phase %s, finalizers %v", mv.Name, mv.Status.Phase, mv.Finalizers))
+	}
+	var leftJobs osseav1.MigrationJobList
+	if err := c.List(ctx, &leftJobs, client.InNamespace(namespace)); err != nil {
+		return res, err
+	}
+	for _, j := range leftJobs.Items {
+		res.addViolation(fmt.Sprintf("job %s is stuck after deletion: phase %s, finalizers %v", j.Name, j.Status.Phase, j.Finalizers))
 	}
 	checker.check(true)
 	loops, err := world.LoopDevicesUnder(w.Dir)
@@ -334,6 +336,63 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	sort.Strings(res.Violations)
 	return res, nil
+}
+
+// runVolumes applies N single MigrationVolumes round-robin over the configs, waits until
+// all are Ready, holds them under chaos and deletes them all.
+func runVolumes(ctx context.Context, cfg Config, c client.Client, rec *world.Recorder, res *Result, rnd *rand.Rand) error {
+	logf := cfg.logf()
+	logf("seed %d: applying %d Filesystem-mode volumes over %d VMs", cfg.Seed, cfg.N, cfg.VMs)
+	applied := time.Now()
+	for i := range cfg.N {
+		fs := osseav1.FilesystemExt4
+		if rnd.Intn(2) == 1 {
+			fs = osseav1.FilesystemXFS
+		}
+		mv := &osseav1.MigrationVolume{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: fmt.Sprintf("vol-%03d", i)},
+			Spec: osseav1.MigrationVolumeSpec{
+				OsseaConfigRef: osseav1.LocalObjectReference{Name: world.ConfigName(i % cfg.VMs)},
+				JobID:          fmt.Sprintf("chaos-%d", i%cfg.VMs), VMName: "Chaos VM", DiskName: fmt.Sprintf("disk-%03d", i),
+				SizeGiB: 1, Filesystem: &osseav1.FilesystemSpec{Type: fs},
+			},
+		}
+		if err := c.Create(ctx, mv); err != nil {
+			return fmt.Errorf("creating %s: %w", mv.Name, err)
+		}
+	}
+	readyErr := waitFor(ctx, cfg.ReadyTimeout, func() bool {
+		return rec.Count(func(t *world.Trace) bool { return !t.Ready.IsZero() }) == cfg.N
+	})
+	res.ReadySeconds = time.Since(applied).Seconds()
+	for name, t := range rec.Traces() {
+		if t.Ready.IsZero() {
+			res.addViolation(fmt.Sprintf("%s never became Ready within %s", name, cfg.ReadyTimeout))
+		}
+	}
+	logf("seed %d: %d of %d Ready after %.1fs; deleting in %s", cfg.Seed,
+		rec.Count(func(t *world.Trace) bool { return !t.Ready.IsZero() }), cfg.N, res.ReadySeconds, cfg.Hold)
+	if readyErr != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err := sleep(ctx, cfg.Hold); err != nil {
+		return err
+	}
+
+	deleted := time.Now()
+	if err := c.DeleteAllOf(ctx, &osseav1.MigrationVolume{}, client.InNamespace(namespace)); err != nil {
+		return err
+	}
+	goneErr := waitFor(ctx, cfg.GoneTimeout, func() bool {
+		var list osseav1.MigrationVolumeList
+		return c.List(ctx, &list, client.InNamespace(namespace)) == nil && len(list.Items) == 0
+	})
+	res.GoneSeconds = time.Since(deleted).Seconds()
+	logf("seed %d: deletion took %.1fs", cfg.Seed, res.GoneSeconds)
+	if goneErr != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
 }
 
 // detachGuard looks, at the moment the manager asks CloudStack to detach a volume, at the
@@ -436,10 +495,14 @@ func recordedNow(ctx context.Context, c client.Client) func(volumeID, jobID stri
 
 // checker holds the invariants that are checked over and over.
 type checker struct {
+	ctx   context.Context
 	sim   *world.Sim
 	rec   *world.Recorder
 	proxy *recorder
 	res   *Result
+	// jobs is the jobs run's watch (nil in the single-volume run); slots each VM's limit.
+	jobs  *jobWatch
+	slots int
 }
 
 // check looks at CloudStack, the watch and the recorded calls. final adds what only holds
@@ -491,6 +554,32 @@ func (k *checker) check(final bool) {
 				c.VolumeID, c.At.Format("15:04:05.000"), c.ErrorCode, c.ErrorText))
 		}
 	}
+	k.checkAttachLimit(st)
+	if k.jobs != nil {
+		k.checkJobs(k.ctx)
+	}
+}
+
+// checkAttachLimit: no OMA VM ever holds more data volumes than its slots, and the manager
+// never asks CloudStack to attach to a full one (the simulator refuses, as CloudStack does,
+// so the refusal is where an over-full placement would show).
+func (k *checker) checkAttachLimit(st cloudsim.State) {
+	attached := map[string]int{}
+	for _, v := range world.DataVolumes(st) {
+		if v.VirtualMachineID != "" {
+			attached[v.VirtualMachineID]++
+		}
+	}
+	for vm, n := range attached {
+		if n > k.slots {
+			k.res.addViolation(fmt.Sprintf("OMA VM %s has %d data volumes attached, over its limit of %d", vm, n, k.slots))
+		}
+	}
+	for _, j := range st.Jobs {
+		if j.Command == "attachVolume" && j.Completed != nil && capacityRefusal(j.Result) {
+			k.res.addViolation(fmt.Sprintf("attachVolume job %s of volume %s to OMA VM %s was refused: the VM was full", j.ID, j.InstanceID, j.Params["virtualmachineid"]))
+		}
+	}
 }
 
 func (r *Result) addViolation(v string) {
@@ -502,6 +591,16 @@ func (r *Result) addViolation(v string) {
 		}
 	}
 	r.Violations = append(r.Violations, v)
+}
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
@@ -516,4 +615,9 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error
 		time.Sleep(250 * time.Millisecond)
 	}
 	return nil
+}
+
+// capacityRefusal is CloudStack's answer to attaching to a VM that holds its maximum.
+func capacityRefusal(result []byte) bool {
+	return bytes.Contains(result, []byte("maximum number of data disks"))
 }

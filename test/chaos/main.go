@@ -6,11 +6,22 @@
 // the end: never two CloudStack volumes for one object; never a detach while the mount
 // finalizer is on the object; never a delete of an attached volume; never a create, tag or
 // attach for an object being deleted; never a detach or delete of a volume while a job the
-// manager started on it runs; every object Ready; afterwards no volume, loop device, mount,
-// finalizer or object left.
+// manager started on it runs; never more data volumes attached to an OMA VM than its limit,
+// nor an attach CloudStack refuses because the VM is full; every object Ready; afterwards no
+// volume, loop device, mount, finalizer or object left.
+//
+// With --jobs the N volumes are the disks of N/3 MigrationJobs, applied at once and placed
+// through a selector over the run's OsseaConfigs (one pool) whose VMs hold about two thirds
+// of the disks, so a third of the jobs wait with InsufficientCapacity and the run goes in
+// waves (see runJobs): the placed jobs are held Ready and deleted, the waiting ones move in,
+// until every job was Ready once. It adds: a job's placement never changes once seen; the
+// disks of the jobs placed on a config (until they are gone) never exceed its slots; every
+// volume of a job is controlled by it, on its placement, and made after the placement was
+// written; every job Ready once, and each that did not fit at first seen waiting for slots.
 //
 //	go run ./test/chaos                      # 60 volumes over 3 VMs, seeds 1 to 5
 //	go run ./test/chaos --seeds 42 --n 15    # replay one seed
+//	go run ./test/chaos --jobs               # 20 jobs of 3 disks over 3 VMs of 14 slots
 //
 // The short variant runs in `go test ./test/chaos`.
 package main
@@ -38,7 +49,9 @@ func main() {
 	ctrllog.SetLogger(logr.Discard())
 	cfg := LongConfig()
 	seeds := flag.String("seeds", "1,2,3,4,5", "comma-separated seeds; each is one run")
-	flag.IntVar(&cfg.N, "n", cfg.N, "MigrationVolumes per run")
+	flag.IntVar(&cfg.N, "n", cfg.N, "MigrationVolumes per run (with --jobs: disks, in n/disks-per-job jobs)")
+	jobs := flag.Bool("jobs", false, "apply MigrationJobs placed on a pool too small for all at once, in waves, instead of single volumes")
+	perJob := flag.Int("disks-per-job", 3, "disks of each job, with --jobs")
 	flag.IntVar(&cfg.VMs, "vms", cfg.VMs, "OMA VMs, one agent each")
 	flag.DurationVar(&cfg.JobLatency, "job-latency", cfg.JobLatency, "simulator job latency")
 	flag.DurationVar(&cfg.JobJitter, "job-jitter", cfg.JobJitter, "simulator job latency jitter")
@@ -49,6 +62,13 @@ func main() {
 	flag.Parse()
 	if *keep {
 		_ = os.Setenv(world.KeepEnv, "1")
+	}
+	if *jobs {
+		if *perJob < 1 || cfg.N < *perJob {
+			fmt.Fprintf(os.Stderr, "chaos: --disks-per-job %d with --n %d makes no job\n", *perJob, cfg.N)
+			os.Exit(2)
+		}
+		cfg.DisksPerJob = *perJob
 	}
 
 	root, err := world.FindRoot()
@@ -112,6 +132,13 @@ func printResult(res *Result) {
 	}
 	fmt.Printf("\n== chaos seed %d: %s\n", res.Seed, verdict)
 	fmt.Printf("volumes %d  ready after %.1fs  gone after %.1fs\n", res.N, res.ReadySeconds, res.GoneSeconds)
+	if res.Jobs > 0 {
+		fmt.Printf("jobs %d of %d disks on VMs of %d slots  waited for slots %d  waves:", res.Jobs, res.DisksPerJob, res.SlotsPerVM, res.JobsWaited)
+		for i, wv := range res.Waves {
+			fmt.Printf("  %d: %d Ready in %.1fs, %d waiting", i+1, wv.Jobs, wv.ReadySeconds, wv.Waiting)
+		}
+		fmt.Println()
+	}
 	fmt.Printf("kills: manager %d, agents %d  injected faults %v\n", res.ManagerKills, res.AgentKills, res.InjectedFaults)
 	fmt.Printf("detaches %d  deletes %d  invariant checks %d\n", res.Detaches, res.Deletes, res.Checks)
 	for _, v := range res.Violations {
