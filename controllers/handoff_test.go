@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -28,14 +29,15 @@ const (
 )
 
 // handoffEnv is a namespace with a manager, a Ready OsseaConfig of 6 slots on the OMA VM,
-// and a Stopped KVM target VM with its placeholder root disk.
+// and two Stopped KVM target VMs, each with its placeholder root disk.
 func newHandoffEnv(t *testing.T, opts cloudsim.Options) *volumeEnv {
 	t.Helper()
 	w := cloudsim.DefaultWorld()
 	w.Zones = append(w.Zones, cloudsim.Zone{ID: zone2ID, Name: "sim-zone-2"})
-	w.VirtualMachines = append(w.VirtualMachines, cloudsim.VirtualMachine{
-		ID: targetVMID, Name: "web-prod-01-migrated", Zone: cloudsim.DefaultZoneID, State: "Stopped", Hypervisor: "KVM",
-	})
+	w.VirtualMachines = append(w.VirtualMachines,
+		cloudsim.VirtualMachine{ID: targetVMID, Name: "web-prod-01-migrated", Zone: cloudsim.DefaultZoneID, State: "Stopped", Hypervisor: "KVM"},
+		cloudsim.VirtualMachine{ID: target2VMID, Name: "db-prod-02-migrated", Zone: cloudsim.DefaultZoneID, State: "Stopped", Hypervisor: "KVM"},
+	)
 	volumeWorld(w)
 	opts.World = w
 	s := startVolumeSim(t, opts)
@@ -244,4 +246,212 @@ func volumeByID(s *sim, id string) *cloudsim.Volume {
 		}
 	}
 	return nil
+}
+
+const target2VMID = "5e7a1c2d-3b4f-4a5e-8d6c-0000000000a2"
+
+// handOffVolume creates a volume, waits until it is Ready on the OMA VM (mounted by the
+// played agent), and sets its spec.handoff.
+func handOffVolume(t *testing.T, e *volumeEnv, name string, h osseav1.VolumeHandoff) *osseav1.MigrationVolume {
+	t.Helper()
+	mv := e.newVolume(name, nil)
+	create(t, mv)
+	waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionReady, metav1.ConditionTrue, ""))
+	cur := &osseav1.MigrationVolume{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name}}
+	update(t, cur, func() { cur.Spec.Handoff = &h })
+	return mv
+}
+
+// assertStillOnOMA checks that a volume whose hand-off was refused was not touched: still
+// attached to the OMA VM and still held (mounted) by the agent.
+func assertStillOnOMA(t *testing.T, e *volumeEnv, mv *osseav1.MigrationVolume) {
+	t.Helper()
+	cur := &osseav1.MigrationVolume{}
+	if err := k8s.Get(testCtx, client.ObjectKeyFromObject(mv), cur); err != nil {
+		t.Fatal(err)
+	}
+	if v := volumeByID(e.sim, cur.Status.VolumeID); v == nil || v.VirtualMachineID != cloudsim.DefaultOMAVMID {
+		t.Errorf("%s: CloudStack volume %+v, want it still on the OMA VM", mv.Name, v)
+	}
+	if !controllerutil.ContainsFinalizer(cur, osseav1.MountFinalizer) || cur.Status.MountPath == "" {
+		t.Errorf("%s: unmounted (finalizers %v, mountPath %q) although the hand-off was refused", mv.Name, cur.Finalizers, cur.Status.MountPath)
+	}
+}
+
+// TestHandoffChecks provokes every check on the target, one volume at a time, and fixes
+// each cause in CloudStack: while refused, the volume stays mounted on the OMA VM; once
+// fixed, the hand-off completes without anything else done.
+func TestHandoffChecks(t *testing.T) {
+	e := newHandoffEnv(t, cloudsim.Options{})
+	cases := []struct {
+		name    string
+		target  string // targetVMID when empty
+		handoff osseav1.VolumeHandoff
+		provoke func(*cloudsim.VirtualMachine)
+		reason  string
+		fix     func(t *testing.T)
+	}{
+		{name: "not-found", handoff: osseav1.VolumeHandoff{VirtualMachineID: targetVMID},
+			provoke: func(vm *cloudsim.VirtualMachine) { vm.Account = "owner" }, reason: osseav1.ReasonTargetVMNotFound,
+			fix: func(t *testing.T) {
+				editVM(t, e, targetVMID, func(vm *cloudsim.VirtualMachine) { vm.Account = "tenant" })
+			}},
+		{name: "wrong-zone", handoff: osseav1.VolumeHandoff{VirtualMachineID: targetVMID},
+			provoke: func(vm *cloudsim.VirtualMachine) { vm.Zone = zone2ID }, reason: osseav1.ReasonTargetVMWrongZone,
+			fix: func(t *testing.T) {
+				editVM(t, e, targetVMID, func(vm *cloudsim.VirtualMachine) { vm.Zone = cloudsim.DefaultZoneID })
+			}},
+		{name: "unsupported", target: target2VMID, handoff: osseav1.VolumeHandoff{VirtualMachineID: target2VMID, AsRoot: true},
+			provoke: func(vm *cloudsim.VirtualMachine) { vm.Hypervisor = "Hyperv" }, reason: osseav1.ReasonRootAttachUnsupported,
+			fix: func(t *testing.T) {
+				editVM(t, e, target2VMID, func(vm *cloudsim.VirtualMachine) { vm.Hypervisor = "KVM" })
+			}},
+		{name: "running", handoff: osseav1.VolumeHandoff{VirtualMachineID: targetVMID, AsRoot: true},
+			provoke: func(vm *cloudsim.VirtualMachine) { vm.State = "Running" }, reason: osseav1.ReasonTargetVMNotStopped,
+			fix: func(t *testing.T) {
+				if err := e.sim.StopVM(targetVMID); err != nil {
+					t.Fatal(err)
+				}
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			target := cmp.Or(c.target, targetVMID)
+			editVM(t, e, target, c.provoke)
+			mv := handOffVolume(t, e, "check-"+c.name, c.handoff)
+			waitVolume(t, mv, 30*time.Second, func(mv *osseav1.MigrationVolume) string {
+				st := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionStalled)
+				if st == nil || st.Status != metav1.ConditionTrue || st.Reason != c.reason || !strings.Contains(st.Message, target) {
+					return "not Stalled with " + c.reason
+				}
+				return ""
+			})
+			time.Sleep(500 * time.Millisecond)
+			assertStillOnOMA(t, e, mv)
+			c.fix(t)
+			got := waitVolume(t, mv, 60*time.Second, conditionIs(osseav1.ConditionHandedOff, metav1.ConditionTrue, osseav1.ReasonHandedOff))
+			if got.Status.Phase != osseav1.PhaseHandedOff || got.Status.Handoff == nil || got.Status.Handoff.VirtualMachineID != target {
+				t.Errorf("phase %s, status.handoff %+v", got.Status.Phase, got.Status.Handoff)
+			}
+			if c.handoff.AsRoot != (got.Status.Handoff.DeviceID == 0) {
+				t.Errorf("device %d on the target, asRoot %v", got.Status.Handoff.DeviceID, c.handoff.AsRoot)
+			}
+		})
+	}
+
+	// The target now boots from a volume the operator handed to it: a second root is
+	// refused, not swapped in.
+	t.Run("root-in-use", func(t *testing.T) {
+		mv := handOffVolume(t, e, "check-second-root", osseav1.VolumeHandoff{VirtualMachineID: targetVMID, AsRoot: true})
+		waitVolume(t, mv, 30*time.Second, func(mv *osseav1.MigrationVolume) string {
+			if st := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionStalled); st == nil || st.Reason != osseav1.ReasonTargetVMRootInUse {
+				return "not Stalled with TargetVMRootInUse"
+			}
+			return ""
+		})
+		assertStillOnOMA(t, e, mv)
+	})
+
+	// Full of data disks (the config says 6): the seventh is refused until one is freed.
+	t.Run("capacity", func(t *testing.T) {
+		cloud := directCloud(t, e)
+		var spare []string
+		for len(onVM(e.sim, targetVMID))-1 < 6 { // device 0 is the root
+			mv := handOffVolume(t, e, fmt.Sprintf("filler-%d", len(spare)), osseav1.VolumeHandoff{VirtualMachineID: targetVMID})
+			got := waitVolume(t, mv, 60*time.Second, conditionIs(osseav1.ConditionHandedOff, metav1.ConditionTrue, osseav1.ReasonHandedOff))
+			spare = append(spare, got.Status.VolumeID)
+		}
+		mv := handOffVolume(t, e, "check-capacity", osseav1.VolumeHandoff{VirtualMachineID: targetVMID})
+		waitVolume(t, mv, 30*time.Second, func(mv *osseav1.MigrationVolume) string {
+			if st := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionStalled); st == nil || st.Reason != osseav1.ReasonTargetVMCapacityExhausted {
+				return "not Stalled with TargetVMCapacityExhausted"
+			}
+			return ""
+		})
+		assertStillOnOMA(t, e, mv)
+		// A person detaches one of the target's disks.
+		jobID, err := cloud.DetachVolume(testCtx, spare[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitJob(t, cloud, jobID)
+		waitVolume(t, mv, 60*time.Second, conditionIs(osseav1.ConditionHandedOff, metav1.ConditionTrue, osseav1.ReasonHandedOff))
+	})
+}
+
+func editVM(t *testing.T, e *volumeEnv, id string, edit func(*cloudsim.VirtualMachine)) {
+	t.Helper()
+	if err := e.sim.EditVM(id, edit); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHandoffFaults: every reply of attachVolume and detachVolume lost, then every job of
+// theirs failed, then the manager stopped between the detach from the OMA and the attach to
+// the target: each time the same end, each volume attached to the target by exactly one
+// successful job.
+func TestHandoffFaults(t *testing.T) {
+	e := newHandoffEnv(t, cloudsim.Options{})
+	both := []string{"attachVolume", "detachVolume"}
+
+	t.Run("lost-replies", func(t *testing.T) {
+		mv := e.newVolume("lost", nil)
+		create(t, mv)
+		waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionReady, metav1.ConditionTrue, ""))
+		e.sim.SetFaults(cloudsim.Faults{LostResponseRate: 1, Commands: both})
+		cur := &osseav1.MigrationVolume{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: mv.Name}}
+		update(t, cur, func() { cur.Spec.Handoff = &osseav1.VolumeHandoff{VirtualMachineID: targetVMID, AsRoot: true} })
+		got := waitVolume(t, mv, 90*time.Second, conditionIs(osseav1.ConditionHandedOff, metav1.ConditionTrue, osseav1.ReasonHandedOff))
+		e.sim.SetFaults(cloudsim.Faults{})
+		if got.Status.Handoff.DeviceID != 0 {
+			t.Errorf("device %d, want 0 (root)", got.Status.Handoff.DeviceID)
+		}
+		t.Logf("attachVolume calls %d, detachVolume calls %d", e.sim.Snapshot().Calls["attachVolume"], e.sim.Snapshot().Calls["detachVolume"])
+	})
+
+	t.Run("failed-jobs", func(t *testing.T) {
+		mv := e.newVolume("failing", nil)
+		create(t, mv)
+		waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionReady, metav1.ConditionTrue, ""))
+		e.sim.SetFaults(cloudsim.Faults{JobFailureRate: 1, Commands: both})
+		cur := &osseav1.MigrationVolume{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: mv.Name}}
+		update(t, cur, func() { cur.Spec.Handoff = &osseav1.VolumeHandoff{VirtualMachineID: targetVMID} })
+		waitVolume(t, mv, 30*time.Second, func(mv *osseav1.MigrationVolume) string {
+			if mv.Status.LastCloudStackError == nil {
+				return "no failed job seen yet"
+			}
+			return ""
+		})
+		e.sim.SetFaults(cloudsim.Faults{})
+		waitVolume(t, mv, 90*time.Second, conditionIs(osseav1.ConditionHandedOff, metav1.ConditionTrue, osseav1.ReasonHandedOff))
+	})
+
+	t.Run("manager-stopped-between-detach-and-attach", func(t *testing.T) {
+		mv := e.newVolume("restarted", nil)
+		create(t, mv)
+		got := waitVolume(t, mv, 30*time.Second, conditionIs(osseav1.ConditionReady, metav1.ConditionTrue, ""))
+		cur := &osseav1.MigrationVolume{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: mv.Name}}
+		update(t, cur, func() { cur.Spec.Handoff = &osseav1.VolumeHandoff{VirtualMachineID: targetVMID} })
+		testkit.Eventually(t, 30*time.Second, func() string {
+			if v := volumeByID(e.sim, got.Status.VolumeID); v == nil || v.VirtualMachineID != "" {
+				return "not detached from the OMA yet"
+			}
+			return ""
+		})
+		e.mgr.stop()
+		if v := volumeByID(e.sim, got.Status.VolumeID); v.VirtualMachineID != "" {
+			t.Logf("the attach was sent before the stop; the restart must still find it once")
+		}
+		e.mgr = startManager(t, e.ns)
+		waitVolume(t, mv, 60*time.Second, conditionIs(osseav1.ConditionHandedOff, metav1.ConditionTrue, osseav1.ReasonHandedOff))
+	})
+
+	for vol, n := range successfulAttaches(e.sim, targetVMID) {
+		if n != 1 {
+			t.Errorf("volume %s attached to the target by %d successful jobs, want 1", vol, n)
+		}
+	}
+	if n := len(successfulAttaches(e.sim, targetVMID)); n != 3 {
+		t.Errorf("%d volumes attached to the target, want 3", n)
+	}
 }

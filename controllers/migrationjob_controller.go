@@ -43,6 +43,9 @@ type MigrationJobReconciler struct {
 	// Clouds builds the CloudStack client with which the cut-over checks its target VM, the
 	// one call the job controller makes.
 	Clouds CloudFactory
+	// HandoffRecheck is how often a cut-over whose target was refused is checked again;
+	// 0 means DefaultHandoffRecheck.
+	HandoffRecheck time.Duration
 
 	book *placementBook
 }
@@ -150,6 +153,9 @@ func (r *MigrationJobReconciler) recordOutcome(s *jobScope, err error) {
 // free them or add a candidate (a job or volume gone, a config changed), never by a timer.
 func (r *MigrationJobReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	r.book = newPlacementBook()
+	if r.HandoffRecheck == 0 {
+		r.HandoffRecheck = DefaultHandoffRecheck
+	}
 	wake := handler.EnqueueRequestsFromMapFunc(r.waitingJobs)
 	onDelete := builder.WithPredicates(predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return false },

@@ -132,7 +132,7 @@ func (r *MigrationJobReconciler) checkTarget(ctx context.Context, s *jobScope) e
 		}
 	}
 	if reason, msg := targetProblem(need, target, cfg.Status.ZoneID, dataDisks, maxDataVolumes(cfg)); reason != "" {
-		return &stalling{cond: osseav1.ConditionHandedOff, reason: reason, msg: msg + "; every disk is still on the OMA", recheck: handoffRecheck}
+		return &stalling{cond: osseav1.ConditionHandedOff, reason: reason, msg: msg + "; every disk is still on the OMA", recheck: r.HandoffRecheck}
 	}
 	return nil
 }

@@ -63,6 +63,9 @@ type MigrationVolumeReconciler struct {
 	// LostCreateGrace is how long a create that got no answer may still land in
 	// CloudStack; 0 means DefaultLostCreateGrace.
 	LostCreateGrace time.Duration
+	// HandoffRecheck is how often a hand-off whose target was refused is checked again;
+	// 0 means DefaultHandoffRecheck.
+	HandoffRecheck time.Duration
 
 	// mem is what this process knows of each volume beyond its status: the jobs it
 	// started, the slots it holds, which volumes to read before deciding, which objects
@@ -369,6 +372,9 @@ func (r *MigrationVolumeReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		r.SecretMetadata = mgr.GetCache()
 	}
 	r.mem = newVolumeMemory()
+	if r.HandoffRecheck == 0 {
+		r.HandoffRecheck = DefaultHandoffRecheck
+	}
 	if r.LostCreateGrace > 0 {
 		r.mem.lostCreateGrace = r.LostCreateGrace
 	}

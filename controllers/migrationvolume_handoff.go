@@ -39,10 +39,13 @@ const (
 	opRootDetach    = "root-detach"    // the target's placeholder root, from the target
 	opHandoffAttach = "handoff-attach" // this volume, to the target
 	opHandoffTag    = "handoff-tag"    // this volume: handed-off-to
-	handoffRecheck  = 15 * time.Second // how often a refused check on the target is repeated
 	rootDeviceID    = int64(0)         // CloudStack's device id of a root disk
 	handoffStepPoll = 200 * time.Millisecond
 )
+
+// DefaultHandoffRecheck is how often a refused check on the target is repeated: its cause
+// is fixed in CloudStack (a VM stopped), which sends no event.
+const DefaultHandoffRecheck = 15 * time.Second
 
 // TagReplacedBy and TagHandedOffTo mark the volumes of a hand-off: the placeholder root disk
 // a volume replaced (kept, never deleted), and the volume handed to a VM.
@@ -74,6 +77,10 @@ func (r *MigrationVolumeReconciler) handOff(ctx context.Context, s *volumeScope)
 		return err
 	}
 	omaVM := s.cfg.Spec.OMAVirtualMachineID
+	if vol.VirtualMachineID != omaVM {
+		// Off the OMA VM for good: the slot the attach held there is free for others.
+		r.mem.releaseSlot(mv.UID)
+	}
 	switch vol.VirtualMachineID {
 	case h.VirtualMachineID:
 		return r.finishHandoff(ctx, s, vol)
@@ -132,10 +139,19 @@ func (r *MigrationVolumeReconciler) checkTarget(ctx context.Context, s *volumeSc
 		need.data = 1
 	}
 	reason, msg := targetProblem(need, target, s.cfg.Status.ZoneID, dataDisks, maxDataVolumes(s.cfg))
+	if reason == "" && h.AsRoot {
+		onTarget, err := s.cloud.FindVolumes(ctx, cloudstack.VolumeQuery{VirtualMachineID: h.VirtualMachineID})
+		if err != nil {
+			return r.cloudError(s, osseav1.ConditionHandedOff, "listing the target VM's volumes", err)
+		}
+		if root := rootOf(onTarget); root != nil && root.ID != s.mv.Status.VolumeID {
+			return rootReplaceable(root, h.VirtualMachineID, r.HandoffRecheck)
+		}
+	}
 	if reason == "" {
 		return nil
 	}
-	return &stalling{cond: osseav1.ConditionHandedOff, reason: reason, msg: msg, recheck: handoffRecheck}
+	return &stalling{cond: osseav1.ConditionHandedOff, reason: reason, msg: msg, recheck: r.HandoffRecheck}
 }
 
 // targetNeed is what a hand-off asks of its target VM: a root disk, and data disk slots.
@@ -194,6 +210,9 @@ func (r *MigrationVolumeReconciler) attachToTarget(ctx context.Context, s *volum
 		return r.cloudError(s, osseav1.ConditionHandedOff, "listing the target VM's volumes", err)
 	}
 	if root := rootOf(onTarget); root != nil {
+		if err := rootReplaceable(root, h.VirtualMachineID, r.HandoffRecheck); err != nil {
+			return err
+		}
 		return r.replaceRoot(ctx, s, vol, root)
 	}
 	jobID, err := s.cloud.AttachVolumeAt(r.unlessDeleting(ctx, s.mv), vol.ID, h.VirtualMachineID, rootDeviceID)
@@ -213,6 +232,16 @@ func rootOf(vols []cloudstack.Volume) *cloudstack.Volume {
 		}
 	}
 	return nil
+}
+
+// rootReplaceable refuses to take off a root disk the operator handed to the VM: a
+// handed-off volume is never detached again.
+func rootReplaceable(root *cloudstack.Volume, vmID string, recheck time.Duration) error {
+	if root.Tags[TagHandedOffTo] == "" {
+		return nil
+	}
+	return &stalling{cond: osseav1.ConditionHandedOff, reason: osseav1.ReasonTargetVMRootInUse, recheck: recheck, msg: fmt.Sprintf(
+		"the target VM %s already boots from volume %s, handed to it by the operator; it is never taken off again. Choose another target", vmID, root.ID)}
 }
 
 // replaceRoot takes the target's current root disk off, tagged first with what replaced it

@@ -24,6 +24,9 @@ type Options struct {
 	// LostCreateGrace is how long a create that got no answer may still land in CloudStack
 	// (see volumeMemory.lostCreateSettled); 0 means DefaultLostCreateGrace.
 	LostCreateGrace time.Duration
+	// HandoffRecheck is how often a hand-off refused by a check on its target VM is
+	// checked again; 0 means DefaultHandoffRecheck.
+	HandoffRecheck time.Duration
 }
 
 // Setup wires the cache indexes and the controllers into mgr: the one place that says
@@ -48,14 +51,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Clouds:          o.Clouds,
 		DriftInterval:   o.DriftInterval,
 		LostCreateGrace: o.LostCreateGrace,
+		HandoffRecheck:  o.HandoffRecheck,
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles}); err != nil {
 		return fmt.Errorf("setting up the MigrationVolume controller: %w", err)
 	}
 	if err := (&MigrationJobReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("migrationjob-controller"),
-		Clouds:    o.Clouds,
+		Client:         mgr.GetClient(),
+		APIReader:      mgr.GetAPIReader(),
+		Recorder:       mgr.GetEventRecorder("migrationjob-controller"),
+		Clouds:         o.Clouds,
+		HandoffRecheck: o.HandoffRecheck,
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: DefaultJobConcurrency}); err != nil {
 		return fmt.Errorf("setting up the MigrationJob controller: %w", err)
 	}

@@ -100,6 +100,7 @@ func startManager(t *testing.T, ns string) *testManager {
 		RevalidateInterval: revalidateInterval,
 		DriftInterval:      driftInterval,
 		LostCreateGrace:    lostCreateGrace,
+		HandoffRecheck:     time.Second,
 	}); err != nil {
 		t.Fatal(err)
 	}

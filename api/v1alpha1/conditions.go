@@ -106,6 +106,9 @@ const (
 	ReasonTargetVMCapacityExhausted = "TargetVMCapacityExhausted"
 	ReasonRootAttachUnsupported     = "RootAttachUnsupported"
 	ReasonTargetVMNotStopped        = "TargetVMNotStopped"
+	// ReasonTargetVMRootInUse: the target's root disk is one the operator handed to it; it
+	// is never taken off again.
+	ReasonTargetVMRootInUse = "TargetVMRootInUse"
 )
 
 // ReleaseForHandoff reports whether the manager has asked the node agent to let go of a
@@ -228,6 +231,7 @@ var needsPerson = map[string]bool{
 	ReasonTargetVMCapacityExhausted: true,
 	ReasonRootAttachUnsupported:     true,
 	ReasonTargetVMNotStopped:        true,
+	ReasonTargetVMRootInUse:         true,
 }
 
 // NeedsPerson reports whether a MigrationVolume detail condition that is False with this

@@ -39,6 +39,8 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *volumeScope) (ctrl.
 func (r *Reconciler) reconcileHandoff(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
 	mv := s.mv
 	held := holds(mv, r.VMID, r.NodeName)
+	// A copy from a cache that lags behind our own release shows nothing left to do.
+	changed := held || mv.Status.DevicePath != "" || mv.Status.MountPath != ""
 	if held {
 		done, _, res, err := r.release(ctx, s)
 		if !done || err != nil {
@@ -53,7 +55,9 @@ func (r *Reconciler) reconcileHandoff(ctx context.Context, s *volumeScope) (ctrl
 			return retrySoon, err
 		}
 	}
-	s.log.Info("Released volume for its hand-off", "targetVM", mv.Spec.Handoff.VirtualMachineID)
+	if changed {
+		s.log.Info("Released volume for its hand-off", "targetVM", mv.Spec.Handoff.VirtualMachineID)
+	}
 	return ctrl.Result{}, nil
 }
 
