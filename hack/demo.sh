@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole product on one machine: a real etcd + kube-apiserver, the CloudStack simulator
 # whose hypervisor turns attachments into loop devices, two OMA VMs of one pool, the manager
-# and one node agent per OMA as real processes, and the samples applied with kubectl.
+# and one node agent per OMA as real processes, and the samples applied with kubectl. It ends
+# with a cut-over: the job's disks handed to a stopped target VM, its root first.
 #
 #   hack/demo.sh          run, show, wait for Ctrl-C, then tear down
 #   hack/demo.sh --once   run, show, tear down, exit non-zero if any step failed
@@ -24,6 +25,11 @@ SIM_ADDR=127.0.0.1:8080 # the address config/samples names
 OMA_NAMES=(oma oma-2)
 OMA_IDS=(9c1e4b7d-2a6f-4d3c-8e5b-000000000001 9c1e4b7d-2a6f-4d3c-8e5b-000000000002)
 OMA_SLOTS=6 # data disks per OMA VM, CloudStack's usual limit
+# The migrated VM that job-4712's disks are handed to. It has no local block: what is
+# attached to it lives in the simulator's state only, no loop device, as it would be on a
+# hypervisor that is not this machine.
+TARGET_NAME=database-server-prod-02
+TARGET_ID=3f6b8d2a-9e4c-4a7f-b1d5-000000000001
 WAIT_TIMEOUT=${DEMO_WAIT_TIMEOUT:-180s}
 
 LOGS=$DEMO_DIR/logs
@@ -90,8 +96,21 @@ teardown() {
     kc delete mj --all --wait=true --timeout=120s || fail "deleting the job"
     kc delete mv --all --wait=true --timeout=120s || fail "deleting the volumes"
     kc get osc,mj,mv -o wide 2>/dev/null
-    echo "    CloudStack data volumes left: $(sim_volumes | wc -l) (deletionPolicy Retain keeps job-4711-disk2, detached)"
+    # Left by design: Retain keeps job-4711-disk2 (detached); a handed-off volume is the
+    # target's now, so deleting its object leaves it attached there; the placeholder root it
+    # replaced is not the operator's to delete.
+    if [[ -n ${CUT_OVER:-} ]]; then
+      echo "    CloudStack volumes left: $(sim_volumes | wc -l), by design: job-4711-disk2 (deletionPolicy Retain, detached)," \
+        "job-4712's three disks (handed off: attached to $TARGET_NAME, theirs now) and the placeholder root they replaced (detached, kept)"
+    else
+      echo "    CloudStack volumes left: $(sim_volumes | wc -l) (deletionPolicy Retain keeps job-4711-disk2, detached)"
+    fi
     sim_volumes | sed 's/^/      /'
+    if [[ -n ${CUT_OVER:-} ]]; then
+      local on
+      on=$(target_volumes | wc -l)
+      ((on == 3)) || fail "after the job was deleted $TARGET_NAME holds $on volumes, want job-4712's 3"
+    fi
     kc delete osc --all --wait=true --timeout=60s >/dev/null || fail "deleting the OsseaConfigs"
     ok
   fi
@@ -140,10 +159,26 @@ oma_name() {
   echo "not an OMA of this demo"
 }
 
-# sim_volumes lists the simulator's data volumes, one line each.
+# sim_volumes lists the simulator's volumes but the OMA VMs' own roots, one line each, with
+# what its tags say about why it is there.
 sim_volumes() {
   curl -fsS "http://$SIM_ADDR/admin/state" |
-    jq -r '.volumes[] | select(.type == "DATADISK") | "\(.id) \(.name) \(.state) vm=\(.virtualMachineId // "-")"'
+    jq -r --arg target "$TARGET_ID" '.volumes[] | select(.type == "DATADISK" or .virtualMachineId == $target) |
+      (.tags // [] | from_entries) as $t |
+      "\(.id) \(.name) \(.type) vm=\(.virtualMachineId // "-")" +
+      if $t["ossea.migratekit.io/handed-off-to"] then " handed off"
+      elif $t["ossea.migratekit.io/replaced-by"] then " replaced by \($t["ossea.migratekit.io/replaced-by"])"
+      elif $t["ossea.migratekit.io/retained"] == "true" then " retained"
+      else "" end'
+}
+
+# target_volumes lists the target VM's volumes by device id, with their type and the disk
+# of the job each was.
+target_volumes() {
+  curl -fsS "http://$SIM_ADDR/admin/state" |
+    jq -r --arg vm "$TARGET_ID" '[.volumes[] | select(.virtualMachineId == $vm)] | sort_by(.deviceId)[] |
+      (.tags // [] | from_entries) as $t |
+      "device \(.deviceId) \(.type) \(.id) \(.name) \($t["ossea.migratekit.io/disk-name"] // "(placeholder root of its template)")"'
 }
 
 abort() {
@@ -178,6 +213,15 @@ for i in "${!OMA_NAMES[@]}"; do
   local: {byIdDir: $DEMO_DIR/$name/by-id, backingDir: $DEMO_DIR/$name/disks}
 EOF
 done
+cat >>"$DEMO_DIR/world.yaml" <<EOF
+# The target of the cut-over: stopped, as a root replacement needs, with the placeholder
+# root its template gave it at device 0.
+- id: $TARGET_ID
+  name: $TARGET_NAME
+  zone: 0a7c5b1e-3d2f-4c8b-9e6a-000000000001
+  state: Stopped
+  hypervisor: KVM
+EOF
 ok
 trap 'abort "interrupted during setup"' INT TERM
 
@@ -234,6 +278,35 @@ echo
 echo "Block-mode volume (published, not mounted):"
 dev=$(kc get mv job-4711-disk2 -o jsonpath='{.status.devicePath}')
 echo "    $dev -> $(readlink -f "$dev")"
+echo
+echo "The target VM $TARGET_NAME ($TARGET_ID), $(curl -fsS "http://$SIM_ADDR/admin/state" |
+  jq -r --arg vm "$TARGET_ID" '.virtualMachines[] | select(.id == $vm) | "\(.state), \(.hypervisor)"'):"
+target_volumes | sed 's/^/    /'
+
+step "Cutting job-4712 over to $TARGET_NAME, disk0 as its root (kubectl patch, kubectl wait)"
+kc patch mj job-4712 --type merge \
+  -p "{\"spec\":{\"cutover\":{\"targetVirtualMachineID\":\"$TARGET_ID\",\"rootDisk\":\"disk0\"}}}" | sed 's/^/    /' ||
+  abort "kubectl patch of the job's cutover"
+CUT_OVER=1
+kc wait --for=jsonpath='{.status.phase}'=HandedOff mj/job-4712 --timeout="$WAIT_TIMEOUT" | sed 's/^/    /' ||
+  abort "the job was not handed off"
+ok
+echo
+kc get mj -o wide
+echo
+echo "job-4712's disks on the target (status.disks[].targetDeviceID):"
+kc get mj job-4712 -o json | jq -r '.status.disks[] | "    \(.name) \(.phase) device \(.targetDeviceID)"'
+echo
+echo "The target VM's volumes now (the simulator's /admin/state):"
+target_volumes | sed 's/^/    /'
+echo "Its former root, kept:"
+curl -fsS "http://$SIM_ADDR/admin/state" |
+  jq -r '.volumes[] | (.tags // [] | from_entries) as $t | select($t["ossea.migratekit.io/replaced-by"]) |
+    "    \(.id) \(.name) \(.type) vm=\(.virtualMachineId // "-") replaced-by=\($t["ossea.migratekit.io/replaced-by"])"'
+oma=$(oma_name "$(kc get mj job-4712 -o jsonpath='{.status.placement.omaVirtualMachineID}')")
+left=$(findmnt -rn -o TARGET | awk -v root="$MOUNT_ROOT/$oma/job-4712/" 'index($0, root) == 1')
+[[ -z $left ]] || fail "the agent of $oma still mounts job-4712's disks after the hand-off: $left"
+echo "Mounts of job-4712 left on $oma: $(printf '%s' "$left" | grep -c .)"
 echo
 echo "Use kubectl against it:  export KUBECONFIG=$KUBECONFIG"
 echo "Logs:                    $LOGS"

@@ -46,7 +46,7 @@ func TestSamplesEndToEnd(t *testing.T) {
 	if dev := kubectl(t, "get", "-n", ns, "mv/job-4711-disk2", "-o", "jsonpath={.status.phase} {.status.devicePath}"); !strings.HasPrefix(dev, "Published "+oma.ByIDDir) {
 		t.Errorf("the Block-mode volume should be Published with its by-id path: %q", dev)
 	}
-	if vols := simDataVolumes(t); len(vols) != 3 {
+	if vols := nsDataVolumes(t, ns); len(vols) != 3 {
 		t.Errorf("CloudStack holds %d data volumes, want 3", len(vols))
 	}
 
@@ -57,7 +57,7 @@ func TestSamplesEndToEnd(t *testing.T) {
 	if m := mountsUnder(t, oma.MountRoot); len(m) != 0 {
 		t.Errorf("mounts left after delete: %v", m)
 	}
-	vols := simDataVolumes(t)
+	vols := nsDataVolumes(t, ns)
 	if len(vols) != 1 || !strings.Contains(vols[0].Name, "_disk2_") || vols[0].VirtualMachineID != "" ||
 		world.Tag(vols[0], "ossea.migratekit.io/retained") != "true" {
 		t.Errorf("after delete CloudStack should hold only the retained, detached disk2: %+v", vols)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -168,12 +169,13 @@ func assertPoolEmpty(t *testing.T, ns string) {
 	}
 }
 
-// attachedToOMAs lists the data volumes attached to the world's OMA VMs.
+// attachedToOMAs lists the data volumes attached to the world's OMA VMs (not those a
+// cut-over left on a target VM).
 func attachedToOMAs(t *testing.T) []string {
 	t.Helper()
 	var used []string
 	for _, v := range simDataVolumes(t) {
-		if v.VirtualMachineID != "" {
+		if slices.ContainsFunc(sim.VMs, func(vm world.SimVM) bool { return vm.ID == v.VirtualMachineID }) {
 			used = append(used, v.Name+" on "+v.VirtualMachineID)
 		}
 	}

@@ -18,8 +18,8 @@ import (
 
 // The world TestMain starts once for every test: the API server, the simulator with two
 // locally served OMA VMs, each with its own node agent (own by-id directory and mount root),
-// as two OMAs of one pool would be. oma is the first, the one the MigrationVolume samples
-// name.
+// as two OMAs of one pool would be, and one stopped target VM for cut-overs. oma is the
+// first, the one the MigrationVolume samples name.
 var (
 	w   *world.World
 	sim *world.Sim
@@ -56,7 +56,7 @@ func startWorld() (func(failed bool), error) {
 	if err := w.StartAPIServer(); err != nil {
 		return teardown, err
 	}
-	opts := world.SimOptions{VMs: 2, MaxDataVolumes: omaSlots, Local: true, JobLatency: time.Second}
+	opts := world.SimOptions{VMs: 2, MaxDataVolumes: omaSlots, Local: true, Targets: 1, JobLatency: time.Second}
 	if sim, err = w.StartSimulator(opts); err != nil {
 		return teardown, err
 	}
@@ -86,6 +86,20 @@ func simDataVolumes(t *testing.T) []cloudsim.Volume {
 		t.Fatal(err)
 	}
 	return world.DataVolumes(st)
+}
+
+// nsDataVolumes are the DATADISK volumes of the namespace's MigrationVolumes (by their
+// owner tag): a test shares the simulator with the others, and a cut-over leaves its
+// volumes on the target, and the target's replaced placeholder, for good.
+func nsDataVolumes(t *testing.T, ns string) []cloudsim.Volume {
+	t.Helper()
+	var out []cloudsim.Volume
+	for _, v := range simDataVolumes(t) {
+		if strings.HasPrefix(world.Tag(v, "ossea.migratekit.io/owner"), ns+"/") {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // mountsUnder maps the mount points below dir to their filesystem type.

@@ -16,13 +16,21 @@ import (
 // default OMA VM, which the samples name.
 func VMID(i int) string { return fmt.Sprintf("9c1e4b7d-2a6f-4d3c-8e5b-%012d", i+1) }
 
+// TargetVMID is the id of the i-th target VM of a world (from 0). Its own prefix keeps it
+// apart from every OMA VM however many a world has.
+func TargetVMID(i int) string { return fmt.Sprintf("7d4a2e91-5c3b-4f8e-a1d6-%012d", i+1) }
+
 // SimOptions describe the simulator's world and behaviour.
 type SimOptions struct {
 	// VMs is how many OMA VMs the world holds, each with room for MaxDataVolumes.
 	VMs            int
 	MaxDataVolumes int
 	// Local makes every VM's attachments real loop devices with by-id links below Dir.
-	Local      bool
+	Local bool
+	// Targets is how many target VMs (of a cut-over) the world holds besides the OMAs:
+	// Stopped, KVM, each with its placeholder ROOT volume and without a local block, so
+	// that what is handed to them lives in the simulator's state only, not in loop devices.
+	Targets    int
 	JobLatency time.Duration
 	JobJitter  time.Duration
 	Seed       int64
@@ -35,7 +43,9 @@ type Sim struct {
 	APIURL string
 	Proc   *Process
 	VMs    []SimVM
-	hc     *http.Client
+	// Targets are the ids of the target VMs (TargetVMID).
+	Targets []string
+	hc      *http.Client
 }
 
 // SimVM is one OMA VM of the world, with its directories when it is served locally.
@@ -76,6 +86,14 @@ func (w *World) StartSimulator(o SimOptions) (*Sim, error) {
 		}
 		world.VirtualMachines = append(world.VirtualMachines, vm)
 		sim.VMs = append(sim.VMs, svm)
+	}
+	for i := range o.Targets {
+		id := TargetVMID(i)
+		world.VirtualMachines = append(world.VirtualMachines, cloudsim.VirtualMachine{
+			ID: id, Name: fmt.Sprintf("target-%d", i), Zone: cloudsim.DefaultZoneID,
+			State: "Stopped", Hypervisor: "KVM",
+		})
+		sim.Targets = append(sim.Targets, id)
 	}
 	y, err := world.YAML()
 	if err != nil {
@@ -156,6 +174,17 @@ func DataVolumes(st cloudsim.State) []cloudsim.Volume {
 	for _, v := range st.Volumes {
 		if v.Type == "DATADISK" {
 			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// OnVM maps the device ids of the volumes attached to a VM to the volumes, ROOT included.
+func OnVM(st cloudsim.State, vmID string) map[int64]cloudsim.Volume {
+	out := map[int64]cloudsim.Volume{}
+	for _, v := range st.Volumes {
+		if v.VirtualMachineID == vmID && v.DeviceID != nil {
+			out[*v.DeviceID] = v
 		}
 	}
 	return out
