@@ -87,7 +87,7 @@ func playAgentOnce(ctx context.Context, mv *osseav1.MigrationVolume) {
 		base = mv.DeepCopy()
 		controllerutil.RemoveFinalizer(mv, osseav1.MountFinalizer)
 		_ = k8s.Patch(ctx, mv, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
-	case mv.Spec.Handoff == nil && meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAttached) && !held:
+	case !osseav1.ReleaseForHandoff(mv) && meta.IsStatusConditionTrue(mv.Status.Conditions, osseav1.ConditionAttached) && !held:
 		base := mv.DeepCopy()
 		controllerutil.AddFinalizer(mv, osseav1.MountFinalizer)
 		if k8s.Patch(ctx, mv, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})) != nil {

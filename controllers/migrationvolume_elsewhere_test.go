@@ -55,8 +55,10 @@ func TestVolumeMovedByHandIsNeverPulledOff(t *testing.T) {
 			}
 			stalled := waitVolume(t, mv, 30*time.Second, func(mv *osseav1.MigrationVolume) string {
 				c := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionStalled)
-				if c == nil || c.Status != metav1.ConditionTrue || c.Reason != osseav1.ReasonAttachedElsewhere {
-					return "not Stalled with AttachedElsewhere"
+				// (The normal path may have stalled already, before the deletion, with its own
+				// message: the deletion's names the annotation.)
+				if c == nil || c.Status != metav1.ConditionTrue || c.Reason != osseav1.ReasonAttachedElsewhere || !strings.Contains(c.Message, osseav1.ReleaseToAnnotation) {
+					return "not Stalled by the deletion with AttachedElsewhere"
 				}
 				return ""
 			})

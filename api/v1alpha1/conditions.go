@@ -111,16 +111,20 @@ const (
 	ReasonTargetVMRootInUse = "TargetVMRootInUse"
 )
 
-// ReleaseForHandoff reports whether the manager has asked the node agent to let go of a
-// volume for its hand-off: the checks on the target passed, and the agent must unmount (or
-// unpublish) it, drop its claim, and never claim it again.
+// ReleaseForHandoff reports whether the node agent must let go of a volume for its
+// hand-off: the manager asked for it (the checks on the target passed), or the agent let go
+// already. It is for good: a step that fails later (HandedOff then carries its error) does
+// not give the volume back to the agent, whose own report says it let go.
 func ReleaseForHandoff(mv *MigrationVolume) bool {
 	if mv.Spec.Handoff == nil {
 		return false
 	}
 	for _, c := range mv.Status.Conditions {
-		if c.Type == ConditionHandedOff {
-			return c.Status == "True" || handoffUnderWay[c.Reason]
+		switch {
+		case c.Type == ConditionMounted && c.Reason == ReasonReleasedForHandoff:
+			return true
+		case c.Type == ConditionHandedOff && (c.Status == "True" || handoffUnderWay[c.Reason]):
+			return true
 		}
 	}
 	return false

@@ -181,6 +181,8 @@ func TestSchemaRejectsChangesToImmutableFields(t *testing.T) {
 		{"diskOfferingID changed", validVolume, set("diskOfferingID", validUUID), set("diskOfferingID", otherUUID), []string{"spec", "diskOfferingID is immutable"}},
 		{"diskOfferingID added", validVolume, nil, set("diskOfferingID", otherUUID), []string{"spec", "diskOfferingID is immutable"}},
 		{"omaVirtualMachineID", validConfig, nil, set("omaVirtualMachineID", otherUUID), []string{"spec.omaVirtualMachineID", "omaVirtualMachineID is immutable"}},
+		{"handoff changed", validVolume, set("handoff", map[string]any{"virtualMachineID": validUUID}), set("handoff.asRoot", true), []string{"spec.handoff", "handoff is immutable once set"}},
+		{"handoff removed", validVolume, set("handoff", map[string]any{"virtualMachineID": validUUID}), set("handoff", nil), []string{"spec.handoff", "handoff is immutable once set"}},
 	}
 	ctx := context.Background()
 	for i, tc := range cases {
@@ -459,6 +461,11 @@ func TestSchemaRejectsInvalidJobs(t *testing.T) {
 		{"diskOfferingID not a UUID", setDisk(0, "diskOfferingID", "large-disks"), []string{"spec.disks[0].diskOfferingID", "should match"}},
 		// deletionPolicy.
 		{"deletionPolicy unknown", set("deletionPolicy", "Orphan"), []string{"spec.deletionPolicy", "Unsupported value", `"Retain"`}},
+		// cutover.
+		{"cutover target not a UUID", set("cutover", map[string]any{"targetVirtualMachineID": "web-01"}), []string{"spec.cutover.targetVirtualMachineID", "should match"}},
+		{"cutover without a target", set("cutover", map[string]any{"rootDisk": "disk0"}), []string{"spec.cutover.targetVirtualMachineID", "Required value"}},
+		{"cutover rootDisk not a disk", set("cutover", map[string]any{"targetVirtualMachineID": validUUID, "rootDisk": "disk7"}), []string{"spec.cutover.rootDisk", "must name a disk of spec.disks"}},
+		{"cutover rootDisk not a DNS label", set("cutover", map[string]any{"targetVirtualMachineID": validUUID, "rootDisk": "Disk_0"}), []string{"spec.cutover.rootDisk", "should match"}},
 	}
 
 	ctx := context.Background()
@@ -490,11 +497,14 @@ func TestSchemaRejectsChangesToImmutableJobFields(t *testing.T) {
 		{"disk removed", set("disks", validJob("x")["spec"].(map[string]any)["disks"].([]any)[:1]), []string{"spec.disks", "disks is immutable"}},
 		{"disk renamed", setDisk(1, "name", "disk9"), []string{"spec.disks", "disks is immutable"}},
 		{"diskOfferingID added", setDisk(0, "diskOfferingID", validUUID), []string{"spec.disks", "disks is immutable"}},
+		{"cutover changed", set("cutover.targetVirtualMachineID", otherUUID), []string{"spec.cutover", "cutover is immutable once set"}},
+		{"cutover removed", set("cutover", nil), []string{"spec.cutover", "cutover is immutable once set"}},
 	}
 	ctx := context.Background()
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			obj := &unstructured.Unstructured{Object: validJob(fmt.Sprintf("immutable-job-%d", i))}
+			set("cutover", map[string]any{"targetVirtualMachineID": validUUID, "rootDisk": "disk1"})(obj.Object)
 			if err := k8sClient.Create(ctx, obj); err != nil {
 				t.Fatalf("creating the valid job: %v", err)
 			}

@@ -34,6 +34,7 @@ func main() {
 		retryPeriod        time.Duration
 		revalidateInterval time.Duration
 		driftInterval      time.Duration
+		handoffRecheck     time.Duration
 		cloudQPS           float64
 		cloudBurst         int
 		cloudTimeout       time.Duration
@@ -47,6 +48,7 @@ func main() {
 	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader tries to renew before it gives up leading.")
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often replicas try to take or renew the lease.")
 	flag.DurationVar(&revalidateInterval, "revalidate-interval", 5*time.Minute, "How often each OsseaConfig's connection test is repeated (jittered by up to 10%).")
+	flag.DurationVar(&handoffRecheck, "handoff-recheck", controllers.DefaultHandoffRecheck, "How often a hand-off or cut-over refused by a check on its target VM (a Running VM, say) is checked again.")
 	flag.DurationVar(&driftInterval, "drift-interval", 5*time.Minute, "How often each OsseaConfig's settled MigrationVolumes are compared with CloudStack (one call per config).")
 	flag.IntVar(&volumeWorkers, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "MigrationVolumes reconciled at once.")
 	flag.Float64Var(&cloudQPS, "cloudstack-qps", cloudstack.DefaultQPS, "CloudStack API calls per second allowed per CloudStack endpoint, shared by the OsseaConfigs that use it.")
@@ -102,6 +104,7 @@ func main() {
 		DriftInterval:           driftInterval,
 		MaxConcurrentReconciles: volumeWorkers,
 		LostCreateGrace:         2 * cloudTimeout,
+		HandoffRecheck:          handoffRecheck,
 	}); err != nil {
 		log.Error(err, "Unable to set up the controllers")
 		os.Exit(1)

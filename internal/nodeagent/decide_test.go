@@ -337,6 +337,10 @@ func deleted(mv *osseav1.MigrationVolume) {
 
 func inBlockMode(mv *osseav1.MigrationVolume) { mv.Spec.Mode = osseav1.VolumeModeBlock }
 
+func releasedForHandoff(mv *osseav1.MigrationVolume) {
+	meta.SetStatusCondition(&mv.Status.Conditions, metav1.Condition{Type: osseav1.ConditionMounted, Status: metav1.ConditionFalse, Reason: osseav1.ReasonReleasedForHandoff})
+}
+
 func publishedOn(nodeName string) func(*osseav1.MigrationVolume) {
 	return func(mv *osseav1.MigrationVolume) {
 		mv.Status.NodeName, mv.Status.DevicePath = nodeName, "/dev/disk/by-id/virtio-x"
@@ -400,6 +404,8 @@ func TestDecideRoute(t *testing.T) {
 		{"hand-off released, let go already: never claimed again", decideVolume(attachedTo(decideVMID), handoff(osseav1.ReasonDetaching)), routeNothing},
 		{"handed off: never claimed again", decideVolume(attachedTo(otherVM), handoff(osseav1.ReasonHandedOff)), routeNothing},
 		{"hand-off released, held by another node", decideVolume(attachedTo(decideVMID), heldBy("oma-2"), handoff(osseav1.ReasonReleasing)), routeNothing},
+		{"hand-off step failed after the agent let go: still let go", decideVolume(attachedTo(decideVMID), handoff(osseav1.ReasonCloudStackError), releasedForHandoff), routeNothing},
+		{"hand-off step failed before the agent let go: still mounted", decideVolume(attachedTo(decideVMID), heldBy(node), handoff(osseav1.ReasonCloudStackError)), routeFilesystem},
 		{"deleted during the hand-off, held here", decideVolume(attachedTo(decideVMID), heldBy(node), handoff(osseav1.ReasonReleasing), deleted), routeRelease},
 	} {
 		t.Run(c.name, func(t *testing.T) {
