@@ -16,6 +16,9 @@ import (
 // default OMA VM, which the samples name.
 func VMID(i int) string { return fmt.Sprintf("9c1e4b7d-2a6f-4d3c-8e5b-%012d", i+1) }
 
+// TargetVMID is the id of the i-th target VM of a world (from 0).
+func TargetVMID(i int) string { return fmt.Sprintf("5e7a1c2d-3b4f-4a5e-8d6c-%012d", i+1) }
+
 // SimOptions describe the simulator's world and behaviour.
 type SimOptions struct {
 	// VMs is how many OMA VMs the world holds, each with room for MaxDataVolumes.
@@ -26,6 +29,11 @@ type SimOptions struct {
 	JobLatency time.Duration
 	JobJitter  time.Duration
 	Seed       int64
+	// Targets is how many target VMs the world holds besides: Stopped, KVM, room for
+	// MaxDataVolumes, each with its placeholder root disk, and never served locally (their
+	// attachments live in the simulator's state only, as on a real cloud the disks are not
+	// this machine's).
+	Targets int
 }
 
 // Sim is a running simulator.
@@ -35,7 +43,9 @@ type Sim struct {
 	APIURL string
 	Proc   *Process
 	VMs    []SimVM
-	hc     *http.Client
+	// TargetIDs are the target VMs' ids, TargetVMID(0) first.
+	TargetIDs []string
+	hc        *http.Client
 }
 
 // SimVM is one OMA VM of the world, with its directories when it is served locally.
@@ -76,6 +86,13 @@ func (w *World) StartSimulator(o SimOptions) (*Sim, error) {
 		}
 		world.VirtualMachines = append(world.VirtualMachines, vm)
 		sim.VMs = append(sim.VMs, svm)
+	}
+	for i := range o.Targets {
+		world.VirtualMachines = append(world.VirtualMachines, cloudsim.VirtualMachine{
+			ID: TargetVMID(i), Name: fmt.Sprintf("target-%d", i), Zone: cloudsim.DefaultZoneID,
+			State: "Stopped", Hypervisor: cloudsim.DefaultHypervisor, MaxDataVolumes: o.MaxDataVolumes,
+		})
+		sim.TargetIDs = append(sim.TargetIDs, TargetVMID(i))
 	}
 	y, err := world.YAML()
 	if err != nil {
