@@ -72,7 +72,7 @@ func runJobs(ctx context.Context, cfg Config, c client.Client, jw *jobWatch, res
 			break
 		}
 		started = time.Now()
-		if err := deleteJobs(ctx, c, s.placed); err != nil {
+		if err := deleteJobs(ctx, c, jw, s.placed); err != nil {
 			return err
 		}
 	}
@@ -181,14 +181,28 @@ func waitSettled(ctx context.Context, cfg Config, jw *jobWatch) (poolState, erro
 	return s, nil
 }
 
-func deleteJobs(ctx context.Context, c client.Client, names []string) error {
+// deleteJobs deletes the jobs and returns once the watch shows them being deleted: until it
+// does, the pool would look as it did, settled, to the next wave's wait.
+func deleteJobs(ctx context.Context, c client.Client, jw *jobWatch, names []string) error {
 	for _, name := range names {
 		job := &osseav1.MigrationJob{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
 		if err := c.Delete(ctx, job); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting job %s: %w", name, err)
 		}
 	}
-	return nil
+	err := waitFor(ctx, time.Minute, func() bool {
+		jobs := jw.Jobs()
+		for _, name := range names {
+			if jobs[name].Deleting.IsZero() && jobs[name].Gone.IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("the watch did not show the deleted jobs being deleted: %w", err)
+	}
+	return ctx.Err()
 }
 
 // deleteAllJobs deletes every job left and waits until no job and no volume is.
