@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
 	"github.com/migratekit/ossea-operator/test/world"
@@ -159,5 +161,40 @@ func TestCutoverEndState(t *testing.T) {
 		if got := f.check(); !strings.Contains(got, tc.want) {
 			t.Errorf("%s: %q; want %q", name, got, tc.want)
 		}
+	}
+}
+
+// TestJobWatchSeesAReclaim: a volume the agent let go for its hand-off must never carry the
+// mount finalizer again; the report says what the manager's status said in between.
+func TestJobWatchSeesAReclaim(t *testing.T) {
+	jw := &jobWatch{jobs: map[string]*jobTrace{}, vols: map[string]*volumeFacts{}}
+	mv := &osseav1.MigrationVolume{}
+	mv.Name, mv.UID, mv.Labels = "j-disk0", "u", map[string]string{osseav1.JobLabel: "j"}
+	mv.Spec.JobID, mv.Spec.DiskName = "j", "disk0"
+	controller := true
+	mv.OwnerReferences = []metav1.OwnerReference{{Kind: "MigrationJob", Name: "j", UID: "uj", Controller: &controller}}
+	mv.Finalizers = []string{osseav1.MountFinalizer}
+	mv.Status.MountPath = "/mnt/j/disk0"
+	jw.observe(mv, false)
+	mv.Spec.Handoff = &osseav1.VolumeHandoff{VirtualMachineID: world.TargetVMID(0), AsRoot: true}
+	handedOff := func(reason string) {
+		mv.Status.Conditions = []metav1.Condition{{Type: osseav1.ConditionHandedOff, Status: metav1.ConditionFalse, Reason: reason}}
+	}
+	handedOff(osseav1.ReasonReleasing)
+	jw.observe(mv, false)
+	mv.Finalizers, mv.Status.MountPath = nil, ""
+	jw.observe(mv, false)
+	handedOff(osseav1.ReasonDetaching)
+	jw.observe(mv, false)
+	if p := jw.Problems(); len(p) != 0 {
+		t.Fatalf("released, let go, detaching: %q; want nothing", p)
+	}
+	handedOff(osseav1.ReasonCloudStackError)
+	jw.observe(mv, false)
+	mv.Finalizers = []string{osseav1.MountFinalizer}
+	jw.observe(mv, false)
+	p := strings.Join(jw.Problems(), "\n")
+	if !strings.Contains(p, "claimed again by its node agent") || !strings.Contains(p, "HandedOff=False CloudStackError") {
+		t.Errorf("problems %q; want the re-claim, and the status that stopped asking for the release", p)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/testenv"
@@ -57,6 +58,12 @@ type volumeFacts struct {
 	VolumeID    string
 	Handoff     *osseav1.HandoffStatus
 	HandoffSeen time.Time
+	// LetGo is when the node agent was first seen to have let go of the volume for its
+	// hand-off; revoked is the HandedOff condition first seen after that no longer asking
+	// for the release, and reclaimed that the agent was seen to claim it again.
+	LetGo     time.Time
+	revoked   string
+	reclaimed bool
 }
 
 // jobWatch records the MigrationJobs of a namespace and the MigrationVolumes they make.
@@ -196,6 +203,7 @@ func (jw *jobWatch) observeVolume(mv *osseav1.MigrationVolume) {
 	if mv.Status.VolumeID != "" {
 		f.VolumeID = mv.Status.VolumeID
 	}
+	jw.observeRelease(f, mv)
 	switch h := mv.Status.Handoff; {
 	case h == nil && f.Handoff != nil:
 		jw.problem(fmt.Sprintf("MigrationVolume %s lost its status.handoff (was VM %s device %d)", mv.Name, f.Handoff.VirtualMachineID, f.Handoff.DeviceID))
@@ -205,6 +213,34 @@ func (jw *jobWatch) observeVolume(mv *osseav1.MigrationVolume) {
 	case h.VirtualMachineID != f.Handoff.VirtualMachineID || h.DeviceID != f.Handoff.DeviceID:
 		jw.problem(fmt.Sprintf("MigrationVolume %s's status.handoff changed from VM %s device %d to VM %s device %d",
 			mv.Name, f.Handoff.VirtualMachineID, f.Handoff.DeviceID, h.VirtualMachineID, h.DeviceID))
+	}
+}
+
+// observeRelease holds the node agent to its word on a hand-off: once it has let go of a
+// volume (released, no mount finalizer, nothing mounted or published), it never claims it
+// again; the manager detaches it from the OMA VM on the strength of that.
+func (jw *jobWatch) observeRelease(f *volumeFacts, mv *osseav1.MigrationVolume) {
+	held := controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer)
+	released := osseav1.ReleaseForHandoff(mv)
+	switch {
+	case f.LetGo.IsZero():
+		if released && !held && mv.Status.MountPath == "" && mv.Status.DevicePath == "" {
+			f.LetGo = time.Now()
+		}
+	case !released && f.revoked == "" && mv.Status.Handoff == nil && mv.DeletionTimestamp.IsZero():
+		f.revoked = "no release asked"
+		if c := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionHandedOff); c != nil {
+			f.revoked = fmt.Sprintf("HandedOff=%s %s: %s", c.Status, c.Reason, c.Message)
+		}
+	}
+	if !f.LetGo.IsZero() && held && !f.reclaimed {
+		f.reclaimed = true
+		why := ""
+		if f.revoked != "" {
+			why = "; after the let-go the manager's status stopped asking for the release (" + f.revoked + ")"
+		}
+		jw.problem(fmt.Sprintf("MigrationVolume %s was claimed again by its node agent (the mount finalizer is back) after the agent let it go for its hand-off at %s%s",
+			mv.Name, f.LetGo.Format("15:04:05.000"), why))
 	}
 }
 
