@@ -17,7 +17,9 @@ import (
 //
 //	(1) no attach of a volume to a target VM before its detach from the OMA VM is done: at
 //	    the moment the attach is asked for, the volume's last move was a successful detach,
-//	    and the VM it left was an OMA VM;
+//	    and the VM it left was an OMA VM (or it is on that target already: an attach asked
+//	    again after a lost reply, which CloudStack refuses; SuccessfulAttaches counts the
+//	    attaches that took);
 //	(2) no handed-off volume is ever detached or deleted afterwards. A volume counts as
 //	    handed off from the first of: its successful attach to a target VM, the completion
 //	    of its handed-off-to tag, and (told by the harness) the moment its MigrationVolume
@@ -130,7 +132,7 @@ func (r HandoffRules) Check(jobs []cloudsim.Job, calls []VolumeCall, seen map[st
 		switch c.Command {
 		case "attachVolume":
 			if r.Targets[key(c.VMID)] {
-				if p := r.attachProblem(l, vol, c.At); p != "" {
+				if p := r.attachProblem(l, vol, key(c.VMID), c.At); p != "" {
 					problems = append(problems, fmt.Sprintf("attachVolume of volume %s to target %s at %s %s", c.VolumeID, c.VMID, stamp(c.At), p))
 				}
 			}
@@ -147,8 +149,8 @@ func (r HandoffRules) Check(jobs []cloudsim.Job, calls []VolumeCall, seen map[st
 	return problems
 }
 
-// attachProblem is rule (1) for an attach of vol to a target asked for at at.
-func (r HandoffRules) attachProblem(l handoffLog, vol string, at time.Time) string {
+// attachProblem is rule (1) for an attach of vol to target asked for at at.
+func (r HandoffRules) attachProblem(l handoffLog, vol, target string, at time.Time) string {
 	place, left, moved := "", "", false
 	for _, m := range l.moves[vol] {
 		if m.at.After(at) {
@@ -159,6 +161,11 @@ func (r HandoffRules) attachProblem(l handoffLog, vol string, at time.Time) stri
 	switch {
 	case !moved:
 		return "before it was ever attached to an OMA VM and detached from it"
+	case place == target:
+		// Asked again after an attach whose reply was lost: the manager cannot know that
+		// job, and CloudStack refuses an attached volume. Whether it was attached there
+		// only once is for the successful attaches to tell (SuccessfulAttaches).
+		return ""
 	case r.OMAs[place]:
 		return fmt.Sprintf("while it was still attached to OMA VM %s: no detach from it had succeeded", place)
 	case place != "":
