@@ -30,7 +30,7 @@
 // handed off (attached to its target, tagged handed-off-to, or its MigrationVolume seen with
 // status.handoff); no delete of a volume the world began with; a detach for a hand-off only
 // once the agent let the volume go, and of a placeholder only once it is tagged
-// replaced-by. At the end every cut-over job's disks are on its target, disk0 at device 0
+// replaced-by; a volume the agent let go for its hand-off never claimed again. At the end every cut-over job's disks are on its target, disk0 at device 0
 // as ROOT and the data disks at ascending ids in disk order, each attached there by exactly
 // one successful attach, as its MigrationVolume's status.handoff and the job's status said;
 // the placeholder detached, kept and tagged replaced-by; the targets no job was given
