@@ -76,7 +76,7 @@ bench: deps envtest ## Measure the operator on the local world: control plane, f
 	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) go run ./test/bench $(BENCH_ARGS)
 
 .PHONY: chaos
-chaos: deps envtest ## Faults and kills while 60 volumes (CHAOS_ARGS=--jobs: 20 jobs in waves) come and go, seeds 1-5; zero invariant violations or it fails.
+chaos: deps envtest ## Faults and kills while 60 volumes (CHAOS_ARGS=--jobs: 20 jobs in waves; --cutover: half cut over) come and go, seeds 1-5; zero invariant violations or it fails.
 	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) go run ./test/chaos $(CHAOS_ARGS)
 
 ##@ Tools

@@ -30,6 +30,9 @@ type Config struct {
 	// DisksPerJob, when set, turns the N volumes into N/DisksPerJob MigrationJobs placed
 	// through a selector on a pool too small for all of them (see runJobs).
 	DisksPerJob int
+	// Cutover, with DisksPerJob, cuts half of each wave's jobs over to target VMs instead
+	// of deleting them (see cutover.go).
+	Cutover bool
 	// Seed decides the faults, the kill times and the volumes' filesystems.
 	Seed       int64
 	JobLatency time.Duration
@@ -87,13 +90,20 @@ type Result struct {
 	Checks int `json:"checks"`
 	// The jobs run's: its jobs and their size, each VM's slots, the waves, and how many
 	// jobs were seen waiting with InsufficientCapacity.
-	Jobs        int      `json:"jobs,omitempty"`
-	DisksPerJob int      `json:"disksPerJob,omitempty"`
-	SlotsPerVM  int      `json:"slotsPerVM,omitempty"`
-	Waves       []Wave   `json:"waves,omitempty"`
-	JobsWaited  int      `json:"jobsWaited,omitempty"`
-	Violations  []string `json:"violations"`
-	Logs        string   `json:"logs,omitempty"`
+	Jobs        int    `json:"jobs,omitempty"`
+	DisksPerJob int    `json:"disksPerJob,omitempty"`
+	SlotsPerVM  int    `json:"slotsPerVM,omitempty"`
+	Waves       []Wave `json:"waves,omitempty"`
+	JobsWaited  int    `json:"jobsWaited,omitempty"`
+	// The cut-over run's: jobs cut over and jobs deleted without, the volumes left on
+	// targets, and the successful attaches to targets (one per volume when all is well).
+	JobsCutOver      int `json:"jobsCutOver,omitempty"`
+	JobsDeleted      int `json:"jobsDeleted,omitempty"`
+	HandedOffVolumes int `json:"handedOffVolumes,omitempty"`
+	TargetAttaches   int `json:"targetAttaches,omitempty"`
+
+	Violations []string `json:"violations"`
+	Logs       string   `json:"logs,omitempty"`
 
 	mu sync.Mutex
 }
@@ -141,10 +151,25 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return res, err
 	}
 	slots := cfg.slotsPerVM()
-	sim, err := w.StartSimulator(world.SimOptions{VMs: cfg.VMs, MaxDataVolumes: slots, Local: true,
-		JobLatency: cfg.JobLatency, JobJitter: cfg.JobJitter, Seed: cfg.Seed})
+	simOpts := world.SimOptions{VMs: cfg.VMs, MaxDataVolumes: slots, Local: true,
+		JobLatency: cfg.JobLatency, JobJitter: cfg.JobJitter, Seed: cfg.Seed}
+	if cfg.Cutover {
+		// One per job: the run cuts over about half, and which depends on the waves.
+		simOpts.Targets = cfg.N / cfg.DisksPerJob
+	}
+	sim, err := w.StartSimulator(simOpts)
 	if err != nil {
 		return res, err
+	}
+	var book *cutoverBook
+	if cfg.Cutover {
+		st, err := sim.State()
+		if err != nil {
+			return res, err
+		}
+		if book, err = newCutoverBook(st, sim); err != nil {
+			return res, err
+		}
 	}
 	if err := sim.SetFaults(cfg.Faults); err != nil {
 		return res, err
@@ -161,7 +186,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return res, err
 	}
 	defer rec.Stop()
-	proxy.before = detachGuard(ctx, c, rec)
+	proxy.before = detachGuard(ctx, c, rec, sim, book)
 	proxy.rules = &world.CallRules{State: sim.State, Deleting: deletingNow(ctx, c, rec), Recorded: recordedNow(ctx, c)}
 
 	mgr, err := w.StartManager("manager", "--zap-log-level=debug", "--cloudstack-qps=30")
@@ -227,7 +252,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	for _, a := range agents {
 		go killer(a, cfg.AgentKill, rnd.Int63(), &res.AgentKills, nil)
 	}
-	checker := &checker{ctx: ctx, sim: sim, rec: rec, proxy: proxy, res: res, jobs: jobs, slots: slots}
+	checker := &checker{ctx: ctx, sim: sim, rec: rec, proxy: proxy, res: res, jobs: jobs, slots: slots, cut: book}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -251,7 +276,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	defer stop()
 
 	if cfg.DisksPerJob > 0 {
-		err = runJobs(ctx, cfg, c, jobs, res, rnd)
+		err = runJobs(ctx, cfg, c, jobs, book, res, rnd)
 	} else {
 		err = runVolumes(ctx, cfg, c, rec, res, rnd)
 	}
@@ -326,6 +351,20 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return res, err
 	}
 	res.InjectedFaults, res.Calls = st.InjectedFaults, st.Calls
+	if book != nil {
+		checker.checkCutovers(st, cfg.DisksPerJob)
+		res.JobsDeleted = res.Jobs - res.JobsCutOver
+		for _, v := range st.Volumes {
+			if book.remains(v) {
+				res.HandedOffVolumes++
+			}
+		}
+		for _, t := range book.targets {
+			for _, n := range world.SuccessfulAttaches(st.Jobs, t) {
+				res.TargetAttaches += n
+			}
+		}
+	}
 	for _, cl := range proxy.Calls() {
 		switch cl.Command {
 		case "detachVolume":
@@ -397,11 +436,18 @@ func runVolumes(ctx context.Context, cfg Config, c client.Client, rec *world.Rec
 
 // detachGuard looks, at the moment the manager asks CloudStack to detach a volume, at the
 // object the volume belongs to, straight from the API server: if the agent's mount finalizer
-// is on it, the manager is detaching a disk that may still be mounted.
-func detachGuard(ctx context.Context, c client.Client, rec *world.Recorder) func(call) string {
+// is on it, the manager is detaching a disk that may still be mounted. Only a teardown or a
+// hand-off detaches; with cut-overs (book set), a target's placeholder root is detached too,
+// once tagged with what replaces it.
+func detachGuard(ctx context.Context, c client.Client, rec *world.Recorder, sim *world.Sim, book *cutoverBook) func(call) string {
 	return func(cl call) string {
 		if cl.Command != "detachVolume" {
 			return ""
+		}
+		if book != nil {
+			if target, ok := book.placeholderOf(cl.VolumeID); ok {
+				return placeholderDetachProblem(sim, target, cl.VolumeID)
+			}
 		}
 		name := ""
 		for n, t := range rec.Traces() {
@@ -429,10 +475,14 @@ func detachGuard(ctx context.Context, c client.Client, rec *world.Recorder) func
 			return fmt.Sprintf("detach of volume %s after its object %s was gone", cl.VolumeID, name)
 		case err != nil:
 			return ""
-		case mv.DeletionTimestamp.IsZero():
-			return fmt.Sprintf("detach of volume %s while its object %s was not being deleted", cl.VolumeID, name)
+		case mv.DeletionTimestamp.IsZero() && mv.Spec.Handoff == nil:
+			return fmt.Sprintf("detach of volume %s while its object %s was neither being deleted nor handed off", cl.VolumeID, name)
 		case controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer):
 			return fmt.Sprintf("detach of volume %s at %s while %s still carried the mount finalizer", cl.VolumeID, cl.At.Format("15:04:05.000"), name)
+		case mv.Spec.Handoff != nil:
+			if p := handoffDetachProblem(mv); p != "" {
+				return fmt.Sprintf("detach of volume %s at %s: %s", cl.VolumeID, cl.At.Format("15:04:05.000"), p)
+			}
 		}
 		return ""
 	}
@@ -503,6 +553,8 @@ type checker struct {
 	// jobs is the jobs run's watch (nil in the single-volume run); slots each VM's limit.
 	jobs  *jobWatch
 	slots int
+	// cut is the cut-over run's book (nil otherwise).
+	cut *cutoverBook
 }
 
 // check looks at CloudStack, the watch and the recorded calls. final adds what only holds
@@ -521,7 +573,18 @@ func (k *checker) check(final bool) {
 		byUID8[t.UID[:8]] = t
 	}
 	owners := map[string][]string{}
-	for _, v := range world.DataVolumes(st) {
+	vols := world.DataVolumes(st)
+	if k.cut != nil {
+		// A handed-off root disk is a ROOT volume, and a replaced placeholder a DATADISK:
+		// every volume counts but those the world began with.
+		vols = nil
+		for _, v := range st.Volumes {
+			if !k.cut.foreign[strings.ToLower(v.ID)] {
+				vols = append(vols, v)
+			}
+		}
+	}
+	for _, v := range vols {
 		uid := world.Tag(v, "ossea.migratekit.io/uid")
 		if uid == "" {
 			if t, ok := byUID8[v.Name[strings.LastIndexByte(v.Name, '_')+1:]]; ok {
@@ -535,7 +598,7 @@ func (k *checker) check(final bool) {
 			continue
 		}
 		owners[uid] = append(owners[uid], v.ID)
-		if final {
+		if final && !(k.cut != nil && k.cut.remains(v)) {
 			k.res.addViolation(fmt.Sprintf("CloudStack volume %s (%s) left after deletion", v.ID, v.Name))
 		}
 	}
@@ -558,15 +621,22 @@ func (k *checker) check(final bool) {
 	if k.jobs != nil {
 		k.checkJobs(k.ctx)
 	}
+	if k.cut != nil {
+		k.checkHandoffRules(st)
+	}
 }
 
 // checkAttachLimit: no OMA VM ever holds more data volumes than its slots, and the manager
 // never asks CloudStack to attach to a full one (the simulator refuses, as CloudStack does,
 // so the refusal is where an over-full placement would show).
 func (k *checker) checkAttachLimit(st cloudsim.State) {
+	oma := map[string]bool{}
+	for _, vm := range k.sim.VMs {
+		oma[vm.ID] = true
+	}
 	attached := map[string]int{}
 	for _, v := range world.DataVolumes(st) {
-		if v.VirtualMachineID != "" {
+		if oma[v.VirtualMachineID] {
 			attached[v.VirtualMachineID]++
 		}
 	}
@@ -577,7 +647,7 @@ func (k *checker) checkAttachLimit(st cloudsim.State) {
 	}
 	for _, j := range st.Jobs {
 		if j.Command == "attachVolume" && j.Completed != nil && capacityRefusal(j.Result) {
-			k.res.addViolation(fmt.Sprintf("attachVolume job %s of volume %s to OMA VM %s was refused: the VM was full", j.ID, j.InstanceID, j.Params["virtualmachineid"]))
+			k.res.addViolation(fmt.Sprintf("attachVolume job %s of volume %s to VM %s was refused: the VM was full", j.ID, j.InstanceID, j.Params["virtualmachineid"]))
 		}
 	}
 }

@@ -24,6 +24,10 @@ type Wave struct {
 	// Seconds from the start of the wave (the run's start, or the previous wave's delete)
 	// until every job placed in it was Ready.
 	ReadySeconds float64 `json:"readySeconds"`
+	// With --cutover: the jobs of the wave cut over, and the seconds from their spec.cutover
+	// until all were HandedOff.
+	CutOver        int     `json:"cutOver,omitempty"`
+	CutoverSeconds float64 `json:"cutoverSeconds,omitempty"`
 }
 
 // runJobs applies N/DisksPerJob jobs at once through a selector over the whole pool, which
@@ -35,7 +39,11 @@ type Wave struct {
 // teardown of the previous wave. The wave that leaves none waiting is held and then
 // everything is deleted. With the defaults (20 jobs of 3 disks, 3 VMs of 14 slots) wave 1
 // places 12 jobs (4 per VM, 2 slots left on each, too few for a job) and wave 2 the other 8.
-func runJobs(ctx context.Context, cfg Config, c client.Client, jw *jobWatch, res *Result, rnd *rand.Rand) error {
+//
+// With Cutover, the end of each wave's hold deletes only a seed-chosen half of its jobs and
+// cuts the other half over (see cutOver), racing those deletes and the next wave's start;
+// once they are HandedOff they are deleted too.
+func runJobs(ctx context.Context, cfg Config, c client.Client, jw *jobWatch, book *cutoverBook, res *Result, rnd *rand.Rand) error {
 	logf := cfg.logf()
 	n := cfg.N / cfg.DisksPerJob
 	res.Jobs, res.DisksPerJob, res.SlotsPerVM = n, cfg.DisksPerJob, cfg.slotsPerVM()
@@ -68,11 +76,34 @@ func runJobs(ctx context.Context, cfg Config, c client.Client, jw *jobWatch, res
 		if err := sleep(ctx, cfg.Hold); err != nil {
 			return err
 		}
-		if len(s.waiting) == 0 {
+		last := len(s.waiting) == 0
+		if !cfg.Cutover {
+			if last {
+				break
+			}
+			started = time.Now()
+			if err := deleteJobs(ctx, c, jw, s.placed); err != nil {
+				return err
+			}
+			continue
+		}
+		cut, del := splitWave(s.placed, rnd)
+		started = time.Now()
+		if err := deleteJobs(ctx, c, jw, del); err != nil {
+			return err
+		}
+		logf("seed %d: wave %d: deleting %d jobs, cutting %d over (%s)", cfg.Seed, len(res.Waves), len(del), len(cut), short(cut))
+		cutAt := time.Now()
+		if err := cutOver(ctx, cfg, c, jw, book, res, cut); err != nil {
+			return err
+		}
+		wv := &res.Waves[len(res.Waves)-1]
+		wv.CutOver, wv.CutoverSeconds = len(cut), time.Since(cutAt).Seconds()
+		logf("seed %d: wave %d: %d jobs HandedOff after %.1fs; deleting them", cfg.Seed, len(res.Waves), len(cut), wv.CutoverSeconds)
+		if last {
 			break
 		}
-		started = time.Now()
-		if err := deleteJobs(ctx, c, s.placed); err != nil {
+		if err := deleteJobs(ctx, c, jw, cut); err != nil {
 			return err
 		}
 	}
@@ -181,14 +212,28 @@ func waitSettled(ctx context.Context, cfg Config, jw *jobWatch) (poolState, erro
 	return s, nil
 }
 
-func deleteJobs(ctx context.Context, c client.Client, names []string) error {
+// deleteJobs deletes the jobs and returns once the watch shows them being deleted: until it
+// does, the pool would look as it did, settled, to the next wave's wait.
+func deleteJobs(ctx context.Context, c client.Client, jw *jobWatch, names []string) error {
 	for _, name := range names {
 		job := &osseav1.MigrationJob{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
 		if err := c.Delete(ctx, job); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting job %s: %w", name, err)
 		}
 	}
-	return nil
+	err := waitFor(ctx, time.Minute, func() bool {
+		jobs := jw.Jobs()
+		for _, name := range names {
+			if jobs[name].Deleting.IsZero() && jobs[name].Gone.IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("the watch did not show the deleted jobs being deleted: %w", err)
+	}
+	return ctx.Err()
 }
 
 // deleteAllJobs deletes every job left and waits until no job and no volume is.

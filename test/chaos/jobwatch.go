@@ -9,12 +9,14 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/testenv"
@@ -32,6 +34,14 @@ type jobTrace struct {
 	Waited bool
 	// First moments seen Ready (for its generation), being deleted, gone.
 	Ready, Deleting, Gone time.Time
+	// HandedOff: first seen in phase HandedOff with Ready=True for its generation, every
+	// disk on the target. Phase and Why are the last phase and Ready condition seen, for the
+	// report of a cut-over that did not end; TargetDevices the target's device id of each
+	// disk, by name, as the job's status last showed them.
+	HandedOff     time.Time
+	Phase         osseav1.MigrationJobPhase
+	Why           string
+	TargetDevices map[string]int64
 }
 
 // volumeFacts is what the job invariants need of one MigrationVolume. Owners and Configs
@@ -43,6 +53,17 @@ type volumeFacts struct {
 	Configs   map[string]bool
 	// checkedPlaced: the API server showed the job placed after the volume existed.
 	checkedPlaced bool
+	// VolumeID is the CloudStack volume's id, once seen; Handoff the first status.handoff
+	// seen, and when.
+	VolumeID    string
+	Handoff     *osseav1.HandoffStatus
+	HandoffSeen time.Time
+	// LetGo is when the node agent was first seen to have let go of the volume for its
+	// hand-off; revoked is the HandedOff condition first seen after that no longer asking
+	// for the release, and reclaimed that the agent was seen to claim it again.
+	LetGo     time.Time
+	revoked   string
+	reclaimed bool
 }
 
 // jobWatch records the MigrationJobs of a namespace and the MigrationVolumes they make.
@@ -135,9 +156,25 @@ func (jw *jobWatch) observeJob(j *osseav1.MigrationJob, deleted bool) {
 			*at = now
 		}
 	}
-	first(&t.Ready, world.IsTrue(j.Status.Conditions, osseav1.ConditionReady) && j.Status.ObservedGeneration == j.Generation)
+	current := j.Status.ObservedGeneration == j.Generation
+	first(&t.Ready, world.IsTrue(j.Status.Conditions, osseav1.ConditionReady) && current)
 	first(&t.Deleting, !j.DeletionTimestamp.IsZero())
 	first(&t.Gone, deleted)
+	if j.Spec.Cutover != nil && current {
+		first(&t.HandedOff, j.Status.Phase == osseav1.JobPhaseHandedOff && world.IsTrue(j.Status.Conditions, osseav1.ConditionReady))
+	}
+	t.Phase = j.Status.Phase
+	if c := meta.FindStatusCondition(j.Status.Conditions, osseav1.ConditionReady); c != nil {
+		t.Why = fmt.Sprintf("Ready=%s %s: %s", c.Status, c.Reason, c.Message)
+	}
+	for _, d := range j.Status.Disks {
+		if d.TargetDeviceID != nil {
+			if t.TargetDevices == nil {
+				t.TargetDevices = map[string]int64{}
+			}
+			t.TargetDevices[d.Name] = *d.TargetDeviceID
+		}
+	}
 }
 
 // observeVolume records a volume and reports at once what it shows wrong by itself.
@@ -163,6 +200,77 @@ func (jw *jobWatch) observeVolume(mv *osseav1.MigrationVolume) {
 	if owner != nil {
 		f.Owners[owner.UID] = true
 	}
+	if mv.Status.VolumeID != "" {
+		f.VolumeID = mv.Status.VolumeID
+	}
+	jw.observeRelease(f, mv)
+	switch h := mv.Status.Handoff; {
+	case h == nil && f.Handoff != nil:
+		jw.problem(fmt.Sprintf("MigrationVolume %s lost its status.handoff (was VM %s device %d)", mv.Name, f.Handoff.VirtualMachineID, f.Handoff.DeviceID))
+	case h == nil:
+	case f.Handoff == nil:
+		f.Handoff, f.HandoffSeen = h.DeepCopy(), time.Now()
+	case h.VirtualMachineID != f.Handoff.VirtualMachineID || h.DeviceID != f.Handoff.DeviceID:
+		jw.problem(fmt.Sprintf("MigrationVolume %s's status.handoff changed from VM %s device %d to VM %s device %d",
+			mv.Name, f.Handoff.VirtualMachineID, f.Handoff.DeviceID, h.VirtualMachineID, h.DeviceID))
+	}
+}
+
+// observeRelease holds the node agent to its word on a hand-off: once it has let go of a
+// volume (released, no mount finalizer, nothing mounted or published), it never claims it
+// again; the manager detaches it from the OMA VM on the strength of that.
+func (jw *jobWatch) observeRelease(f *volumeFacts, mv *osseav1.MigrationVolume) {
+	held := controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer)
+	released := osseav1.ReleaseForHandoff(mv)
+	switch {
+	case f.LetGo.IsZero():
+		if released && !held && mv.Status.MountPath == "" && mv.Status.DevicePath == "" {
+			f.LetGo = time.Now()
+		}
+	case !released && f.revoked == "" && mv.Status.Handoff == nil && mv.DeletionTimestamp.IsZero():
+		f.revoked = "no release asked"
+		if c := meta.FindStatusCondition(mv.Status.Conditions, osseav1.ConditionHandedOff); c != nil {
+			f.revoked = fmt.Sprintf("HandedOff=%s %s: %s", c.Status, c.Reason, c.Message)
+		}
+	}
+	if !f.LetGo.IsZero() && held && !f.reclaimed {
+		f.reclaimed = true
+		why := ""
+		if f.revoked != "" {
+			why = "; after the let-go the manager's status stopped asking for the release (" + f.revoked + ")"
+		}
+		jw.problem(fmt.Sprintf("MigrationVolume %s was claimed again by its node agent (the mount finalizer is back) after the agent let it go for its hand-off at %s%s",
+			mv.Name, f.LetGo.Format("15:04:05.000"), why))
+	}
+}
+
+// handoffsSeen are, by CloudStack volume id, the first moments a MigrationVolume of the
+// volume was seen with status.handoff.
+func (jw *jobWatch) handoffsSeen() map[string]time.Time {
+	jw.mu.Lock()
+	defer jw.mu.Unlock()
+	out := map[string]time.Time{}
+	for _, f := range jw.vols {
+		if f.Handoff != nil && f.VolumeID != "" {
+			out[f.VolumeID] = f.HandoffSeen
+		}
+	}
+	return out
+}
+
+// volumes returns a copy of what the watch saw of each MigrationVolume, by name.
+func (jw *jobWatch) volumes() map[string]volumeFacts {
+	jw.mu.Lock()
+	defer jw.mu.Unlock()
+	out := make(map[string]volumeFacts, len(jw.vols))
+	for name, f := range jw.vols {
+		c := *f
+		if f.Handoff != nil {
+			c.Handoff = f.Handoff.DeepCopy()
+		}
+		out[name] = c
+	}
+	return out
 }
 
 // problem records a violation seen by the watch; call it under jw.mu.
@@ -188,6 +296,12 @@ func (jw *jobWatch) Jobs() map[string]jobTrace {
 		c := *t
 		if t.Placement != nil {
 			c.Placement = t.Placement.DeepCopy()
+		}
+		if t.TargetDevices != nil {
+			c.TargetDevices = make(map[string]int64, len(t.TargetDevices))
+			for d, id := range t.TargetDevices {
+				c.TargetDevices[d] = id
+			}
 		}
 		out[k] = c
 	}

@@ -19,9 +19,28 @@
 // volume of a job is controlled by it, on its placement, and made after the placement was
 // written; every job Ready once, and each that did not fit at first seen waiting for slots.
 //
+// With --cutover (which implies --jobs) the world also holds one Stopped KVM target VM per
+// job, each with its placeholder root disk, and at the end of each wave's hold a seed-chosen
+// half of the wave's jobs is cut over instead of deleted: spec.cutover names a target of its
+// own and disk0 as the root disk; once the job is HandedOff it is deleted, which must leave
+// its disks on the target. The other half is deleted as before, and the kills and faults go
+// on throughout. It adds, checked continuously from the simulator's job log and the
+// manager's calls (see world.HandoffRules) and at the end: no attach of a volume to a target
+// before its detach from the OMA VM succeeded; no detach or delete of a volume once it was
+// handed off (attached to its target, tagged handed-off-to, or its MigrationVolume seen with
+// status.handoff); no delete of a volume the world began with; a detach for a hand-off only
+// once the agent let the volume go, and of a placeholder only once it is tagged
+// replaced-by; a volume the agent let go for its hand-off never claimed again. At the end every cut-over job's disks are on its target, disk0 at device 0
+// as ROOT and the data disks at ascending ids in disk order, each attached there by exactly
+// one successful attach, as its MigrationVolume's status.handoff and the job's status said;
+// the placeholder detached, kept and tagged replaced-by; the targets no job was given
+// untouched; and only those disks, the placeholders and the VMs' own roots left in
+// CloudStack.
+//
 //	go run ./test/chaos                      # 60 volumes over 3 VMs, seeds 1 to 5
 //	go run ./test/chaos --seeds 42 --n 15    # replay one seed
 //	go run ./test/chaos --jobs               # 20 jobs of 3 disks over 3 VMs of 14 slots
+//	go run ./test/chaos --cutover            # the same, half of each wave cut over
 //
 // The short variant runs in `go test ./test/chaos`.
 package main
@@ -51,6 +70,7 @@ func main() {
 	seeds := flag.String("seeds", "1,2,3,4,5", "comma-separated seeds; each is one run")
 	flag.IntVar(&cfg.N, "n", cfg.N, "MigrationVolumes per run (with --jobs: disks, in n/disks-per-job jobs)")
 	jobs := flag.Bool("jobs", false, "apply MigrationJobs placed on a pool too small for all at once, in waves, instead of single volumes")
+	cutover := flag.Bool("cutover", false, "with jobs (implies --jobs): cut half of each wave's jobs over to target VMs of their own, disk0 as root, instead of deleting them")
 	perJob := flag.Int("disks-per-job", 3, "disks of each job, with --jobs")
 	flag.IntVar(&cfg.VMs, "vms", cfg.VMs, "OMA VMs, one agent each")
 	flag.DurationVar(&cfg.JobLatency, "job-latency", cfg.JobLatency, "simulator job latency")
@@ -62,6 +82,10 @@ func main() {
 	flag.Parse()
 	if *keep {
 		_ = os.Setenv(world.KeepEnv, "1")
+	}
+	if *cutover {
+		*jobs = true
+		cfg.Cutover = true
 	}
 	if *jobs {
 		if *perJob < 1 || cfg.N < *perJob {
@@ -136,6 +160,14 @@ func printResult(res *Result) {
 		fmt.Printf("jobs %d of %d disks on VMs of %d slots  waited for slots %d  waves:", res.Jobs, res.DisksPerJob, res.SlotsPerVM, res.JobsWaited)
 		for i, wv := range res.Waves {
 			fmt.Printf("  %d: %d Ready in %.1fs, %d waiting", i+1, wv.Jobs, wv.ReadySeconds, wv.Waiting)
+		}
+		fmt.Println()
+	}
+	if res.JobsCutOver > 0 {
+		fmt.Printf("cut over %d jobs, deleted %d; %d volumes left on targets by %d successful attaches to them; cut-overs per wave:",
+			res.JobsCutOver, res.JobsDeleted, res.HandedOffVolumes, res.TargetAttaches)
+		for i, wv := range res.Waves {
+			fmt.Printf("  %d: %d HandedOff in %.1fs", i+1, wv.CutOver, wv.CutoverSeconds)
 		}
 		fmt.Println()
 	}

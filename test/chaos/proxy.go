@@ -22,7 +22,8 @@ type call struct {
 	At        time.Time
 	Command   string
 	VolumeID  string
-	Status    int // 0 when the reply was lost
+	VMID      string // attachVolume's virtualmachineid
+	Status    int    // 0 when the reply was lost
 	ErrorCode int
 	ErrorText string
 }
@@ -103,7 +104,7 @@ func (r *recorder) serve(w http.ResponseWriter, req *http.Request) {
 		r.proxy.ServeHTTP(w, req)
 		return
 	}
-	c := call{At: time.Now(), Command: cmd, VolumeID: params.Get("id")}
+	c := call{At: time.Now(), Command: cmd, VolumeID: params.Get("id"), VMID: params.Get("virtualmachineid")}
 	if r.before != nil && recorded[cmd] {
 		r.problem(r.before(c))
 	}

@@ -28,8 +28,9 @@ type SimOptions struct {
 	// Local makes every VM's attachments real loop devices with by-id links below Dir.
 	Local bool
 	// Targets is how many target VMs (of a cut-over) the world holds besides the OMAs:
-	// Stopped, KVM, each with its placeholder ROOT volume and without a local block, so
-	// that what is handed to them lives in the simulator's state only, not in loop devices.
+	// Stopped, KVM, room for MaxDataVolumes, each with its placeholder ROOT volume and
+	// without a local block, so that what is handed to them lives in the simulator's state
+	// only, not in loop devices.
 	Targets    int
 	JobLatency time.Duration
 	JobJitter  time.Duration
@@ -43,7 +44,7 @@ type Sim struct {
 	APIURL string
 	Proc   *Process
 	VMs    []SimVM
-	// Targets are the ids of the target VMs (TargetVMID).
+	// Targets are the ids of the target VMs, TargetVMID(0) first.
 	Targets []string
 	hc      *http.Client
 }
@@ -88,12 +89,11 @@ func (w *World) StartSimulator(o SimOptions) (*Sim, error) {
 		sim.VMs = append(sim.VMs, svm)
 	}
 	for i := range o.Targets {
-		id := TargetVMID(i)
 		world.VirtualMachines = append(world.VirtualMachines, cloudsim.VirtualMachine{
-			ID: id, Name: fmt.Sprintf("target-%d", i), Zone: cloudsim.DefaultZoneID,
-			State: "Stopped", Hypervisor: "KVM",
+			ID: TargetVMID(i), Name: fmt.Sprintf("target-%d", i), Zone: cloudsim.DefaultZoneID,
+			State: "Stopped", Hypervisor: cloudsim.DefaultHypervisor, MaxDataVolumes: o.MaxDataVolumes,
 		})
-		sim.Targets = append(sim.Targets, id)
+		sim.Targets = append(sim.Targets, TargetVMID(i))
 	}
 	y, err := world.YAML()
 	if err != nil {
