@@ -45,7 +45,12 @@ func (s conditionSetter) summarize(details []string, stalled bool, readyReason, 
 		}
 	}
 	s.set(osseav1.ConditionReady, ready.Status, ready.Reason, ready.Message)
+	s.setProgress(stalled, ready)
+}
 
+// setProgress sets kstatus's abnormal-true conditions from Ready: Stalled, with Ready's
+// reason, when a person must act; else Reconciling while Ready is not True.
+func (s conditionSetter) setProgress(stalled bool, ready metav1.Condition) {
 	switch {
 	case stalled:
 		s.set(osseav1.ConditionStalled, metav1.ConditionTrue, ready.Reason, ready.Message)

@@ -251,10 +251,10 @@ func summarizeJob(s *jobScope) {
 	c := s.conditions
 	placed := meta.FindStatusCondition(st.Conditions, osseav1.ConditionPlaced)
 	switch {
-	case !job.DeletionTimestamp.IsZero():
-		c.set(osseav1.ConditionReady, metav1.ConditionFalse, osseav1.ReasonDeleting, fmt.Sprintf("deleting: %d MigrationVolumes left", len(s.volumes)))
 	case s.stalled != nil:
 		c.set(osseav1.ConditionReady, metav1.ConditionFalse, s.stalled.reason, s.stalled.msg)
+	case !job.DeletionTimestamp.IsZero():
+		c.set(osseav1.ConditionReady, metav1.ConditionFalse, osseav1.ReasonDeleting, fmt.Sprintf("deleting: %d MigrationVolumes left", len(s.volumes)))
 	case placed == nil:
 		c.set(osseav1.ConditionReady, metav1.ConditionUnknown, osseav1.ReasonProgressing, "not placed yet")
 	case placed.Status != metav1.ConditionTrue:
@@ -271,18 +271,7 @@ func summarizeJob(s *jobScope) {
 	default:
 		c.set(osseav1.ConditionReady, metav1.ConditionFalse, osseav1.ReasonProvisioning, fmt.Sprintf("%d/%d disks Ready; %s", ready, total, firstNotReady))
 	}
-	readyCond := meta.FindStatusCondition(st.Conditions, osseav1.ConditionReady)
-	switch {
-	case s.stalled != nil:
-		c.set(osseav1.ConditionStalled, metav1.ConditionTrue, s.stalled.reason, s.stalled.msg)
-		c.remove(osseav1.ConditionReconciling)
-	case readyCond.Status != metav1.ConditionTrue:
-		c.remove(osseav1.ConditionStalled)
-		c.set(osseav1.ConditionReconciling, metav1.ConditionTrue, readyCond.Reason, readyCond.Message)
-	default:
-		c.remove(osseav1.ConditionStalled)
-		c.remove(osseav1.ConditionReconciling)
-	}
+	c.setProgress(s.stalled != nil, *meta.FindStatusCondition(st.Conditions, osseav1.ConditionReady))
 	st.Phase = jobPhase(job, len(s.volumes), ready, handed, s.stalled != nil)
 }
 
