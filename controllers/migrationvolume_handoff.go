@@ -90,6 +90,9 @@ func (r *MigrationVolumeReconciler) handOff(ctx context.Context, s *volumeScope)
 				return err
 			}
 			r.handoffStep(s, osseav1.ReasonReleasing, "waiting for the node agent to unmount the volume and let it go")
+			// The agent must see the request before anything is sent: even one that holds
+			// nothing yet could be about to claim the volume.
+			return waitFor(time.Second)
 		}
 		if !agentLetGo(mv) {
 			return waitFor(0) // the agent's write wakes the volume
