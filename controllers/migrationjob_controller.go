@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -135,18 +134,7 @@ func (r *MigrationJobReconciler) reconcileNormal(ctx context.Context, s *jobScop
 // recordOutcome writes into conditions and events what the pass ended with (see
 // outcome.go); it is the one place that does.
 func (r *MigrationJobReconciler) recordOutcome(s *jobScope, err error) {
-	var st *stalling
-	var re *retrying
-	switch {
-	case errors.As(err, &st):
-		if st.cond != "" {
-			s.conditions.set(st.cond, metav1.ConditionFalse, st.reason, st.msg)
-		}
-		s.stalled = st
-		r.Recorder.Eventf(s.job, nil, corev1.EventTypeWarning, st.reason, "Reconcile", st.msg)
-	case errors.As(err, &re):
-		s.conditions.set(re.cond, metav1.ConditionFalse, re.reason, re.msg)
-	}
+	s.stalled = recordOutcome(s.conditions, r.Recorder, s.job, err)
 }
 
 // SetupWithManager registers the controller. A job waiting for slots is woken by what can

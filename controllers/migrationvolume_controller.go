@@ -182,16 +182,8 @@ func (r *MigrationVolumeReconciler) reconcileNormal(ctx context.Context, s *volu
 // recordOutcome writes into conditions and events what the pass ended with (see
 // outcome.go); it is the one place that does.
 func (r *MigrationVolumeReconciler) recordOutcome(s *volumeScope, err error) {
-	var st *stalling
-	var re *retrying
-	switch {
-	case errors.As(err, &st):
-		s.conditions.set(st.cond, metav1.ConditionFalse, st.reason, st.msg)
-		s.stalled, s.stall = true, st
-		r.Recorder.Eventf(s.mv, nil, corev1.EventTypeWarning, st.reason, "Reconcile", st.msg)
-	case errors.As(err, &re):
-		s.conditions.set(re.cond, metav1.ConditionFalse, re.reason, re.msg)
-	}
+	s.stall = recordOutcome(s.conditions, r.Recorder, s.mv, err)
+	s.stalled = s.stall != nil
 }
 
 // connect finds the OsseaConfig and its CloudStack client. Creating waits, without a

@@ -86,7 +86,7 @@ func (r *MigrationVolumeReconciler) handOff(ctx context.Context, s *volumeScope)
 		return r.finishHandoff(ctx, s, vol)
 	case omaVM:
 		if !osseav1.ReleaseForHandoff(mv) {
-			if err := r.checkTarget(ctx, s); err != nil {
+			if _, err := r.checkTarget(ctx, s); err != nil {
 				return err
 			}
 			r.handoffStep(s, osseav1.ReasonReleasing, "waiting for the node agent to unmount the volume and let it go")
@@ -124,37 +124,40 @@ func (r *MigrationVolumeReconciler) handoffStep(s *volumeScope, reason, msg stri
 
 // checkTarget is the check made before the volume leaves the OMA VM, and again before each
 // attach: the target exists, is in the config's zone, can take the volume (as root: its
-// hypervisor allows it and it is Stopped; as data: it has a free data-disk slot).
-func (r *MigrationVolumeReconciler) checkTarget(ctx context.Context, s *volumeScope) error {
+// hypervisor allows it, it is Stopped and its root is not one the operator handed to it;
+// as data: it has a free data-disk slot). For a root disk it returns the target's root, if
+// it has one, which the attach must replace.
+func (r *MigrationVolumeReconciler) checkTarget(ctx context.Context, s *volumeScope) (*cloudstack.Volume, error) {
 	h := s.mv.Spec.Handoff
 	target, err := s.cloud.GetVirtualMachine(ctx, h.VirtualMachineID)
 	if err != nil && !errors.Is(err, cloudstack.ErrNotFound) {
-		return r.cloudError(s, osseav1.ConditionHandedOff, "reading the hand-off target VM", err)
+		return nil, r.cloudError(s, osseav1.ConditionHandedOff, "reading the hand-off target VM", err)
 	}
 	dataDisks := 0
 	if target != nil && !h.AsRoot {
 		if dataDisks, err = s.cloud.CountDataVolumes(ctx, h.VirtualMachineID); err != nil {
-			return r.cloudError(s, osseav1.ConditionHandedOff, "counting the target VM's data disks", err)
+			return nil, r.cloudError(s, osseav1.ConditionHandedOff, "counting the target VM's data disks", err)
 		}
 	}
 	need := targetNeed{vmID: h.VirtualMachineID, root: h.AsRoot}
 	if !h.AsRoot {
 		need.data = 1
 	}
-	reason, msg := targetProblem(need, target, s.cfg.Status.ZoneID, dataDisks, maxDataVolumes(s.cfg))
-	if reason == "" && h.AsRoot {
-		onTarget, err := s.cloud.FindVolumes(ctx, cloudstack.VolumeQuery{VirtualMachineID: h.VirtualMachineID})
-		if err != nil {
-			return r.cloudError(s, osseav1.ConditionHandedOff, "listing the target VM's volumes", err)
-		}
-		if root := rootOf(onTarget); root != nil && root.ID != s.mv.Status.VolumeID {
-			return rootReplaceable(root, h.VirtualMachineID, r.HandoffRecheck)
-		}
+	if reason, msg := targetProblem(need, target, s.cfg.Status.ZoneID, dataDisks, maxDataVolumes(s.cfg)); reason != "" {
+		return nil, &stalling{cond: osseav1.ConditionHandedOff, reason: reason, msg: msg, recheck: r.HandoffRecheck}
 	}
-	if reason == "" {
-		return nil
+	if !h.AsRoot {
+		return nil, nil
 	}
-	return &stalling{cond: osseav1.ConditionHandedOff, reason: reason, msg: msg, recheck: r.HandoffRecheck}
+	onTarget, err := s.cloud.FindVolumes(ctx, cloudstack.VolumeQuery{VirtualMachineID: h.VirtualMachineID})
+	if err != nil {
+		return nil, r.cloudError(s, osseav1.ConditionHandedOff, "listing the target VM's volumes", err)
+	}
+	root := rootOf(onTarget)
+	if root == nil || root.ID == s.mv.Status.VolumeID {
+		return nil, nil
+	}
+	return root, rootReplaceable(root, h.VirtualMachineID, r.HandoffRecheck)
 }
 
 // targetNeed is what a hand-off asks of its target VM: a root disk, and data disk slots.
@@ -196,7 +199,8 @@ func targetProblem(need targetNeed, target *cloudstack.VirtualMachine, zoneID st
 func (r *MigrationVolumeReconciler) attachToTarget(ctx context.Context, s *volumeScope, vol *cloudstack.Volume) error {
 	h := s.mv.Spec.Handoff
 	s.mv.Status.AttachedVirtualMachineID = ""
-	if err := r.checkTarget(ctx, s); err != nil {
+	root, err := r.checkTarget(ctx, s)
+	if err != nil {
 		return err
 	}
 	if !h.AsRoot {
@@ -208,14 +212,7 @@ func (r *MigrationVolumeReconciler) attachToTarget(ctx context.Context, s *volum
 		r.handoffStep(s, osseav1.ReasonAttaching, fmt.Sprintf("attaching CloudStack volume %s to the target VM %s as a data disk", vol.ID, h.VirtualMachineID))
 		return waitFor(handoffStepPoll)
 	}
-	onTarget, err := s.cloud.FindVolumes(ctx, cloudstack.VolumeQuery{VirtualMachineID: h.VirtualMachineID})
-	if err != nil {
-		return r.cloudError(s, osseav1.ConditionHandedOff, "listing the target VM's volumes", err)
-	}
-	if root := rootOf(onTarget); root != nil {
-		if err := rootReplaceable(root, h.VirtualMachineID, r.HandoffRecheck); err != nil {
-			return err
-		}
+	if root != nil {
 		return r.replaceRoot(ctx, s, vol, root)
 	}
 	jobID, err := s.cloud.AttachVolumeAt(r.unlessDeleting(ctx, s.mv), vol.ID, h.VirtualMachineID, rootDeviceID)

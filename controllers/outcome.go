@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 )
 
@@ -71,4 +75,23 @@ func outcomeResult(err error, stallRecheck time.Duration) (ctrl.Result, error) {
 		return ctrl.Result{RequeueAfter: stallRecheck}, nil
 	}
 	return ctrl.Result{}, err
+}
+
+// recordOutcome writes what a pass of obj ended with into its conditions and events: a
+// stall (returned, for the summary) sets its condition False, if it names one, and says the
+// same in a Warning event; a retry sets its condition False.
+func recordOutcome(conds conditionSetter, rec events.EventRecorder, obj runtime.Object, err error) *stalling {
+	var st *stalling
+	var re *retrying
+	switch {
+	case errors.As(err, &st):
+		if st.cond != "" {
+			conds.set(st.cond, metav1.ConditionFalse, st.reason, st.msg)
+		}
+		rec.Eventf(obj, nil, corev1.EventTypeWarning, st.reason, "Reconcile", st.msg)
+		return st
+	case errors.As(err, &re):
+		conds.set(re.cond, metav1.ConditionFalse, re.reason, re.msg)
+	}
+	return nil
 }
