@@ -34,3 +34,12 @@ type LocalObjectReference struct {
 	// +required
 	Name string `json:"name"`
 }
+
+// The cluster identity: a UID the manager creates once, in a ConfigMap of its own
+// namespace, and puts on every volume it creates (tag ossea.migratekit.io/cluster-id), so
+// that two clusters sharing a CloudStack account never take each other's volumes for
+// orphans.
+const (
+	ClusterIdentityConfigMap = "ossea-cluster-identity"
+	ClusterIdentityKey       = "clusterID"
+)

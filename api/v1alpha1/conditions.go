@@ -211,6 +211,14 @@ const (
 	EventNotOwned          = "NotOwned"
 	EventFormatted         = "Formatted"
 	EventDirectoryNotEmpty = "DirectoryNotEmpty"
+	// EventOrphansFound (Warning, on an OsseaConfig): the orphan check found volumes of
+	// this cluster that no MigrationVolume stands for; the message lists the new ones.
+	EventOrphansFound = "OrphansFound"
+	// EventOrphanDeleted (on an OsseaConfig): orphanPolicy Delete deleted an orphan.
+	EventOrphanDeleted = "OrphanDeleted"
+	// EventOrphanDeleteFailed (Warning, on an OsseaConfig): deleting an orphan failed; it
+	// is tried again on the next check.
+	EventOrphanDeleteFailed = "OrphanDeleteFailed"
 )
 
 // needsPerson holds the MigrationVolume Reasons that, on a False detail condition, mean no

@@ -63,6 +63,49 @@ type OsseaConfigSpec struct {
 	// +kubebuilder:validation:Maximum=64
 	// +optional
 	MaxDataVolumes *int32 `json:"maxDataVolumes,omitempty"`
+
+	// orphanPolicy says what becomes of the orphans of this config: CloudStack volumes this
+	// cluster made for it that no MigrationVolume stands for any more (its finalizers were
+	// removed by force, say). Report (the default) counts them in status.orphans, with a
+	// Warning event and the metric ossea_orphan_volumes. Delete also deletes each one that
+	// has stayed an orphan, detached, for orphanGracePeriod. Volumes kept by
+	// deletionPolicy Retain, handed off to a target VM or released where a person attached
+	// them are never orphans, and volumes of another cluster are never looked at.
+	// +kubebuilder:validation:Enum=Report;Delete
+	// +kubebuilder:default=Report
+	// +optional
+	OrphanPolicy OrphanPolicy `json:"orphanPolicy,omitempty"`
+
+	// orphanGracePeriod is how long a volume must have been seen orphaned, on every check,
+	// before orphanPolicy Delete deletes it. The count restarts when the manager restarts.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="orphanGracePeriod must not be negative"
+	// +kubebuilder:default="24h"
+	// +optional
+	OrphanGracePeriod *metav1.Duration `json:"orphanGracePeriod,omitempty"`
+}
+
+// OrphanPolicy is what the manager does with orphaned volumes.
+type OrphanPolicy string
+
+const (
+	// OrphanReport reports orphans and leaves them alone.
+	OrphanReport OrphanPolicy = "Report"
+	// OrphanDelete deletes detached orphans after the grace period.
+	OrphanDelete OrphanPolicy = "Delete"
+)
+
+// MaxReportedOrphans caps status.orphans.volumeIDs.
+const MaxReportedOrphans = 50
+
+// OsseaConfigOrphans is what the last orphan check of a config found.
+type OsseaConfigOrphans struct {
+	// count is the number of orphans found.
+	Count int32 `json:"count"`
+	// volumeIDs are the CloudStack ids of the orphans, longest orphaned first, at most 50.
+	// +kubebuilder:validation:MaxItems=50
+	// +listType=atomic
+	// +optional
+	VolumeIDs []string `json:"volumeIDs,omitempty"`
 }
 
 // OsseaConfigCapacity counts the data volume slots of the OMA VM at the last connection test.
@@ -114,6 +157,11 @@ type OsseaConfigStatus struct {
 	// capacity counts the OMA VM's data volume slots, as found by the last connection test.
 	// +optional
 	Capacity *OsseaConfigCapacity `json:"capacity,omitempty"`
+
+	// orphans is what the last orphan check found (see spec.orphanPolicy); unset until the
+	// first check, which runs with the drift check.
+	// +optional
+	Orphans *OsseaConfigOrphans `json:"orphans,omitempty"`
 }
 
 // OsseaConfig is one CloudStack (OSSEA) endpoint, its credentials and the OMA VM, with a
@@ -125,6 +173,7 @@ type OsseaConfigStatus struct {
 // +kubebuilder:printcolumn:name="OMA VM",type=string,JSONPath=`.status.omaVirtualMachineName`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+// +kubebuilder:printcolumn:name="Orphans",type=integer,JSONPath=`.status.orphans.count`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type OsseaConfig struct {
 	metav1.TypeMeta   `json:",inline"`
