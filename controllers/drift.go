@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
@@ -51,7 +52,23 @@ func (d *driftChecker) checkAll(ctx context.Context) {
 		if err := d.check(ctx, cfg); err != nil {
 			d.log.Info("Drift check failed; trying again next period", "osseaConfig", client.ObjectKeyFromObject(cfg), "error", err.Error())
 		}
+		if err := d.sweepOrphans(ctx, cfg); err != nil {
+			d.log.Info("Orphan check failed; trying again next period", "osseaConfig", client.ObjectKeyFromObject(cfg), "error", err.Error())
+		}
 	}
+}
+
+// sweepOrphans looks for the config's orphans (see orphanSweeper): one more listVolumes per
+// config and period, whatever the number of volumes.
+func (d *driftChecker) sweepOrphans(ctx context.Context, cfg *osseav1.OsseaConfig) error {
+	if d.r.Orphans == nil {
+		return nil
+	}
+	cloud, err := d.r.cloudFor(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return d.r.Orphans.sweep(log.IntoContext(ctx, d.log.WithValues("osseaConfig", client.ObjectKeyFromObject(cfg))), cfg, cloud)
 }
 
 // check compares one config's settled volumes with one listing of the OMA VM's data disks.

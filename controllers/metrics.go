@@ -28,10 +28,18 @@ var (
 		Name: "ossea_migrationvolume_cloudstack_errors_total",
 		Help: "CloudStack errors met while reconciling MigrationVolumes, by class.",
 	}, []string{"class"})
+	orphanVolumes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "ossea_orphan_volumes",
+		Help: "Volumes this cluster made for an OsseaConfig that no MigrationVolume stands for, at the last check.",
+	}, []string{"namespace", "osseaconfig"})
+	orphansDeleted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ossea_orphan_volumes_deleted_total",
+		Help: "Orphaned volumes deleted under orphanPolicy Delete.",
+	}, []string{"namespace", "osseaconfig"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(volumesByPhase.gauge, stepDuration, cloudErrors)
+	metrics.Registry.MustRegister(volumesByPhase.gauge, stepDuration, cloudErrors, orphanVolumes, orphansDeleted)
 }
 
 // phaseGauge counts volumes by their last seen phase.

@@ -66,6 +66,10 @@ type MigrationVolumeReconciler struct {
 	// HandoffRecheck is how often a hand-off whose target was refused is checked again;
 	// 0 means DefaultHandoffRecheck.
 	HandoffRecheck time.Duration
+	// ClusterID is this cluster's identity, tagged on every volume it creates.
+	ClusterID string
+	// Orphans looks for each config's orphans on the drift pass; nil turns that off.
+	Orphans *orphanSweeper
 
 	// mem is what this process knows of each volume beyond its status: the jobs it
 	// started, the slots it holds, which volumes to read before deciding, which objects

@@ -73,7 +73,7 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 		}
 		// Ours (we created it under this name) but deleted before it was tagged: tag it
 		// first, so that nothing is ever detached or deleted without the proof.
-		jobID, err := s.cloud.CreateTags(ctx, vol.ID, volumeTags(mv))
+		jobID, err := s.cloud.CreateTags(ctx, vol.ID, volumeTags(mv, r.ClusterID))
 		if err != nil {
 			return r.cloudError(s, osseav1.ConditionAllocated, "tagging the volume before teardown", err)
 		}

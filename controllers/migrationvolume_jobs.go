@@ -73,7 +73,7 @@ func (r *MigrationVolumeReconciler) pollByRead(ctx context.Context, s *volumeSco
 func (r *MigrationVolumeReconciler) jobShows(s *volumeScope, job *osseav1.PendingJob, vol *cloudstack.Volume) bool {
 	switch job.Operation {
 	case opTag:
-		return len(missingTags(vol.Tags, volumeTags(s.mv))) == 0
+		return len(missingTags(vol.Tags, volumeTags(s.mv, r.ClusterID))) == 0
 	case opRetain:
 		return vol.Tags[TagRetained] == "true"
 	case opRelease:

@@ -138,7 +138,7 @@ func (r *MigrationVolumeReconciler) ensureTags(ctx context.Context, s *volumeSco
 			return err
 		}
 	}
-	missing := missingTags(vol.Tags, volumeTags(mv))
+	missing := missingTags(vol.Tags, volumeTags(mv, r.ClusterID))
 	if len(missing) == 0 {
 		s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionTrue, osseav1.ReasonCreated,
 			fmt.Sprintf("CloudStack volume %s exists and carries its ownership tags", vol.ID))

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
@@ -46,6 +47,8 @@ type OsseaConfigReconciler struct {
 	Recorder           events.EventRecorder
 	Clouds             CloudFactory
 	RevalidateInterval time.Duration
+	// Orphans holds what the orphan checks found, published here into status.orphans.
+	Orphans *orphanSweeper
 
 	// validatedWith remembers the Secret resourceVersion each config last passed its test
 	// with, so a rotated Secret is tested at once and an unchanged one not on every event.
@@ -66,6 +69,9 @@ type configScope struct {
 func (r *OsseaConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	cfg := &osseav1.OsseaConfig{}
 	if err := r.Get(ctx, req.NamespacedName, cfg); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Orphans.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	helper := newPatchHelper(cfg, r.Client)
@@ -86,6 +92,9 @@ func (r *OsseaConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, err
 	}
 	s.volumes = volumes
+	if report, ok := r.Orphans.reportOf(req.NamespacedName); ok {
+		cfg.Status.Orphans = &report
+	}
 
 	if !cfg.DeletionTimestamp.IsZero() {
 		err = r.reconcileDelete(ctx, s)
@@ -144,6 +153,7 @@ func (r *OsseaConfigReconciler) reconcileDelete(ctx context.Context, s *configSc
 	}
 	controllerutil.RemoveFinalizer(s.cfg, osseav1.InUseFinalizer)
 	r.validatedWith.Delete(client.ObjectKeyFromObject(s.cfg))
+	r.Orphans.forget(client.ObjectKeyFromObject(s.cfg))
 	return nil
 }
 
@@ -441,8 +451,12 @@ func summarizeNames(names []string) string {
 // SetupWithManager registers the controller. Secrets are watched by metadata only, so the
 // manager never holds Secret data in memory; their contents are read uncached on demand.
 func (r *OsseaConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&osseav1.OsseaConfig{}).
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&osseav1.OsseaConfig{})
+	if r.Orphans != nil {
+		b = b.WatchesRawSource(source.Channel(r.Orphans.changed, &handler.EnqueueRequestForObject{}))
+	}
+	return b.
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.configsForSecret)).
 		Watches(&osseav1.MigrationVolume{}, handler.EnqueueRequestsFromMapFunc(configForVolume),
 			builder.WithPredicates(createOrDelete)).

@@ -27,20 +27,29 @@ type Options struct {
 	// HandoffRecheck is how often a hand-off refused by a check on its target VM is
 	// checked again; 0 means DefaultHandoffRecheck.
 	HandoffRecheck time.Duration
+	// ClusterID is this cluster's identity (see EnsureClusterIdentity), tagged on every
+	// volume; the orphan check counts only volumes that carry it. Required.
+	ClusterID string
 }
 
 // Setup wires the cache indexes and the controllers into mgr: the one place that says
 // what the manager runs, for cmd/manager and the tests alike.
 func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
+	if o.ClusterID == "" {
+		return fmt.Errorf("no cluster identity: Options.ClusterID is required")
+	}
 	if err := setupIndexes(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the cache indexes: %w", err)
 	}
+	configRecorder := mgr.GetEventRecorder("osseaconfig-controller")
+	orphans := newOrphanSweeper(mgr.GetClient(), mgr.GetAPIReader(), configRecorder, o.ClusterID)
 	if err := (&OsseaConfigReconciler{
 		Client:             mgr.GetClient(),
 		APIReader:          mgr.GetAPIReader(),
-		Recorder:           mgr.GetEventRecorder("osseaconfig-controller"),
+		Recorder:           configRecorder,
 		Clouds:             o.Clouds,
 		RevalidateInterval: o.RevalidateInterval,
+		Orphans:            orphans,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the OsseaConfig controller: %w", err)
 	}
@@ -52,6 +61,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		DriftInterval:   o.DriftInterval,
 		LostCreateGrace: o.LostCreateGrace,
 		HandoffRecheck:  o.HandoffRecheck,
+		ClusterID:       o.ClusterID,
+		Orphans:         orphans,
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles}); err != nil {
 		return fmt.Errorf("setting up the MigrationVolume controller: %w", err)
 	}

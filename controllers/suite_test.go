@@ -52,6 +52,9 @@ const (
 	lostCreateGrace    = 3 * time.Second
 )
 
+// testClusterID is the cluster identity of every test manager of this package.
+const testClusterID = "5e7c1a2b-0d4f-4e8a-9b6c-3f2e1d0c9b8a"
+
 func TestMain(m *testing.M) {
 	// Informers log through the global logger; the tests read each manager's own log.
 	ctrl.SetLogger(logr.Discard())
@@ -101,6 +104,7 @@ func startManager(t *testing.T, ns string) *testManager {
 		DriftInterval:      driftInterval,
 		LostCreateGrace:    lostCreateGrace,
 		HandoffRecheck:     time.Second,
+		ClusterID:          testClusterID,
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,11 @@ const (
 	// TagReleasedTo marks a volume let go where a person had attached it (see
 	// osseav1.ReleaseToAnnotation): the VM it was left on.
 	TagReleasedTo = osseav1.ReservedTagPrefix + "released-to"
+	// TagCluster names the cluster whose manager made the volume (its cluster identity, see
+	// osseav1.ClusterIdentityConfigMap) and TagConfig the OsseaConfig, as namespace/name, it
+	// was made through: together they say whose orphan a volume can be.
+	TagCluster = osseav1.ReservedTagPrefix + "cluster-id"
+	TagConfig  = osseav1.ReservedTagPrefix + "config"
 
 	managedByValue = "ossea-operator"
 )
@@ -42,10 +47,10 @@ func volumeName(mv *osseav1.MigrationVolume) string {
 	return fmt.Sprintf("mig_%s_%s_%s", vm, mv.Spec.DiskName, uid)
 }
 
-// volumeTags are the tags a volume of this object must carry: ownership first, then the
-// user's own.
-func volumeTags(mv *osseav1.MigrationVolume) map[string]string {
-	tags := make(map[string]string, len(mv.Spec.Tags)+6)
+// volumeTags are the tags a volume of this object must carry, made by the manager of the
+// cluster clusterID: ownership first, then the user's own.
+func volumeTags(mv *osseav1.MigrationVolume, clusterID string) map[string]string {
+	tags := make(map[string]string, len(mv.Spec.Tags)+8)
 	for k, v := range mv.Spec.Tags {
 		tags[k] = v
 	}
@@ -55,6 +60,10 @@ func volumeTags(mv *osseav1.MigrationVolume) map[string]string {
 	tags[TagJobID] = mv.Spec.JobID
 	tags[TagVMName] = mv.Spec.VMName
 	tags[TagDiskName] = mv.Spec.DiskName
+	tags[TagConfig] = configTagValue(mv.Namespace, mv.Spec.OsseaConfigRef.Name)
+	if clusterID != "" {
+		tags[TagCluster] = clusterID
+	}
 	return tags
 }
 
@@ -73,3 +82,6 @@ func missingTags(have, want map[string]string) map[string]string {
 func ownedBy(tags map[string]string, mv *osseav1.MigrationVolume) bool {
 	return tags[TagUID] == string(mv.UID) && tags[TagManagedBy] == managedByValue
 }
+
+// configTagValue is the value of TagConfig for the OsseaConfig namespace/name.
+func configTagValue(namespace, name string) string { return namespace + "/" + name }

@@ -1,16 +1,19 @@
 // Command manager runs the ossea-operator's controllers: the OsseaConfig connection test
-// and the MigrationVolume lifecycle in CloudStack.
+// and the MigrationVolume and MigrationJob lifecycles in CloudStack.
 package main
 
 import (
+	"context"
 	"flag"
 	"os"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -39,6 +42,7 @@ func main() {
 		cloudBurst         int
 		cloudTimeout       time.Duration
 		volumeWorkers      int
+		identityNS         string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, for example :8443; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the healthz and readyz endpoints bind to.")
@@ -54,6 +58,8 @@ func main() {
 	flag.Float64Var(&cloudQPS, "cloudstack-qps", cloudstack.DefaultQPS, "CloudStack API calls per second allowed per CloudStack endpoint, shared by the OsseaConfigs that use it.")
 	flag.IntVar(&cloudBurst, "cloudstack-burst", cloudstack.DefaultBurst, "CloudStack API calls allowed in a burst per CloudStack endpoint.")
 	flag.DurationVar(&cloudTimeout, "cloudstack-timeout", cloudstack.DefaultRequestTimeout, "Timeout of one CloudStack API call.")
+	flag.StringVar(&identityNS, "identity-namespace", ownNamespace(), "Namespace of the ConfigMap "+osseav1.ClusterIdentityConfigMap+
+		" that keeps this cluster's identity, tagged on every volume (default: the environment variable POD_NAMESPACE, else the pod's own namespace, else default).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -65,7 +71,15 @@ func main() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(osseav1.AddToScheme(scheme))
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restConfig := ctrl.GetConfigOrDie()
+	ctx := ctrl.SetupSignalHandler()
+	clusterID, err := clusterIdentity(ctx, restConfig, scheme, identityNS)
+	if err != nil {
+		log.Error(err, "Unable to find this cluster's identity")
+		os.Exit(1)
+	}
+
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
@@ -93,7 +107,6 @@ func main() {
 		os.Exit(1)
 	}
 
-	ctx := ctrl.SetupSignalHandler()
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		Clouds: cloudstack.NewFactory(
 			cloudstack.WithRateLimit(cloudQPS, cloudBurst),
@@ -105,6 +118,7 @@ func main() {
 		MaxConcurrentReconciles: volumeWorkers,
 		LostCreateGrace:         2 * cloudTimeout,
 		HandoffRecheck:          handoffRecheck,
+		ClusterID:               clusterID,
 	}); err != nil {
 		log.Error(err, "Unable to set up the controllers")
 		os.Exit(1)
@@ -119,9 +133,34 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("Starting manager", "leaderElect", leaderElect, "revalidateInterval", revalidateInterval.String())
+	log.Info("Starting manager", "leaderElect", leaderElect, "revalidateInterval", revalidateInterval.String(), "clusterID", clusterID)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// ownNamespace is where the manager runs: POD_NAMESPACE (set from the downward API in
+// config/manager), else the namespace of the pod's ServiceAccount, else default (a manager
+// run from a workstation).
+func ownNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil && len(b) > 0 {
+		return strings.TrimSpace(string(b))
+	}
+	return "default"
+}
+
+// clusterIdentity reads (or, the first time, creates) the cluster identity, with a client
+// of its own since the manager's cache has not started yet.
+func clusterIdentity(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, namespace string) (string, error) {
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return controllers.EnsureClusterIdentity(ctx, c, namespace)
 }

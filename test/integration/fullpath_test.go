@@ -114,6 +114,7 @@ func (w *world) startControllers(apiURL string) {
 	ctx, cancel := context.WithCancel(testCtx)
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		Clouds: cloudstack.NewFactory(cloudstack.WithRateLimit(100, 100)), RevalidateInterval: time.Minute, DriftInterval: 5 * time.Second,
+		ClusterID: "full-path-test",
 	}); err != nil {
 		t.Fatal(err)
 	}
