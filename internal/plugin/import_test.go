@@ -46,7 +46,7 @@ func envWith(name string, value *string) []string {
 	return out
 }
 
-func ptr(s string) *string { return &s }
+func strp(s string) *string { return &s }
 
 const goodYAML = `name: production-ossea
 api_url: "` + apiURL + `"
@@ -140,25 +140,25 @@ func TestImportBadInput(t *testing.T) {
 			"error: import: give exactly one of --from-env and --from-file"},
 		{"env: key missing", envWith("OSSEA_API_KEY", nil), nil, []string{"import", "--from-env"},
 			"error: environment variable OSSEA_API_KEY is not set"},
-		{"env: secret empty", envWith("OSSEA_SECRET_KEY", ptr("  ")), nil, []string{"import", "--from-env"},
+		{"env: secret empty", envWith("OSSEA_SECRET_KEY", strp("  ")), nil, []string{"import", "--from-env"},
 			"error: environment variable OSSEA_SECRET_KEY is empty"},
 		{"env: zone missing", envWith("OSSEA_ZONE", nil), nil, []string{"import", "--from-env"},
 			"error: environment variable OSSEA_ZONE is not set"},
-		{"env: secret where the VM id goes", envWith("OSSEA_OMA_VM_ID", ptr(secretKey)), nil, []string{"import", "--from-env"},
+		{"env: secret where the VM id goes", envWith("OSSEA_OMA_VM_ID", strp(secretKey)), nil, []string{"import", "--from-env"},
 			"error: environment variable OSSEA_OMA_VM_ID is not a UUID (8-4-4-4-12 hex digits)"},
-		{"env: URL not http", envWith("OSSEA_API_URL", ptr("ftp://cloud.example.com/client/api")), nil, []string{"import", "--from-env"},
+		{"env: URL not http", envWith("OSSEA_API_URL", strp("ftp://cloud.example.com/client/api")), nil, []string{"import", "--from-env"},
 			"error: environment variable OSSEA_API_URL is not an http:// or https:// URL with a host"},
-		{"env: URL without host", envWith("OSSEA_API_URL", ptr("http:///client/api")), nil, []string{"import", "--from-env"},
+		{"env: URL without host", envWith("OSSEA_API_URL", strp("http:///client/api")), nil, []string{"import", "--from-env"},
 			"error: environment variable OSSEA_API_URL is not an http:// or https:// URL with a host"},
-		{"env: key as the URL", envWith("OSSEA_API_URL", ptr(apiKey)), nil, []string{"import", "--from-env"},
+		{"env: key as the URL", envWith("OSSEA_API_URL", strp(apiKey)), nil, []string{"import", "--from-env"},
 			"error: environment variable OSSEA_API_URL is not an http:// or https:// URL with a host"},
-		{"env: URL with a password", envWith("OSSEA_API_URL", ptr("https://admin:"+secretKey+"@cloud.example.com/client/api")), nil, []string{"import", "--from-env"},
+		{"env: URL with a password", envWith("OSSEA_API_URL", strp("https://admin:"+secretKey+"@cloud.example.com/client/api")), nil, []string{"import", "--from-env"},
 			"error: environment variable OSSEA_API_URL must not carry a user name or password; the keys go in the Secret"},
-		{"env: zone with a control character", envWith("OSSEA_ZONE", ptr("zone\x1b[31m1")), nil, []string{"import", "--from-env"},
+		{"env: zone with a control character", envWith("OSSEA_ZONE", strp("zone\x1b[31m1")), nil, []string{"import", "--from-env"},
 			"error: environment variable OSSEA_ZONE contains control characters"},
 		{"env: disk offering not a UUID", append(goodEnv(), "OSSEA_DISK_OFFERING_ID=custom-100"), nil, []string{"import", "--from-env"},
 			"error: environment variable OSSEA_DISK_OFFERING_ID is not a UUID (8-4-4-4-12 hex digits)"},
-		{"env: secret with a newline inside", envWith("OSSEA_SECRET_KEY", ptr(secretKey+"\n"+secretKey)), nil, []string{"import", "--from-env"},
+		{"env: secret with a newline inside", envWith("OSSEA_SECRET_KEY", strp(secretKey+"\n"+secretKey)), nil, []string{"import", "--from-env"},
 			"error: environment variable OSSEA_SECRET_KEY contains white space or control characters"},
 		{"yaml: unknown key", nil, map[string]string{"c.yaml": yamlWithout("api_secret: "+secretKey+"\n", "secret_key:")}, []string{"import", "--from-file", "c.yaml"},
 			`error: c.yaml: unknown key "api_secret" (known: name, api_url, api_key, secret_key, domain, zone, oma_vm_id, disk_offering_id)`},
