@@ -54,10 +54,11 @@ test: deps verify envtest ## Install what the tests need, verify, and run every 
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build bin/manager, bin/node-agent and bin/cloudsim.
+build: manifests generate fmt vet ## Build bin/manager, bin/node-agent, bin/cloudsim and the kubectl plugin bin/kubectl-ossea.
 	go build -o $(LOCALBIN)/manager ./cmd/manager
 	go build -o $(LOCALBIN)/node-agent ./cmd/node-agent
 	go build -o $(LOCALBIN)/cloudsim ./cmd/cloudsim
+	go build -o $(LOCALBIN)/kubectl-ossea ./cmd/kubectl-ossea
 
 .PHONY: demo
 demo: deps build envtest ## Run the operator end to end on the local world (DEMO_ARGS=--once to exit after showing it).
