@@ -127,6 +127,7 @@ func startManager(t *testing.T, c *cluster, ns string) {
 		Clouds:             cloudstack.NewFactory(cloudstack.WithRateLimit(100, 100)),
 		RevalidateInterval: time.Minute,
 		DriftInterval:      time.Minute,
+		ClusterID:          "plugin-test",
 	}); err != nil {
 		cancel()
 		t.Fatal(err)
