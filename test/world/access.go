@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -24,6 +25,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
 
 // The processes a user deploys run as their own ServiceAccounts, with the RBAC and the
@@ -198,6 +201,13 @@ func (w *World) InstallAccess(ctx context.Context) error {
 	if err := ApplyObjects(ctx, c, Without(objs, Workloads...)); err != nil {
 		return fmt.Errorf("installing config/default's accounts, RBAC and policy: %w", err)
 	}
+	cfg, err := w.RESTConfig()
+	if err != nil {
+		return err
+	}
+	if err := WaitConfinement(ctx, c, cfg, AgentServiceAccount, OperatorNamespace, 30*time.Second); err != nil {
+		return err
+	}
 	w.mu.Lock()
 	w.accessInstalled = true
 	w.mu.Unlock()
@@ -247,4 +257,43 @@ func (w *World) ServiceAccountKubeconfig(ctx context.Context, name string, sa ty
 		return "", fmt.Errorf("writing %s: %w", path, err)
 	}
 	return path, os.Chmod(path, 0o600)
+}
+
+// WaitConfinement waits until the agent's admission policy is in force: the API server
+// loads a new policy asynchronously, and a test that starts agents before then would pass
+// without ever being confined. It creates a throwaway MigrationVolume in ns claimed by
+// another node, and has a pod-bound agent token of a node of its own try a dry-run claim
+// of it until the policy refuses it.
+func WaitConfinement(ctx context.Context, admin client.Client, adminConfig *rest.Config, sa types.NamespacedName, ns string, timeout time.Duration) error {
+	token, err := PodBoundToken(ctx, admin, sa, "confinement-probe", 10*time.Minute)
+	if err != nil {
+		return err
+	}
+	agent, err := client.New(BearerConfig(adminConfig, token), client.Options{Scheme: admin.Scheme()})
+	if err != nil {
+		return err
+	}
+	mv := &osseav1.MigrationVolume{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "confinement-probe-"},
+		Spec: osseav1.MigrationVolumeSpec{OsseaConfigRef: osseav1.LocalObjectReference{Name: "none"},
+			JobID: "probe", VMName: "probe", DiskName: "probe", SizeGiB: 1},
+	}
+	if err := admin.Create(ctx, mv); err != nil {
+		return fmt.Errorf("creating the probe volume: %w", err)
+	}
+	defer func() { _ = admin.Delete(context.Background(), mv) }()
+	mv.Status.NodeName = "another-node"
+	if err := admin.Status().Update(ctx, mv); err != nil {
+		return fmt.Errorf("claiming the probe volume for another node: %w", err)
+	}
+	claim := client.RawPatch(types.MergePatchType, []byte(`{"status":{"nodeName":"confinement-probe"}}`))
+	var last error
+	err = WaitUntil(timeout, func() bool {
+		last = agent.Status().Patch(ctx, mv.DeepCopy(), claim, client.DryRunAll)
+		return apierrors.IsForbidden(last) && strings.Contains(last.Error(), "ValidatingAdmissionPolicy")
+	})
+	if err != nil {
+		return fmt.Errorf("the agent's admission policy is not in force (a cross-node claim got %v): %w", last, err)
+	}
+	return nil
 }
