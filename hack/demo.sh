@@ -54,7 +54,10 @@ start() {
 }
 
 # start_agent I starts the node agent of the I-th OMA VM, as if on that VM's own node, with
-# its health probe on port 18082+I.
+# its health probe on port 18082+I. It runs with the admin kubeconfig, so the agent's
+# admission policy (config/agent) does not apply to it here; the e2e suite runs its agents
+# as the agent's ServiceAccount with tokens bound to pods on their nodes (test/world,
+# InstallAccess and ServiceAccountKubeconfig).
 start_agent() {
   local i=$1 name=${OMA_NAMES[$1]}
   start "node-agent-$name" "$ROOT/bin/node-agent" --kubeconfig "$KUBECONFIG" --oma-vm-id "${OMA_IDS[i]}" \

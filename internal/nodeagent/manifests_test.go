@@ -1,9 +1,6 @@
 package nodeagent
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,16 +9,19 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/ownership"
+	"github.com/migratekit/ossea-operator/internal/testkit"
+	testworld "github.com/migratekit/ossea-operator/test/world"
 )
 
 // config/agent is what a cluster gets. These tests apply it to the real API server and run
@@ -60,6 +60,8 @@ func TestAgentManifestsDryRun(t *testing.T) {
 	for _, want := range []string{
 		"serviceaccount/node-agent", "clusterrole.rbac.authorization.k8s.io/node-agent-role",
 		"clusterrolebinding.rbac.authorization.k8s.io/node-agent-rolebinding", "daemonset.apps/node-agent",
+		"validatingadmissionpolicy.admissionregistration.k8s.io/node-agent-confinement",
+		"validatingadmissionpolicybinding.admissionregistration.k8s.io/node-agent-confinement",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the dry run does not create %s:\n%s", want, out)
@@ -80,19 +82,22 @@ func TestAgentManifestsDryRun(t *testing.T) {
 }
 
 // The agent does its whole job (claim, mount, report, event, release) as the ServiceAccount
-// of config/agent, with only the rights its ClusterRole grants; and it may not read
-// Secrets or touch OsseaConfigs.
+// of config/agent, with only the rights its ClusterRole grants and under its admission
+// policy, with a token bound to a Pod on its node as a DaemonSet pod's; and it may not
+// read Secrets or touch OsseaConfigs.
 func TestAgentWorksWithItsOwnRBAC(t *testing.T) {
 	requireRoot(t)
 	apiServer(t)
-	ensureNamespace(t, agentNamespace)
-	applyRendered(t, kubectl(t, "kustomize", filepath.Join("..", "..", "config", "agent")), "ClusterRole", "ClusterRoleBinding", "ServiceAccount")
+	installAgentConfig(t)
+	w := newWorld(t)
 
-	sa := rest.CopyConfig(env.Config)
-	sa.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:" + agentNamespace + ":node-agent",
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + agentNamespace, "system:authenticated"},
+	// The Node label is how a DaemonSet pod learns its VM: readable with the granted get.
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: w.nodeName, Labels: map[string]string{VMIDLabel: w.vmID}}}
+	if err := k8s.Create(testCtx, node); err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = k8s.Delete(testCtx, node) })
+	sa := agentConfigOn(t, w.nodeName)
 	saClient, err := client.New(sa, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		t.Fatal(err)
@@ -128,13 +133,6 @@ func TestAgentWorksWithItsOwnRBAC(t *testing.T) {
 		}
 	}
 
-	// The Node label is how a DaemonSet pod learns its VM: readable with the granted get.
-	w := newWorld(t)
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: w.nodeName, Labels: map[string]string{VMIDLabel: w.vmID}}}
-	if err := k8s.Create(testCtx, node); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = k8s.Delete(testCtx, node) })
 	id, _, err := ResolveVMID(testCtx, "", func(string) string { return "" }, saClient, w.nodeName)
 	if err != nil || id != w.vmID {
 		t.Fatalf("ResolveVMID as the agent = %q, %v; want %q", id, err, w.vmID)
@@ -151,32 +149,205 @@ func TestAgentWorksWithItsOwnRBAC(t *testing.T) {
 	w.deleteAndWaitGone(mv, 20*time.Second)
 }
 
-// applyRendered creates the objects of the given kinds from a multi-document YAML, in the
-// order the kinds are given.
-func applyRendered(t *testing.T, rendered string, kinds ...string) {
-	t.Helper()
-	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader([]byte(rendered)), 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
+// The admission policy of config/agent confines each agent to its own node's volumes. Two
+// agents, of nodes A and B, each with a token bound to a Pod on its node (TokenRequest, no
+// impersonation: the API server itself puts the node in the token), write as the agent
+// does (server-side apply of its status part and its finalizer, package ownership): each
+// may claim an unclaimed volume for its own node and change its own node's volumes, and
+// is refused, with a message naming both nodes, on the other's; a token of the agent's
+// account that is bound to no pod is refused everything; the manager (here the admin) is
+// not affected.
+func TestAgentConfinedToItsNode(t *testing.T) {
+	apiServer(t)
+	installAgentConfig(t)
+	w := newAPIWorld(t)
+	nodeA, nodeB := w.nodeName+"-a", w.nodeName+"-b"
+	agentA := confinedClient(t, agentConfigOn(t, nodeA))
+	agentB := confinedClient(t, agentConfigOn(t, nodeB))
+	unbound, err := testworld.ServiceAccountToken(testCtx, k8s, agentSA, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentU := confinedClient(t, testworld.BearerConfig(env.Config, unbound))
+
+	// The API server says which node each token is of, under the key the policy reads.
+	for c, want := range map[client.Client]string{agentA: nodeA, agentB: nodeB, agentU: ""} {
+		review := &authenticationv1.SelfSubjectReview{}
+		if err := c.Create(testCtx, review); err != nil {
 			t.Fatal(err)
 		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
+		got := strings.Join(review.Status.UserInfo.Extra[nodeNameExtra], ",")
+		t.Logf("%s: %s=%q", review.Status.UserInfo.Username, nodeNameExtra, got)
+		if got != want {
+			t.Errorf("the token's %s is %q, want %q", nodeNameExtra, got, want)
 		}
 	}
-	for _, kind := range kinds {
-		for _, u := range objs {
-			if u.GetKind() != kind {
-				continue
-			}
-			if err := k8s.Create(testCtx, u); err != nil && !apierrors.IsAlreadyExists(err) {
-				t.Fatalf("creating %s %s: %v", kind, u.GetName(), err)
-			}
+
+	ofB := w.claimedVolume("of-b", nodeB)
+	// The policy takes effect once the API server's informers have it: wait for it to
+	// refuse a dry run (which changes nothing if it is let through), then check everything
+	// against a policy in force.
+	testkit.Eventually(t, 30*time.Second, func() string {
+		patch := client.RawPatch(types.MergePatchType, []byte(`{"status":{"nodeName":"`+nodeA+`"}}`))
+		if err := agentA.Status().Patch(testCtx, ofB.DeepCopy(), patch, client.DryRunAll); err == nil {
+			return "the policy does not refuse the agent of node A yet"
+		}
+		return ""
+	})
+	msg := refusal(t, applyAgentStatus(agentA, ofB.DeepCopy(), nodeA))
+	t.Logf("agent A, status of a volume of node B: %s", msg)
+	for _, want := range []string{"node " + nodeA, "held by node " + nodeB, w.ns + "/of-b", "kubectl patch"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the refusal does not say %q: %s", want, msg)
 		}
 	}
+	msg = refusal(t, ownership.ApplyFinalizer(testCtx, agentA, ofB.DeepCopy(), osseav1.MountFinalizer, true, osseav1.AgentFieldOwner))
+	t.Logf("agent A, finalizer of a volume of node B: %s", msg)
+	if !strings.Contains(msg, "held by node "+nodeB) {
+		t.Errorf("the refusal does not name node B: %s", msg)
+	}
+
+	if got := w.get(ofB); got.Status.NodeName != nodeB || len(got.Finalizers) != 0 {
+		t.Errorf("the refused writes changed the volume: nodeName %q, finalizers %v", got.Status.NodeName, got.Finalizers)
+	}
+
+	// Node B's agent holds and reports its own volume; A's agent may not let go of it.
+	if err := ownership.ApplyFinalizer(testCtx, agentB, ofB, osseav1.MountFinalizer, true, osseav1.AgentFieldOwner); err != nil {
+		t.Fatalf("the agent of node B adding its finalizer to its own volume: %v", err)
+	}
+	if err := applyAgentStatus(agentB, ofB, nodeB); err != nil {
+		t.Fatalf("the agent of node B reporting its own volume: %v", err)
+	}
+	msg = refusal(t, ownership.ApplyFinalizer(testCtx, agentA, ofB.DeepCopy(), osseav1.MountFinalizer, false, osseav1.AgentFieldOwner))
+	t.Logf("agent A, removing the finalizer of a volume of node B: %s", msg)
+
+	// An unclaimed volume: A's agent may claim it for node A, not for node B.
+	free := w.claimedVolume("unclaimed", "")
+	msg = refusal(t, applyAgentStatus(agentA, free.DeepCopy(), nodeB))
+	t.Logf("agent A, setting status.nodeName to node B: %s", msg)
+	if !strings.Contains(msg, "to "+nodeB) || !strings.Contains(msg, "its own node only") {
+		t.Errorf("the refusal does not say the agent may claim for its own node only: %s", msg)
+	}
+	if err := applyAgentStatus(agentA, free, nodeA); err != nil {
+		t.Fatalf("the agent of node A claiming an unclaimed volume: %v", err)
+	}
+	if got := w.get(free).Status.NodeName; got != nodeA {
+		t.Errorf("after the claim status.nodeName is %q, want %q", got, nodeA)
+	}
+
+	// Its own volume, through the whole life the agent gives it: hold, report, and on
+	// delete let go (the last finalizer: the object goes).
+	if err := ownership.ApplyFinalizer(testCtx, agentA, free, osseav1.MountFinalizer, true, osseav1.AgentFieldOwner); err != nil {
+		t.Fatalf("the agent of node A holding its own volume: %v", err)
+	}
+	if err := applyAgentStatus(agentA, free, nodeA); err != nil {
+		t.Fatalf("the agent of node A reporting its own volume: %v", err)
+	}
+	msg = refusal(t, applyAgentStatus(agentU, free.DeepCopy(), nodeA))
+	t.Logf("the agent's account without a pod-bound token: %s", msg)
+	if !strings.Contains(msg, "bound to a Pod on a Node") {
+		t.Errorf("the refusal of an unbound token does not say what is missing: %s", msg)
+	}
+	msg = refusal(t, applyAgentStatus(agentB, free.DeepCopy(), nodeB))
+	t.Logf("agent B, status of a volume of node A: %s", msg)
+	if err := k8s.Delete(testCtx, free); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Get(testCtx, client.ObjectKeyFromObject(free), free); err != nil {
+		t.Fatal(err)
+	}
+	if err := ownership.ApplyFinalizer(testCtx, agentA, free, osseav1.MountFinalizer, false, osseav1.AgentFieldOwner); err != nil {
+		t.Fatalf("the agent of node A releasing its own deleted volume: %v", err)
+	}
+	w.waitGone(free, 10*time.Second)
+
+	// What the refusal tells an administrator to do when a volume really moved lets the
+	// new node's agent claim it.
+	moved := w.claimedVolume("moved", nodeB)
+	clear := client.RawPatch(types.MergePatchType, []byte(`{"status":{"nodeName":null}}`))
+	if err := k8s.Status().Patch(testCtx, moved, clear); err != nil {
+		t.Fatalf("clearing the claim as the refusal says: %v", err)
+	}
+	if err := applyAgentStatus(agentA, moved, nodeA); err != nil {
+		t.Fatalf("the agent of node A claiming a volume whose claim was cleared: %v", err)
+	}
+
+	// The manager is not confined: it still writes a volume of node B.
+	w.updateStatus(ofB, func(st *osseav1.MigrationVolumeStatus) { st.CloudStackState = "Ready" })
+}
+
+// nodeNameExtra is where the API server puts the node of a pod-bound ServiceAccount token
+// in the user info.
+const nodeNameExtra = "authentication.kubernetes.io/node-name"
+
+func confinedClient(t *testing.T, cfg *rest.Config) client.Client {
+	t.Helper()
+	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// claimedVolume creates a volume (as the manager would: attached) whose status.nodeName
+// is node, or unset.
+func (w *world) claimedVolume(name, node string) *osseav1.MigrationVolume {
+	w.t.Helper()
+	mv := w.newVolume(name, "job-confine", name, 1)
+	w.attach(mv, uuid.NewString())
+	if node != "" {
+		w.updateStatus(mv, func(st *osseav1.MigrationVolumeStatus) { st.NodeName = node })
+	}
+	return w.get(mv)
+}
+
+// applyAgentStatus writes the agent's part of mv's status as the agent does, claiming it
+// for node.
+func applyAgentStatus(c client.Client, mv *osseav1.MigrationVolume, node string) error {
+	st := mv.Status.DeepCopy()
+	rep := &report{status: metav1.ConditionFalse, reason: osseav1.ReasonDeviceNotFound, message: "waiting for the disk", nodeName: &node}
+	rep.apply(st, mv.Generation)
+	return ownership.ApplyStatus(testCtx, c, mv, st.AgentPart(), osseav1.AgentFieldOwner)
+}
+
+// refusal is the API server's message for a request the admission policy refused; any
+// other outcome fails the test.
+func refusal(t *testing.T, err error) string {
+	t.Helper()
+	if err == nil {
+		t.Fatal("the request was allowed; the admission policy should have refused it")
+	}
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "ValidatingAdmissionPolicy") {
+		t.Fatalf("want a refusal by the admission policy, got: %v", err)
+	}
+	return err.Error()
+}
+
+// agentSA is config/agent's ServiceAccount, before an overlay renames it.
+var agentSA = types.NamespacedName{Namespace: agentNamespace, Name: "node-agent"}
+
+// installAgentConfig applies what config/agent renders but the DaemonSet: the agent's
+// ServiceAccount, its RBAC and its admission policy.
+func installAgentConfig(t *testing.T) {
+	t.Helper()
+	ensureNamespace(t, agentNamespace)
+	objs, err := testworld.Render(filepath.Join(env.BinaryDir, "kubectl"), filepath.Join("..", "..", "config", "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testworld.ApplyObjects(testCtx, k8s, testworld.Without(objs, testworld.Workloads...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// agentConfigOn is a client config of the agent's ServiceAccount with a token bound to a
+// Pod on node, as the agent of a DaemonSet pod there has: no impersonation, the API server
+// authenticates the token and learns the node from it.
+func agentConfigOn(t *testing.T, node string) *rest.Config {
+	t.Helper()
+	token, err := testworld.PodBoundToken(testCtx, k8s, agentSA, node, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testworld.BearerConfig(env.Config, token)
 }

@@ -80,7 +80,8 @@ func TestSamplesEndToEnd(t *testing.T) {
 func TestLeaderElection(t *testing.T) {
 	ns := "leader"
 	kubectl(t, "create", "namespace", ns)
-	le := []string{"--leader-elect", "--leader-elect-namespace", ns, "--leader-elect-lease-duration", "4s",
+	// The Lease lives where the manager's leader election Role grants it: its own namespace.
+	le := []string{"--leader-elect", "--leader-elect-namespace", world.OperatorNamespace, "--leader-elect-lease-duration", "4s",
 		"--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms"}
 	a := startManager(t, "manager-a", le...)
 	b := startManager(t, "manager-b", le...)
@@ -177,12 +178,53 @@ spec:
 // accepted by a real API server.
 func TestDeployManifestsDryRun(t *testing.T) {
 	// A server-side dry run creates nothing, not even the Namespace that the namespaced
-	// objects go into, so that one must exist.
-	kubectl(t, "create", "namespace", "ossea-system")
+	// objects go into, so that one must exist (the world installed config/default's
+	// accounts there).
+	kubectl(t, "get", "namespace", world.OperatorNamespace)
 	out := kubectl(t, "apply", "-k", filepath.Join(w.Root, "config", "default"), "--dry-run=server")
 	for _, want := range []string{"deployment.apps/ossea-controller-manager", "daemonset.apps/", "clusterrole.rbac.authorization.k8s.io/ossea-manager-role"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run does not create %s:\n%s", want, out)
 		}
 	}
+}
+
+// TestRunsAsServiceAccounts: the agents and the manager this suite runs are not admins:
+// each agent authenticates as the agent's ServiceAccount with a token bound to a pod on
+// its own node (what the admission policy confines it by), the manager as its own.
+func TestRunsAsServiceAccounts(t *testing.T) {
+	mgr := startManager(t, "manager-whoami")
+	want := map[string]string{mgr.Name: "system:serviceaccount:" + world.ManagerServiceAccount.Namespace + ":" + world.ManagerServiceAccount.Name}
+	agents := 0
+	for _, p := range w.Processes() {
+		if strings.HasPrefix(p.Name, "node-agent-") {
+			agents++
+			want[p.Name] = "system:serviceaccount:" + world.AgentServiceAccount.Namespace + ":" + world.AgentServiceAccount.Name + " node=" + p.Name
+		}
+	}
+	if agents != len(sim.VMs) {
+		t.Fatalf("found %d agents, want one per OMA VM (%d)", agents, len(sim.VMs))
+	}
+	for _, p := range w.Processes() {
+		if _, ok := want[p.Name]; !ok {
+			continue
+		}
+		kubeconfig := flagValue(p.Args, "--kubeconfig")
+		out := kubectl(t, "--kubeconfig", kubeconfig, "auth", "whoami", "-o",
+			`jsonpath={.status.userInfo.username}{range .status.userInfo.extra.authentication\.kubernetes\.io/node-name[*]} node={@}{end}`)
+		t.Logf("%s runs as %s", p.Name, out)
+		if out != want[p.Name] {
+			t.Errorf("%s runs as %q, want %q", p.Name, out, want[p.Name])
+		}
+	}
+}
+
+// flagValue is the value of a "--name value" pair in args.
+func flagValue(args []string, name string) string {
+	for i := range len(args) - 1 {
+		if args[i] == name {
+			return args[i+1]
+		}
+	}
+	return ""
 }

@@ -5,6 +5,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,13 +13,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
 // The world TestMain starts once for every test: the API server, the simulator with two
-// locally served OMA VMs, each with its own node agent (own by-id directory and mount root),
-// as two OMAs of one pool would be, and one stopped target VM for cut-overs. oma is the
+// locally served OMA VMs, each with its own node agent (own by-id directory and mount root,
+// own node: a token bound to a pod there), as two OMAs of one pool would be, and one
+// stopped target VM for cut-overs. The manager and the agents run as their ServiceAccounts
+// under what config/default installs (RBAC, the agent's admission policy). oma is the
 // first, the one the MigrationVolume samples name.
 var (
 	w   *world.World
@@ -31,6 +37,8 @@ var (
 const omaSlots = 6
 
 func TestMain(m *testing.M) {
+	// The harness's own clients (installing config/default, requesting tokens) log nothing.
+	ctrllog.SetLogger(logr.Discard())
 	world.Main(m, world.Needs{Root: true, Tools: world.DiskTools}, startWorld)
 }
 
@@ -54,6 +62,11 @@ func startWorld() (func(failed bool), error) {
 		return teardown, err
 	}
 	if err := w.StartAPIServer(); err != nil {
+		return teardown, err
+	}
+	// From here on the manager and the agents run as their ServiceAccounts, with the RBAC
+	// and the admission policy config/default installs, not as the admin.
+	if err := w.InstallAccess(context.Background()); err != nil {
 		return teardown, err
 	}
 	opts := world.SimOptions{VMs: 2, MaxDataVolumes: omaSlots, Local: true, Targets: 1, JobLatency: time.Second}

@@ -18,8 +18,11 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -119,7 +122,7 @@ func (w *world) startControllers(apiURL string) {
 		t.Fatal(err)
 	}
 
-	agentMgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	agentMgr, err := ctrl.NewManager(agentConfig(t, "oma-node"), ctrl.Options{
 		Scheme:                 env.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -177,6 +180,40 @@ func (w *world) startControllers(apiURL string) {
 		return ""
 	})
 }
+
+// agentConfig installs what config/agent renders (but the DaemonSet) and returns a client
+// config of the agent's ServiceAccount with a token bound to a Pod on node: the agent then
+// runs with exactly its RBAC and under its admission policy, confined to node's volumes,
+// as a DaemonSet pod would. The policy is in force before it returns.
+func agentConfig(t *testing.T, node string) *rest.Config {
+	t.Helper()
+	root, err := testworld.FindRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := testworld.Render(filepath.Join(env.BinaryDir, "kubectl"), filepath.Join(root, "config", "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: agentSA.Namespace}}
+	if err := k8s.Create(testCtx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	if err := testworld.ApplyObjects(testCtx, k8s, testworld.Without(objs, testworld.Workloads...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := testworld.WaitConfinement(testCtx, k8s, env.Config, agentSA, agentSA.Namespace, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	token, err := testworld.PodBoundToken(testCtx, k8s, agentSA, node, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testworld.BearerConfig(env.Config, token)
+}
+
+// agentSA is config/agent's ServiceAccount (config/default renames it).
+var agentSA = types.NamespacedName{Namespace: "system", Name: "node-agent"}
 
 func (w *world) volume(name string, edit func(*osseav1.MigrationVolume)) *osseav1.MigrationVolume {
 	mv := &osseav1.MigrationVolume{

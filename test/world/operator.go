@@ -13,20 +13,57 @@ import (
 )
 
 // StartManager starts a manager against the world's API server; extra flags go last, so
-// they win.
+// they win. After InstallAccess it runs as its ServiceAccount, in that account's namespace
+// (POD_NAMESPACE, as the Deployment's pod would have it); before, as the admin.
 func (w *World) StartManager(name string, extra ...string) (*Process, error) {
-	args := append([]string{"--kubeconfig", w.Kubeconfig, "--health-probe-bind-address", "0",
+	kubeconfig, env, err := w.managerIdentity()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--kubeconfig", kubeconfig, "--health-probe-bind-address", "0",
 		"--metrics-bind-address", "0"}, extra...)
-	return w.Start(name, w.BinPath("manager"), args...)
+	return w.StartWithEnv(name, env, w.BinPath("manager"), args...)
+}
+
+// managerIdentity is the kubeconfig and environment of a manager: one token of the
+// manager's ServiceAccount, shared by every replica, as the Deployment's pods share it.
+func (w *World) managerIdentity() (string, []string, error) {
+	if !w.hasAccess() {
+		return w.Kubeconfig, nil, nil
+	}
+	env := []string{"POD_NAMESPACE=" + ManagerServiceAccount.Namespace}
+	w.mu.Lock()
+	path := w.managerConfig
+	w.mu.Unlock()
+	if path != "" {
+		return path, env, nil
+	}
+	path, err := w.ServiceAccountKubeconfig(context.Background(), "manager", ManagerServiceAccount, "")
+	if err != nil {
+		return "", nil, fmt.Errorf("a kubeconfig for the manager: %w", err)
+	}
+	w.mu.Lock()
+	w.managerConfig = path
+	w.mu.Unlock()
+	return path, env, nil
 }
 
 // StartAgent starts the node agent of one locally served VM, with its own node name and
-// mount root.
+// mount root. After InstallAccess it runs as the agent's ServiceAccount with a token bound
+// to a Pod on its own node (named name), so the admission policy confines it to that
+// node's volumes as it would a DaemonSet pod; before, as the admin.
 func (w *World) StartAgent(name string, vm SimVM, extra ...string) (*Process, error) {
 	if vm.ByIDDir == "" {
 		return nil, fmt.Errorf("VM %s is not served locally: no by-id directory for an agent", vm.ID)
 	}
-	args := append([]string{"--kubeconfig", w.Kubeconfig, "--oma-vm-id", vm.ID, "--node-name", name,
+	kubeconfig := w.Kubeconfig
+	if w.hasAccess() {
+		var err error
+		if kubeconfig, err = w.ServiceAccountKubeconfig(context.Background(), name, AgentServiceAccount, name); err != nil {
+			return nil, fmt.Errorf("a kubeconfig for the agent of node %s: %w", name, err)
+		}
+	}
+	args := append([]string{"--kubeconfig", kubeconfig, "--oma-vm-id", vm.ID, "--node-name", name,
 		"--by-id-dir", vm.ByIDDir, "--mount-root", vm.MountRoot,
 		"--health-probe-bind-address", "0", "--metrics-bind-address", "0"}, extra...)
 	return w.Start(name, w.BinPath("node-agent"), args...)

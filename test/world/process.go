@@ -18,6 +18,7 @@ type Process struct {
 	Bin  string
 	Args []string
 	Log  string
+	Env  []string // added to the harness's environment
 
 	w    *World
 	cmd  *exec.Cmd
@@ -26,7 +27,12 @@ type Process struct {
 
 // Start runs bin with args as a tracked process; Close stops it if nobody else did.
 func (w *World) Start(name, bin string, args ...string) (*Process, error) {
-	p := &Process{Name: name, Bin: bin, Args: args, Log: filepath.Join(w.Logs, name+".log"), w: w}
+	return w.StartWithEnv(name, nil, bin, args...)
+}
+
+// StartWithEnv is Start with env (KEY=value) added to the process's environment.
+func (w *World) StartWithEnv(name string, env []string, bin string, args ...string) (*Process, error) {
+	p := &Process{Name: name, Bin: bin, Args: args, Env: env, Log: filepath.Join(w.Logs, name+".log"), w: w}
 	if err := p.start(); err != nil {
 		return nil, err
 	}
@@ -44,7 +50,7 @@ func (p *Process) start() error {
 	cmd := exec.Command(p.Bin, p.Args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// Marked as this world's, so that its sweep finds the process and its children.
-	cmd.Env = append(os.Environ(), SandboxEnv+"="+p.w.Dir)
+	cmd.Env = append(append(os.Environ(), p.Env...), SandboxEnv+"="+p.w.Dir)
 	// Its own process group, so a Ctrl-C meant for the harness reaches the children only
 	// through the harness, which stops them in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

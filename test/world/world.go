@@ -34,8 +34,10 @@ type World struct {
 	Assets     string // etcd, kube-apiserver and kubectl
 	Kubeconfig string
 
-	mu    sync.Mutex
-	procs []*Process
+	mu              sync.Mutex
+	procs           []*Process
+	accessInstalled bool   // see InstallAccess
+	managerConfig   string // the manager's kubeconfig, once made
 }
 
 // New makes a scratch directory inside the process's sandbox (entered here if the process
