@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -142,6 +143,11 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err := w.StartAPIServer(); err != nil {
 		return res, err
 	}
+	// The manager and the agents run as config/default installs them: their own
+	// ServiceAccounts and RBAC, the agents confined to their nodes by the admission policy.
+	if err := w.InstallAccess(ctx); err != nil {
+		return res, err
+	}
 	c, err := w.Client()
 	if err != nil {
 		return res, err
@@ -189,7 +195,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	proxy.before = detachGuard(ctx, c, rec, sim, book)
 	proxy.rules = &world.CallRules{State: sim.State, Deleting: deletingNow(ctx, c, rec), Recorded: recordedNow(ctx, c)}
 
-	mgr, err := w.StartManager("manager", "--zap-log-level=debug", "--cloudstack-qps=30")
+	// The drift and orphan checks run often, and the orphan sweep deletes at once: any
+	// volume it took for an orphan would be gone (see orphanSweepSilent).
+	mgr, err := w.StartManager("manager", "--zap-log-level=debug", "--cloudstack-qps=30", "--drift-interval=10s")
 	if err != nil {
 		return res, err
 	}
@@ -203,6 +211,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	// CloudStack does not report a VM's limit: the configs are told the simulator's.
 	if err := world.CreateConfigs(ctx, c, namespace, sim, proxy.url, int32(slots)); err != nil {
+		return res, err
+	}
+	if err := sweepOrphansAtOnce(ctx, c, namespace); err != nil {
 		return res, err
 	}
 	var jobs *jobWatch
@@ -325,6 +336,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	for _, m := range mounts {
 		res.addViolation(fmt.Sprintf("mount %s (%s) left after deletion", m.Target, m.Source))
+	}
+
+	for _, v := range orphanSweepSilent(ctx, c, namespace) {
+		res.addViolation(v)
 	}
 
 	// The configs go too, and with them every finalizer the operator set.
@@ -690,4 +705,53 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error
 // capacityRefusal is CloudStack's answer to attaching to a VM that holds its maximum.
 func capacityRefusal(result []byte) bool {
 	return bytes.Contains(result, []byte("maximum number of data disks"))
+}
+
+// sweepOrphansAtOnce sets every config of the run to orphanPolicy Delete with no grace.
+// Every volume of a chaos run has its MigrationVolume until the manager itself deletes it,
+// so the sweep must find nothing, whatever is killed or lost; a volume it took for an orphan
+// would be deleted under a live object, which the other invariants catch.
+func sweepOrphansAtOnce(ctx context.Context, c client.Client, ns string) error {
+	var list osseav1.OsseaConfigList
+	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		cfg := &list.Items[i]
+		base := cfg.DeepCopy()
+		cfg.Spec.OrphanPolicy = osseav1.OrphanDelete
+		cfg.Spec.OrphanGracePeriod = &metav1.Duration{}
+		if err := c.Patch(ctx, cfg, client.MergeFrom(base)); err != nil {
+			return fmt.Errorf("setting orphanPolicy Delete on %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// orphanSweepSilent returns a violation for each orphan event of the run and each config
+// that reports orphans.
+func orphanSweepSilent(ctx context.Context, c client.Client, ns string) []string {
+	var out []string
+	var evs eventsv1.EventList
+	if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+		return []string{fmt.Sprintf("listing events: %v", err)}
+	}
+	for _, e := range evs.Items {
+		switch e.Reason {
+		case osseav1.EventOrphansFound, osseav1.EventOrphanDeleted, osseav1.EventOrphanDeleteFailed:
+			out = append(out, fmt.Sprintf("orphan sweep event %s on %s: %s", e.Reason, e.Regarding.Name, e.Note))
+		}
+	}
+	var list osseav1.OsseaConfigList
+	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return append(out, fmt.Sprintf("listing configs: %v", err))
+	}
+	for _, cfg := range list.Items {
+		if o := cfg.Status.Orphans; o == nil {
+			out = append(out, fmt.Sprintf("config %s was never checked for orphans", cfg.Name))
+		} else if o.Count != 0 {
+			out = append(out, fmt.Sprintf("config %s reports %d orphans: %v", cfg.Name, o.Count, o.VolumeIDs))
+		}
+	}
+	return out
 }
