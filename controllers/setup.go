@@ -6,6 +6,7 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 )
 
@@ -27,6 +28,24 @@ type Options struct {
 	// HandoffRecheck is how often a hand-off refused by a check on its target VM is
 	// checked again; 0 means DefaultHandoffRecheck.
 	HandoffRecheck time.Duration
+}
+
+// CacheOptions are the manager's cache settings, for cmd/manager and the tests alike. With
+// a namespace (the --namespace flag), every kind the manager watches (its own kinds, and
+// Secrets by metadata) is listed and watched in that namespace only, so a Role there is all
+// it needs and no cluster-wide list or watch is ever asked for. Every List the controllers
+// make without a namespace (the drift pass, the slot count of placement) then sees only
+// that namespace too.
+func CacheOptions(namespace string) cache.Options {
+	o := cache.Options{
+		// Nothing reads managedFields; without them a cached MigrationVolume is about
+		// half the size, which counts with thousands of them.
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
+	if namespace != "" {
+		o.DefaultNamespaces = map[string]cache.Config{namespace: {}}
+	}
+	return o
 }
 
 // Setup wires the cache indexes and the controllers into mgr: the one place that says
