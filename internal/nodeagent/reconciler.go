@@ -50,11 +50,17 @@ const (
 const attachedVMField = "status.attachedVirtualMachineID"
 
 // CacheOptions narrows the agent's cache to the MigrationVolumes attached to its VM, so an
-// agent holds and watches only its own few objects, never a cluster's worth.
-func CacheOptions(vmID string) cache.Options {
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+// agent holds and watches only its own few objects, never a cluster's worth. A namespace
+// (the --namespace flag of config/namespaced) narrows it further to that namespace, so a
+// Role there is all the agent needs for MigrationVolumes; "" means every namespace.
+func CacheOptions(vmID, namespace string) cache.Options {
+	o := cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&osseav1.MigrationVolume{}: {Field: fields.OneTermEqualSelector(attachedVMField, vmID)},
 	}}
+	if namespace != "" {
+		o.DefaultNamespaces = map[string]cache.Config{namespace: {}}
+	}
+	return o
 }
 
 // Reconciler takes the MigrationVolumes attached to one OMA VM from attached to mounted (or
