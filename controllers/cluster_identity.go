@@ -13,8 +13,6 @@ import (
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
 
-// +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;create
-
 // EnsureClusterIdentity returns this cluster's identity, kept in the ConfigMap
 // osseav1.ClusterIdentityConfigMap of the manager's namespace, creating it the first time.
 // Every replica and every restart reads the same one; it is never changed, since volumes

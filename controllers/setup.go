@@ -6,6 +6,7 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 )
 
@@ -30,6 +31,24 @@ type Options struct {
 	// ClusterID is this cluster's identity (see EnsureClusterIdentity), tagged on every
 	// volume; the orphan check counts only volumes that carry it. Required.
 	ClusterID string
+}
+
+// CacheOptions are the manager's cache settings, for cmd/manager and the tests alike. With
+// a namespace (the --namespace flag), every kind the manager watches (its own kinds, and
+// Secrets by metadata) is listed and watched in that namespace only, so a Role there is all
+// it needs and no cluster-wide list or watch is ever asked for. Every List the controllers
+// make without a namespace (the drift pass, the slot count of placement) then sees only
+// that namespace too.
+func CacheOptions(namespace string) cache.Options {
+	o := cache.Options{
+		// Nothing reads managedFields; without them a cached MigrationVolume is about
+		// half the size, which counts with thousands of them.
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
+	if namespace != "" {
+		o.DefaultNamespaces = map[string]cache.Config{namespace: {}}
+	}
+	return o
 }
 
 // Setup wires the cache indexes and the controllers into mgr: the one place that says

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -80,20 +81,25 @@ type testManager struct {
 func startManager(t *testing.T, ns string) *testManager {
 	t.Helper()
 	apiServer(t)
+	return startManagerWith(t, env.Config, ctrl.Options{Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}}})
+}
+
+// startManagerWith starts the controllers with cfg's credentials and the cache and leader
+// election of opts; the rest of opts is the tests' own.
+func startManagerWith(t *testing.T, cfg *rest.Config, opts ctrl.Options) *testManager {
+	t.Helper()
 	logs := &testkit.SyncBuffer{}
 	// Everything the manager logs is kept, at every verbosity, so tests can search it.
 	logger := zap.New(zap.WriteTo(logs), zap.Level(zapcore.Level(-4)))
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 env.Scheme,
-		Logger:                 logger,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
-		Client: client.Options{
-			Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}},
-		},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	opts.Scheme = env.Scheme
+	opts.Logger = logger
+	opts.Metrics = metricsserver.Options{BindAddress: "0"}
+	opts.HealthProbeBindAddress = "0"
+	opts.Client = client.Options{
+		Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}},
+	}
+	opts.Controller = config.Controller{SkipNameValidation: ptr.To(true)}
+	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -43,6 +42,7 @@ func main() {
 		cloudTimeout       time.Duration
 		volumeWorkers      int
 		identityNS         string
+		namespace          string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, for example :8443; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the healthz and readyz endpoints bind to.")
@@ -54,6 +54,7 @@ func main() {
 	flag.DurationVar(&revalidateInterval, "revalidate-interval", 5*time.Minute, "How often each OsseaConfig's connection test is repeated (jittered by up to 10%).")
 	flag.DurationVar(&handoffRecheck, "handoff-recheck", controllers.DefaultHandoffRecheck, "How often a hand-off or cut-over refused by a check on its target VM (a Running VM, say) is checked again.")
 	flag.DurationVar(&driftInterval, "drift-interval", 5*time.Minute, "How often each OsseaConfig's settled MigrationVolumes are compared with CloudStack (one call per config).")
+	flag.StringVar(&namespace, "namespace", "", "Watch only this namespace (config/namespaced); empty watches every namespace. Also the default of --leader-elect-namespace.")
 	flag.IntVar(&volumeWorkers, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "MigrationVolumes reconciled at once.")
 	flag.Float64Var(&cloudQPS, "cloudstack-qps", cloudstack.DefaultQPS, "CloudStack API calls per second allowed per CloudStack endpoint, shared by the OsseaConfigs that use it.")
 	flag.IntVar(&cloudBurst, "cloudstack-burst", cloudstack.DefaultBurst, "CloudStack API calls allowed in a burst per CloudStack endpoint.")
@@ -71,6 +72,9 @@ func main() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(osseav1.AddToScheme(scheme))
 
+	if leaderElectNS == "" {
+		leaderElectNS = namespace // the Lease lives where the Role lets the manager write
+	}
 	restConfig := ctrl.GetConfigOrDie()
 	ctx := ctrl.SetupSignalHandler()
 	clusterID, err := clusterIdentity(ctx, restConfig, scheme, identityNS)
@@ -91,11 +95,7 @@ func main() {
 		RetryPeriod:             &retryPeriod,
 		// A replica that stops leading exits at once, so two never act together.
 		LeaderElectionReleaseOnCancel: true,
-		Cache: cache.Options{
-			// Nothing reads managedFields; without them a cached MigrationVolume is about
-			// half the size, which counts with thousands of them.
-			DefaultTransform: cache.TransformStripManagedFields(),
-		},
+		Cache:                         controllers.CacheOptions(namespace),
 		Client: client.Options{
 			// Secrets are read straight from the API server, never cached: the manager
 			// needs a handful of them and must not hold every Secret of the cluster.
@@ -133,7 +133,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("Starting manager", "leaderElect", leaderElect, "revalidateInterval", revalidateInterval.String(), "clusterID", clusterID)
+	log.Info("Starting manager", "namespace", namespace, "leaderElect", leaderElect, "revalidateInterval", revalidateInterval.String(), "clusterID", clusterID)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)

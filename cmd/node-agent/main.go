@@ -35,6 +35,7 @@ func main() {
 		workers         int
 		metricsAddr     string
 		probeAddr       string
+		namespace       string
 	)
 	flag.StringVar(&vmID, "oma-vm-id", "", "CloudStack UUID of the OMA VM this agent runs on; else the environment variable "+
 		nodeagent.VMIDEnv+", else the label "+nodeagent.VMIDLabel+" of this node.")
@@ -46,6 +47,7 @@ func main() {
 	flag.DurationVar(&unmountRetryMax, "unmount-retry-max", nodeagent.DefaultUnmountRetryMax, "Longest wait between attempts to unmount a busy filesystem.")
 	flag.DurationVar(&formatTimeout, "format-timeout", nodeagent.DefaultFormatTimeout, "Longest time one mkfs may take.")
 	flag.IntVar(&workers, "max-concurrent-reconciles", nodeagent.DefaultMaxConcurrentReconciles, "Volumes handled at once (mkfs and mount included).")
+	flag.StringVar(&namespace, "namespace", "", "Watch MigrationVolumes in this namespace only (config/namespaced); empty watches every namespace.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, for example :8443; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8082", "Address the healthz and readyz endpoints bind to.")
 	zapOpts := zap.Options{}
@@ -89,7 +91,7 @@ func main() {
 		HealthProbeBindAddress: probeAddr,
 		// One agent per node, each with its own volumes: nothing to elect.
 		LeaderElection: false,
-		Cache:          nodeagent.CacheOptions(vmID),
+		Cache:          nodeagent.CacheOptions(vmID, namespace),
 	})
 	if err != nil {
 		log.Error(err, "Unable to create the manager")
@@ -122,7 +124,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("Starting node agent", "vmID", vmID, "vmIDFrom", source, "node", nodeName,
+	log.Info("Starting node agent", "vmID", vmID, "vmIDFrom", source, "node", nodeName, "namespace", namespace,
 		"byIDDir", byIDDir, "mountRoot", mountRoot, "deviceTimeout", deviceTimeout)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Node agent stopped with an error")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -270,4 +271,45 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// With --metrics-bind-address set, the agent serves its own metrics (names prefixed
+// ossea_agent_) beside controller-runtime's, every label value present from the start.
+func TestBinaryServesAgentMetrics(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.Kubeconfig(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := freeAddr(t)
+	p := startAgent(t, kubeconfig, "metrics-"+uuid.NewString()[:8], "--oma-vm-id", uuid.NewString(),
+		"--mount-root", t.TempDir(), "--by-id-dir", t.TempDir(), "--metrics-bind-address", metricsAddr)
+	p.waitReady(t)
+	var body string
+	testkit.Eventually(t, 10*time.Second, func() string {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err.Error()
+		}
+		body = string(b)
+		return ""
+	})
+	for _, want := range []string{
+		"ossea_agent_mounts_total 0", "ossea_agent_unmounts_total 0",
+		`ossea_agent_formats_total{outcome="formatted"} 0`, `ossea_agent_formats_total{outcome="kept"} 0`,
+		"ossea_agent_mount_duration_seconds_count 0",
+		`ossea_agent_errors_total{reason="` + osseav1.ReasonMountFailed + `"} 0`,
+		"controller_runtime_reconcile_total",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
+	}
 }

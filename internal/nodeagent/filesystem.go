@@ -90,6 +90,7 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	formatted := false // for the metrics: did mkfs run for this mount
 	switch d := decideContent(dev, content, fsType, policy); d.step {
 	case stepRefuse:
 		return r.refuse(ctx, s, dev, d)
@@ -98,10 +99,12 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 		if res, err := r.format(ctx, s, dev, fsType, true); err != nil || !res.IsZero() {
 			return res, err
 		}
+		formatted = true
 	case stepFormat:
 		if res, err := r.format(ctx, s, dev, fsType, false); err != nil || !res.IsZero() {
 			return res, err
 		}
+		formatted = true
 	}
 
 	dir, err := ensureMountDir(r.MountRoot, mv.Spec.JobID, mv.Spec.DiskName)
@@ -122,7 +125,8 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 	if err := checkMounted(dev, dir, at); err != nil {
 		return r.fail(ctx, s, dev, osseav1.ReasonMountFailed, err)
 	}
-	s.log.Info("Mounted volume", "device", dev.Path, "link", dev.Link, "path", dir, "filesystem", fsType)
+	observeMounted(dev, formatted)
+	s.log.Info("Mounted volume", "device", dev.Path, "link", dev.Link, "path", dir, "filesystem", fsType, "formatted", formatted)
 	r.event(s, osseav1.ReasonMounted, "Mount", "Mounted %s (%s, %s) at %s", dev.Link, dev.Path, fsType, dir)
 	return r.reportMounted(ctx, s, dev, dir, fsType)
 }

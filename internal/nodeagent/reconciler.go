@@ -50,11 +50,17 @@ const (
 const attachedVMField = "status.attachedVirtualMachineID"
 
 // CacheOptions narrows the agent's cache to the MigrationVolumes attached to its VM, so an
-// agent holds and watches only its own few objects, never a cluster's worth.
-func CacheOptions(vmID string) cache.Options {
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+// agent holds and watches only its own few objects, never a cluster's worth. A namespace
+// (the --namespace flag of config/namespaced) narrows it further to that namespace, so a
+// Role there is all the agent needs for MigrationVolumes; "" means every namespace.
+func CacheOptions(vmID, namespace string) cache.Options {
+	o := cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&osseav1.MigrationVolume{}: {Field: fields.OneTermEqualSelector(attachedVMField, vmID)},
 	}}
+	if namespace != "" {
+		o.DefaultNamespaces = map[string]cache.Config{namespace: {}}
+	}
+	return o
 }
 
 // Reconciler takes the MigrationVolumes attached to one OMA VM from attached to mounted (or
@@ -92,6 +98,8 @@ type Reconciler struct {
 	devices deviceLocks
 	// unmountAttempts counts busy unmounts per object, for the backoff.
 	unmountAttempts sync.Map // types.UID -> int
+	// failures counts each volume's failure Reasons for ossea_agent_errors_total.
+	failures failureCounter
 	// afterReconcile, when set (by tests), runs after every reconcile.
 	afterReconcile func(types.NamespacedName)
 }
@@ -179,6 +187,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	mv, err := r.get(ctx, req.NamespacedName)
 	if mv == nil || err != nil {
+		if err == nil {
+			r.failures.forget(req.NamespacedName) // gone, or no longer this agent's
+		}
 		return ctrl.Result{}, err
 	}
 	s := &volumeScope{
@@ -243,6 +254,7 @@ func (r *Reconciler) setStatus(ctx context.Context, s *volumeScope, rep *report)
 			return err
 		}
 	}
+	r.failures.observe(client.ObjectKeyFromObject(s.mv), rep)
 	if warnsOnReport(s.prev, rep) {
 		r.Recorder.Eventf(s.mv, nil, corev1.EventTypeWarning, rep.reason, "Mount", "%s", truncate(rep.message, maxEventNote))
 		s.log.Info("Volume needs attention", "reason", rep.reason, "message", rep.message)

@@ -126,6 +126,7 @@ release:
 	}
 	r.unmountAttempts.Delete(mv.UID)
 	if unmounted {
+		unmountsTotal.Inc()
 		s.log.Info("Unmounted volume", "path", path)
 		r.event(s, osseav1.ReasonUnmounted, "Unmount", "Unmounted %s", path)
 	}

@@ -218,7 +218,7 @@ func (w *world) startAgentAs(cfg *rest.Config, opts ...agentOption) *agent {
 		Scheme:                 env.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  CacheOptions(w.vmID),
+		Cache:                  CacheOptions(w.vmID, ""),
 	})
 	if err != nil {
 		w.t.Fatal(err)

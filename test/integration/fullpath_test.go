@@ -126,7 +126,7 @@ func (w *world) startControllers(apiURL string) {
 		Scheme:                 env.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  nodeagent.CacheOptions(cloudsim.DefaultOMAVMID),
+		Cache:                  nodeagent.CacheOptions(cloudsim.DefaultOMAVMID, ""),
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
