@@ -273,6 +273,10 @@ kc get osc,mv -o wide
 echo
 kc get mj -o wide
 echo
+echo "The same through the kubectl plugin (kubectl ossea jobs, kubectl ossea orphans):"
+"$ROOT/bin/kubectl-ossea" --kubeconfig "$KUBECONFIG" jobs | sed 's/^/    /' || fail "kubectl ossea jobs"
+"$ROOT/bin/kubectl-ossea" --kubeconfig "$KUBECONFIG" orphans 2>&1 | sed 's/^/    /' || fail "kubectl ossea orphans"
+echo
 show_placement job-4712
 echo
 echo "Mounts (findmnt):"
