@@ -20,13 +20,18 @@ import (
 // volumeNameFor is the name of the MigrationVolume of one disk of a job.
 func volumeNameFor(job *osseav1.MigrationJob, disk string) string { return job.Name + "-" + disk }
 
-// desiredVolume is the MigrationVolume a placed job wants for one of its disks.
+// desiredVolume is the MigrationVolume a placed job wants for one of its disks. It carries
+// the job's watch-filter label, so that it lands in the job's shard (see CacheOptions).
 func desiredVolume(job *osseav1.MigrationJob, d osseav1.MigrationJobDisk) *osseav1.MigrationVolume {
+	labels := map[string]string{osseav1.JobLabel: job.Name}
+	if shard, ok := job.Labels[osseav1.WatchFilterLabel]; ok {
+		labels[osseav1.WatchFilterLabel] = shard
+	}
 	return &osseav1.MigrationVolume{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      volumeNameFor(job, d.Name),
 			Namespace: job.Namespace,
-			Labels:    map[string]string{osseav1.JobLabel: job.Name},
+			Labels:    labels,
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job,
 				osseav1.GroupVersion.WithKind("MigrationJob"))},
 		},
@@ -96,6 +101,14 @@ func (r *MigrationJobReconciler) ensureVolumes(ctx context.Context, s *jobScope)
 			mv = desiredVolume(job, d)
 			if err := r.Create(ctx, mv); err != nil {
 				if apierrors.IsAlreadyExists(err) {
+					why, err := r.outsideShard(ctx, job, name)
+					if err != nil {
+						return err
+					}
+					if why != "" {
+						conflicts = append(conflicts, fmt.Sprintf("MigrationVolume %s (disk %s) exists and is not the job's: %s", name, d.Name, why))
+						continue
+					}
 					lagging = true // made by an earlier pass the cache does not show yet
 					continue
 				}
@@ -116,6 +129,9 @@ func (r *MigrationJobReconciler) ensureVolumes(ctx context.Context, s *jobScope)
 			}
 		}
 		if err := r.syncDeletionPolicy(ctx, job, mv); err != nil {
+			return err
+		}
+		if err := r.syncShardLabel(ctx, job, mv); err != nil {
 			return err
 		}
 		s.volumes[d.Name] = mv
@@ -153,6 +169,53 @@ func (r *MigrationJobReconciler) syncDeletionPolicy(ctx context.Context, job *os
 	mv.Spec.DeletionPolicy = want
 	if err := r.Patch(ctx, mv, client.MergeFrom(before)); err != nil {
 		return fmt.Errorf("setting the deletionPolicy of MigrationVolume %s: %w", mv.Name, err)
+	}
+	return nil
+}
+
+// outsideShard tells why a volume the cache does not show, but whose name is taken, is not
+// simply lagging: it is in another shard (its watch-filter label differs from the job's,
+// so this manager's cache never holds it). The job's own volume is carried into the job's
+// shard, as after a job was moved there without its volumes; anyone else's is a conflict,
+// named for a person. "" means the cache lags, or the job's volume was just relabelled.
+func (r *MigrationJobReconciler) outsideShard(ctx context.Context, job *osseav1.MigrationJob, name string) (string, error) {
+	mv := &osseav1.MigrationVolume{}
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: name}, mv)
+	if apierrors.IsNotFound(err) {
+		return "", nil // deleted since: the next pass creates it
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading MigrationVolume %s: %w", name, err)
+	}
+	want, got := job.Labels[osseav1.WatchFilterLabel], mv.Labels[osseav1.WatchFilterLabel]
+	if want == got {
+		return "", nil
+	}
+	if ref := metav1.GetControllerOf(mv); ref != nil && ref.UID == job.UID {
+		return "", r.syncShardLabel(ctx, job, mv)
+	}
+	return fmt.Sprintf("it is labelled %s=%q, the job %q (another shard)", osseav1.WatchFilterLabel, got, want), nil
+}
+
+// syncShardLabel gives the job's volume the job's watch-filter label (or removes it, with
+// the job's), so that a job relabelled into another shard takes its volumes along.
+func (r *MigrationJobReconciler) syncShardLabel(ctx context.Context, job *osseav1.MigrationJob, mv *osseav1.MigrationVolume) error {
+	want, has := job.Labels[osseav1.WatchFilterLabel]
+	got, had := mv.Labels[osseav1.WatchFilterLabel]
+	if want == got && has == had {
+		return nil
+	}
+	before := mv.DeepCopy()
+	if has {
+		if mv.Labels == nil {
+			mv.Labels = map[string]string{}
+		}
+		mv.Labels[osseav1.WatchFilterLabel] = want
+	} else {
+		delete(mv.Labels, osseav1.WatchFilterLabel)
+	}
+	if err := r.Patch(ctx, mv, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("labelling MigrationVolume %s into the job's shard: %w", mv.Name, err)
 	}
 	return nil
 }

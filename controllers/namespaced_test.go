@@ -227,7 +227,7 @@ func TestNamespacedManagerStaysInItsNamespace(t *testing.T) {
 
 	leaseID := "ossea-namespaced-" + own.Name
 	m := startManagerWith(t, saConfig, ctrl.Options{
-		Cache:                   CacheOptions(namespacedNS),
+		Cache:                   mustCacheOptions(t, namespacedNS, ""),
 		LeaderElection:          true,
 		LeaderElectionID:        leaseID,
 		LeaderElectionNamespace: namespacedNS,

@@ -3,11 +3,17 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
 
 // Options are what the manager binary (and the tests, which run the same controllers
@@ -39,7 +45,15 @@ type Options struct {
 // it needs and no cluster-wide list or watch is ever asked for. Every List the controllers
 // make without a namespace (the drift pass, the slot count of placement) then sees only
 // that namespace too.
-func CacheOptions(namespace string) cache.Options {
+//
+// With a watch filter (the --watch-filter flag) the cache holds only the OsseaConfigs,
+// MigrationJobs and MigrationVolumes labelled osseav1.WatchFilterLabel=<watchFilter>: this
+// manager's shard. The API server filters the lists and watches, so a manager neither
+// reconciles nor holds in memory another shard's objects, and its placement, slot counts,
+// drift and orphan checks see only its own shard. Secrets are not filtered: nobody labels
+// them for the operator, and the manager only watches their metadata to revalidate its own
+// configs when their credentials change.
+func CacheOptions(namespace, watchFilter string) (cache.Options, error) {
 	o := cache.Options{
 		// Nothing reads managedFields; without them a cached MigrationVolume is about
 		// half the size, which counts with thousands of them.
@@ -48,7 +62,47 @@ func CacheOptions(namespace string) cache.Options {
 	if namespace != "" {
 		o.DefaultNamespaces = map[string]cache.Config{namespace: {}}
 	}
-	return o
+	if watchFilter == "" {
+		return o, nil
+	}
+	shard, err := WatchFilterSelector(watchFilter)
+	if err != nil {
+		return cache.Options{}, err
+	}
+	o.ByObject = map[client.Object]cache.ByObject{}
+	for _, kind := range shardedKinds() {
+		o.ByObject[kind] = cache.ByObject{Label: shard}
+	}
+	return o, nil
+}
+
+// shardedKinds are the kinds a watch filter applies to: every kind the manager reconciles.
+func shardedKinds() []client.Object {
+	return []client.Object{&osseav1.OsseaConfig{}, &osseav1.MigrationJob{}, &osseav1.MigrationVolume{}}
+}
+
+// WatchFilterSelector is the label selector of the shard watchFilter names. The value must
+// be a label value and, since it also names the shard's leader election Lease (see
+// LeaderElectionID), fit in a Lease name: lower case letters, digits and '-', at most 63.
+func WatchFilterSelector(watchFilter string) (labels.Selector, error) {
+	if errs := validation.IsDNS1123Label(watchFilter); len(errs) > 0 {
+		return nil, fmt.Errorf("watch filter %q: %s", watchFilter, strings.Join(errs, "; "))
+	}
+	return labels.SelectorFromSet(labels.Set{osseav1.WatchFilterLabel: watchFilter}), nil
+}
+
+// leaderElectionBase is the Lease of the manager without a watch filter (config/default
+// and config/namespaced grant it by this name).
+const leaderElectionBase = "ossea-operator.migratekit.io"
+
+// LeaderElectionID is the name of the leader election Lease of the shard watchFilter names.
+// Each shard elects its own leader: were the Lease shared, one shard's leader would keep
+// every other shard's replicas waiting, and only one shard would ever be reconciled.
+func LeaderElectionID(watchFilter string) string {
+	if watchFilter == "" {
+		return leaderElectionBase
+	}
+	return leaderElectionBase + "-" + watchFilter
 }
 
 // Setup wires the cache indexes and the controllers into mgr: the one place that says

@@ -18,6 +18,12 @@ const (
 // JobLabel on a MigrationVolume names the MigrationJob that created it.
 const JobLabel = "ossea.migratekit.io/job"
 
+// WatchFilterLabel puts an object in a shard: a manager started with --watch-filter=<value>
+// reconciles only the OsseaConfigs, MigrationJobs and MigrationVolumes labelled
+// WatchFilterLabel=<value> (a manager without the flag reconciles all). A config, its jobs
+// and its volumes carry the same value; a job passes its own on to the volumes it creates.
+const WatchFilterLabel = "ossea.migratekit.io/watch-filter"
+
 // ReleaseToAnnotation on a MigrationVolume being deleted whose CloudStack volume is attached
 // to a VM other than its OMA VM (moved there by a person) names that VM: the volume is left
 // where it is, tagged as released to it, and the object goes. Without it the deletion

@@ -43,6 +43,7 @@ func main() {
 		volumeWorkers      int
 		identityNS         string
 		namespace          string
+		watchFilter        string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to, for example :8443; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the healthz and readyz endpoints bind to.")
@@ -55,6 +56,8 @@ func main() {
 	flag.DurationVar(&handoffRecheck, "handoff-recheck", controllers.DefaultHandoffRecheck, "How often a hand-off or cut-over refused by a check on its target VM (a Running VM, say) is checked again.")
 	flag.DurationVar(&driftInterval, "drift-interval", 5*time.Minute, "How often each OsseaConfig's settled MigrationVolumes are compared with CloudStack (one call per config).")
 	flag.StringVar(&namespace, "namespace", "", "Watch only this namespace (config/namespaced); empty watches every namespace. Also the default of --leader-elect-namespace.")
+	flag.StringVar(&watchFilter, "watch-filter", "", "Reconcile only the OsseaConfigs, MigrationJobs and MigrationVolumes labelled "+osseav1.WatchFilterLabel+
+		"=<value> (one shard; its own leader election Lease); empty reconciles all.")
 	flag.IntVar(&volumeWorkers, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "MigrationVolumes reconciled at once.")
 	flag.Float64Var(&cloudQPS, "cloudstack-qps", cloudstack.DefaultQPS, "CloudStack API calls per second allowed per CloudStack endpoint, shared by the OsseaConfigs that use it.")
 	flag.IntVar(&cloudBurst, "cloudstack-burst", cloudstack.DefaultBurst, "CloudStack API calls allowed in a burst per CloudStack endpoint.")
@@ -75,6 +78,11 @@ func main() {
 	if leaderElectNS == "" {
 		leaderElectNS = namespace // the Lease lives where the Role lets the manager write
 	}
+	cacheOpts, err := controllers.CacheOptions(namespace, watchFilter)
+	if err != nil {
+		log.Error(err, "Invalid --watch-filter")
+		os.Exit(1)
+	}
 	restConfig := ctrl.GetConfigOrDie()
 	ctx := ctrl.SetupSignalHandler()
 	clusterID, err := clusterIdentity(ctx, restConfig, scheme, identityNS)
@@ -88,14 +96,14 @@ func main() {
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
-		LeaderElectionID:        "ossea-operator.migratekit.io",
+		LeaderElectionID:        controllers.LeaderElectionID(watchFilter),
 		LeaderElectionNamespace: leaderElectNS,
 		LeaseDuration:           &leaseDuration,
 		RenewDeadline:           &renewDeadline,
 		RetryPeriod:             &retryPeriod,
 		// A replica that stops leading exits at once, so two never act together.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controllers.CacheOptions(namespace),
+		Cache:                         cacheOpts,
 		Client: client.Options{
 			// Secrets are read straight from the API server, never cached: the manager
 			// needs a handful of them and must not hold every Secret of the cluster.
@@ -133,7 +141,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("Starting manager", "namespace", namespace, "leaderElect", leaderElect, "revalidateInterval", revalidateInterval.String(), "clusterID", clusterID)
+	log.Info("Starting manager", "namespace", namespace, "watchFilter", watchFilter, "leaderElect", leaderElect, "revalidateInterval", revalidateInterval.String(), "clusterID", clusterID)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)
