@@ -412,13 +412,15 @@ func (r *OsseaConfigReconciler) ownSecretEdit(namespace, before, after string) {
 // releaseSecret removes the in-use finalizer from the config's Secret unless another
 // config that is still in use shares the Secret.
 func (r *OsseaConfigReconciler) releaseSecret(ctx context.Context, cfg *osseav1.OsseaConfig) error {
+	// Asked of the API server, not the cache: a config of another shard (--watch-filter)
+	// may share the Secret, and this manager's cache does not hold it.
 	var configs osseav1.OsseaConfigList
-	if err := r.List(ctx, &configs, client.InNamespace(cfg.Namespace),
-		client.MatchingFields{indexConfigSecret: cfg.Spec.CredentialsSecretRef.Name}); err != nil {
+	if err := r.APIReader.List(ctx, &configs, client.InNamespace(cfg.Namespace)); err != nil {
 		return fmt.Errorf("listing OsseaConfigs that share Secret %s: %w", cfg.Spec.CredentialsSecretRef.Name, err)
 	}
 	for _, other := range configs.Items {
-		if other.Name != cfg.Name && controllerutil.ContainsFinalizer(&other, osseav1.InUseFinalizer) {
+		if other.Name != cfg.Name && other.Spec.CredentialsSecretRef.Name == cfg.Spec.CredentialsSecretRef.Name &&
+			controllerutil.ContainsFinalizer(&other, osseav1.InUseFinalizer) {
 			return nil
 		}
 	}
