@@ -402,3 +402,18 @@ func checkSecret(t *testing.T, im imported, name, ns string) {
 		t.Errorf("Secret stringData has the wrong keys or values (%d keys)", len(s.StringData))
 	}
 }
+
+func TestCommandFirst(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"jobs -A", "jobs -A"},
+		{"--kubeconfig k -n team-a jobs", "jobs --kubeconfig k -n team-a"},
+		{"-n x orphans -A", "orphans -n x -A"},
+		{"--from-env import", "import --from-env"},
+		{"-h", "-h"},
+		{"impot", "impot"},
+	} {
+		if got := strings.Join(commandFirst(strings.Fields(c.in)), " "); got != c.want {
+			t.Errorf("commandFirst(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

@@ -50,6 +50,7 @@ func Run(ctx context.Context, args []string, io IO) int {
 		fmt.Fprint(io.Stderr, usage)
 		return 2
 	}
+	args = commandFirst(args)
 	var err error
 	switch args[0] {
 	case "-h", "--help", "help":
@@ -65,6 +66,20 @@ func Run(ctx context.Context, args []string, io IO) int {
 		err = usageError{fmt.Errorf("unknown command %q; see kubectl ossea -h", clip(args[0]))}
 	}
 	return report(io.Stderr, err)
+}
+
+// commands are the plugin's commands.
+var commands = map[string]bool{"import": true, "jobs": true, "orphans": true, "help": true}
+
+// commandFirst moves the command to the front, so that flags given before it, as kubectl's
+// own are (`kubectl ossea -n team-a jobs`), are parsed by the command like those after it.
+func commandFirst(args []string) []string {
+	for i, a := range args {
+		if commands[a] {
+			return append([]string{a}, append(append([]string{}, args[:i]...), args[i+1:]...)...)
+		}
+	}
+	return args
 }
 
 // usageError is a mistake in the command line (exit code 2).
