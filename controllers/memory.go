@@ -43,6 +43,10 @@ type volumeMemory struct {
 	volumes map[types.UID]*volumeRecord
 	// estimates are how long each kind of job takes, by config and operation.
 	estimates map[string]*jobEstimate
+	// vms holds, by VM id, the data disks not the operator's that a slot confirmation
+	// found (see capacity.go), for unmanagedTTL.
+	vms          map[string]*vmSlots
+	unmanagedTTL time.Duration
 }
 
 type volumeRecord struct {
@@ -63,8 +67,14 @@ func newVolumeMemory() *volumeMemory {
 	return &volumeMemory{
 		now: time.Now, lostCreateGrace: DefaultLostCreateGrace,
 		volumes: map[types.UID]*volumeRecord{}, estimates: map[string]*jobEstimate{},
+		vms: map[string]*vmSlots{}, unmanagedTTL: DefaultUnmanagedTTL,
 	}
 }
+
+// DefaultUnmanagedTTL is how long data disks that are not the operator's, found on a VM by
+// a slot confirmation, count for its slots without CloudStack being asked again. The
+// manager uses its drift interval.
+const DefaultUnmanagedTTL = 5 * time.Minute
 
 // record returns the object's record, made if there is none. m.mu is held.
 func (m *volumeMemory) record(uid types.UID) *volumeRecord {

@@ -39,7 +39,7 @@ func pending(id, op string) *osseav1.PendingJob {
 }
 
 // noneAttached is a cache that shows no volume attached.
-func noneAttached() (map[types.UID]bool, error) { return map[types.UID]bool{}, nil }
+func noneAttached() (map[types.UID]string, error) { return map[types.UID]string{}, nil }
 
 // memState is what the memory says of one object.
 type memState struct {
@@ -296,13 +296,7 @@ func TestSlotCount(t *testing.T) {
 				}
 				m.volumes[types.UID(uid)].slot.at = clock.now().Add(-o.age)
 			}
-			shown := func() (map[types.UID]bool, error) {
-				out := map[types.UID]bool{}
-				for _, uid := range tc.shown {
-					out[types.UID(uid)] = true
-				}
-				return out, nil
-			}
+			shown := cacheShows(tc.shown...)
 			claim, err := m.holdSlot("a", "vm", "vol-a", tc.limit, shown)
 			if err != nil || claim != tc.want {
 				t.Fatalf("holdSlot = %+v, %v; want %+v", claim, err, tc.want)
@@ -327,7 +321,7 @@ func TestSlotCount(t *testing.T) {
 // CloudStack, so the second is refused, whatever CloudStack answers them.
 func TestSlotCountLastSlotOnce(t *testing.T) {
 	m, _ := testMemory()
-	shown := func() (map[types.UID]bool, error) { return map[types.UID]bool{"b": true, "c": true, "d": true}, nil }
+	shown := cacheShows("b", "c", "d")
 	first, err := m.holdSlot("a", "vm", "vol-a", 4, shown)
 	if err != nil || !first.held || !first.confirm {
 		t.Fatalf("first worker: %+v %v", first, err)
@@ -350,7 +344,7 @@ func TestSlotCountLastSlotOnce(t *testing.T) {
 func TestSlotCountCacheError(t *testing.T) {
 	m, _ := testMemory()
 	broken := errors.New("cache not synced")
-	_, err := m.holdSlot("a", "vm", "vol-a", 4, func() (map[types.UID]bool, error) { return nil, fmt.Errorf("listing: %w", broken) })
+	_, err := m.holdSlot("a", "vm", "vol-a", 4, func() (map[types.UID]string, error) { return nil, fmt.Errorf("listing: %w", broken) })
 	if !errors.Is(err, broken) || stateOf(m, "a").slot {
 		t.Fatalf("holdSlot with a failing cache: %v, slot %v", err, stateOf(m, "a").slot)
 	}

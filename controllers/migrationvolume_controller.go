@@ -368,6 +368,10 @@ func (r *MigrationVolumeReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		r.SecretMetadata = mgr.GetCache()
 	}
 	r.mem = newVolumeMemory()
+	if r.DriftInterval > 0 {
+		// Disks not the operator's are looked for again as often as drift is.
+		r.mem.unmanagedTTL = r.DriftInterval
+	}
 	if r.HandoffRecheck == 0 {
 		r.HandoffRecheck = DefaultHandoffRecheck
 	}
@@ -398,18 +402,6 @@ func (r *MigrationVolumeReconciler) volumesOfConfig(ctx context.Context, obj cli
 	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{indexVolumeConfig: obj.GetName()},
 		client.UnsafeDisableDeepCopy); err != nil {
 		log.FromContext(ctx).Error(err, "Listing volumes of a config", "config", obj.GetName())
-		return nil
-	}
-	return requestsFor(list.Items, func(*osseav1.MigrationVolume) bool { return true })
-}
-
-// volumesWaitingForSlot wakes the volumes of the freed volume's config that wait for a slot.
-func (r *MigrationVolumeReconciler) volumesWaitingForSlot(ctx context.Context, obj client.Object) []reconcile.Request {
-	freed := obj.(*osseav1.MigrationVolume)
-	var list osseav1.MigrationVolumeList
-	if err := r.List(ctx, &list, client.InNamespace(freed.Namespace), client.MatchingFields{indexWaitingForSlot: freed.Spec.OsseaConfigRef.Name},
-		client.UnsafeDisableDeepCopy); err != nil {
-		log.FromContext(ctx).Error(err, "Listing volumes waiting for capacity")
 		return nil
 	}
 	return requestsFor(list.Items, func(*osseav1.MigrationVolume) bool { return true })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -201,7 +202,7 @@ func (r *MigrationVolumeReconciler) ensureAttached(ctx context.Context, s *volum
 	if !ok {
 		s.conditions.set(osseav1.ConditionAttached, metav1.ConditionFalse, osseav1.ReasonCapacityExhausted, fmt.Sprintf(
 			"OMA VM %s holds %d of %d data volumes; waiting for one to be detached", omaVM, used, limit))
-		return waitFor(r.DriftInterval)
+		return waitFor(r.slotRecheck(mv, time.Now()))
 	}
 	jobID, err := s.cloud.AttachVolume(r.unlessDeleting(ctx, mv), mv.Status.VolumeID, omaVM)
 	if err != nil {

@@ -85,8 +85,9 @@ func startManager(t *testing.T, ns string) *testManager {
 }
 
 // startManagerWith starts the controllers with cfg's credentials and the cache and leader
-// election of opts; the rest of opts is the tests' own.
-func startManagerWith(t *testing.T, cfg *rest.Config, opts ctrl.Options) *testManager {
+// election of opts; the rest of opts is the tests' own, as are the controllers' Options,
+// which tune may change (a test that counts calls quiets the periodic ones).
+func startManagerWith(t *testing.T, cfg *rest.Config, opts ctrl.Options, tune ...func(*Options)) *testManager {
 	t.Helper()
 	logs := &testkit.SyncBuffer{}
 	// Everything the manager logs is kept, at every verbosity, so tests can search it.
@@ -104,14 +105,18 @@ func startManagerWith(t *testing.T, cfg *rest.Config, opts ctrl.Options) *testMa
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := Setup(ctx, mgr, Options{
+	o := Options{
 		Clouds:             cloudstack.NewFactory(cloudstack.WithRateLimit(100, 100), cloudstack.WithLogger(logger.WithName("cloudstack"))),
 		RevalidateInterval: revalidateInterval,
 		DriftInterval:      driftInterval,
 		LostCreateGrace:    lostCreateGrace,
 		HandoffRecheck:     time.Second,
 		ClusterID:          testClusterID,
-	}); err != nil {
+	}
+	for _, f := range tune {
+		f(&o)
+	}
+	if err := Setup(ctx, mgr, o); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
