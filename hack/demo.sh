@@ -245,7 +245,7 @@ ok
 
 step "Starting the manager and one node agent per OMA VM"
 start manager "$ROOT/bin/manager" --kubeconfig "$KUBECONFIG" --health-probe-bind-address 127.0.0.1:18081 \
-  --metrics-bind-address 127.0.0.1:18080 --revalidate-interval 1m
+  --metrics-bind-address 127.0.0.1:18080 --revalidate-interval 1m --drift-interval 5s
 for i in "${!OMA_NAMES[@]}"; do start_agent "$i"; done
 wait_for "the manager" 30 curl -fsS http://127.0.0.1:18081/readyz || abort "the manager did not become ready"
 for i in "${!OMA_NAMES[@]}"; do

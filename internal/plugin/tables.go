@@ -122,7 +122,8 @@ func Orphans(configs []osseav1.OsseaConfig, where string) OrphanReport {
 		r.Notes = append(r.Notes, fmt.Sprintf("note: not checked for orphans yet (status.orphans unset): %s", joinMax(unchecked, 10)))
 	}
 	if total == 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("No orphans found in %s (%d %s).", where, len(configs), plural(len(configs), "OsseaConfig")))
+		checked := len(configs) - len(unchecked)
+		r.Notes = append(r.Notes, fmt.Sprintf("No orphans found in %s (%d %s checked).", where, checked, plural(checked, "OsseaConfig")))
 	}
 	return r
 }
