@@ -34,23 +34,46 @@ func steadyState(ctx context.Context, o options) (*report, error) {
 		return rep, err
 	}
 
-	progress("idle for %s", o.idle)
-	if err := e.sim.ResetCounters(); err != nil {
+	if _, err := e.measureIdle(ctx, rep); err != nil {
 		return rep, err
+	}
+
+	if o.deleteAtEnd {
+		deleted := time.Now()
+		if err := e.deleteAll(ctx); err != nil {
+			return rep, err
+		}
+		allGone, err := e.waitAll(ctx, "gone", func(t world.Trace) time.Time { return t.Gone })
+		if err != nil {
+			return rep, err
+		}
+		rep.add("deleteToAllGoneSeconds", secs(allGone.Sub(deleted)), "")
+	}
+	return rep, nil
+}
+
+// measureIdle leaves the world alone for o.idle and reports what the operator cost
+// meanwhile: CloudStack calls, API server writes and MigrationVolume updates per minute,
+// the manager's memory (the highest of samples every 10 s, and its peak) and CPU. It
+// returns the CloudStack calls per minute.
+func (e *env) measureIdle(ctx context.Context, rep *report) (float64, error) {
+	progress("idle for %s", e.o.idle)
+	if err := e.sim.ResetCounters(); err != nil {
+		return 0, err
 	}
 	writesBefore, err := world.APIServerWrites(ctx, e.rest)
 	if err != nil {
-		return rep, err
+		return 0, err
 	}
 	updatesBefore := e.rec.Updates()
 	start := time.Now()
 	var peakRSS int64
-	for time.Since(start) < o.idle {
-		if err := sleep(ctx, min(10*time.Second, o.idle-time.Since(start))); err != nil {
-			return rep, err
+	for time.Since(start) < e.o.idle {
+		if err := sleep(ctx, min(10*time.Second, e.o.idle-time.Since(start))); err != nil {
+			return 0, err
 		}
 		if !e.mgr.Running() {
-			return rep, fmt.Errorf("the manager exited during the idle window; see %s", e.mgr.Log)
+			return 0, fmt.Errorf("the manager exited during the idle window; see %s", e.mgr.Log)
 		}
 		if u, err := e.mgr.Usage(); err == nil {
 			peakRSS = max(peakRSS, u.RSSBytes)
@@ -59,15 +82,15 @@ func steadyState(ctx context.Context, o options) (*report, error) {
 	minutes := time.Since(start).Minutes()
 	st, err := e.sim.State()
 	if err != nil {
-		return rep, err
+		return 0, err
 	}
 	writesAfter, err := world.APIServerWrites(ctx, e.rest)
 	if err != nil {
-		return rep, err
+		return 0, err
 	}
 	usage, err := e.mgr.Usage()
 	if err != nil {
-		return rep, err
+		return 0, err
 	}
 
 	calls := map[string]float64{}
@@ -91,19 +114,7 @@ func steadyState(ctx context.Context, o options) (*report, error) {
 	rep.add("managerRSSMiB", mib(max(peakRSS, usage.RSSBytes)), fmt.Sprintf("%.1f MiB (highest sample while idle)", mib(max(peakRSS, usage.RSSBytes))))
 	rep.add("managerPeakRSSMiB", mib(usage.PeakRSSBytes), fmt.Sprintf("%.1f MiB (VmHWM, whole run)", mib(usage.PeakRSSBytes)))
 	rep.add("managerCPUSecondsTotal", round(usage.CPUSeconds, 2), "")
-
-	if o.deleteAtEnd {
-		deleted := time.Now()
-		if err := e.deleteAll(ctx); err != nil {
-			return rep, err
-		}
-		allGone, err := e.waitAll(ctx, "gone", func(t world.Trace) time.Time { return t.Gone })
-		if err != nil {
-			return rep, err
-		}
-		rep.add("deleteToAllGoneSeconds", secs(allGone.Sub(deleted)), "")
-	}
-	return rep, nil
+	return total, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
