@@ -261,6 +261,29 @@ func requestKey(labels map[string]string) string {
 // APIServerRequests reads kube-apiserver's apiserver_request_total and sums the series by
 // the key keyOf gives their labels; a series keyed "" is left out.
 func APIServerRequests(ctx context.Context, cfg *rest.Config, keyOf func(labels map[string]string) string) (map[string]float64, error) {
+	return APIServerMetric(ctx, cfg, "apiserver_request_total", keyOf)
+}
+
+// APIServerStorage reads what kube-apiserver reports of its storage: the objects it keeps,
+// by resource (apiserver_storage_objects), and the size of etcd's database in bytes
+// (apiserver_storage_size_bytes, summed over its series: one per etcd cluster). The API
+// server polls etcd for both (by default every minute and every 30 s), so they lag by up
+// to that much.
+func APIServerStorage(ctx context.Context, cfg *rest.Config) (objects map[string]float64, dbBytes float64, err error) {
+	objects, err = APIServerMetric(ctx, cfg, "apiserver_storage_objects", func(l map[string]string) string { return l["resource"] })
+	if err != nil {
+		return nil, 0, err
+	}
+	sizes, err := APIServerMetric(ctx, cfg, "apiserver_storage_size_bytes", func(map[string]string) string { return "db" })
+	if err != nil {
+		return nil, 0, err
+	}
+	return objects, sizes["db"], nil
+}
+
+// APIServerMetric reads one labelled metric of kube-apiserver's /metrics and sums its
+// series by the key keyOf gives their labels; a series keyed "" is left out.
+func APIServerMetric(ctx context.Context, cfg *rest.Config, metric string, keyOf func(labels map[string]string) string) (map[string]float64, error) {
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, err
@@ -283,7 +306,7 @@ func APIServerRequests(ctx context.Context, cfg *rest.Config, keyOf func(labels 
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "apiserver_request_total{") {
+		if !strings.HasPrefix(line, metric+"{") {
 			continue
 		}
 		end := strings.LastIndexByte(line, '}')
@@ -291,7 +314,7 @@ func APIServerRequests(ctx context.Context, cfg *rest.Config, keyOf func(labels 
 		if err != nil {
 			continue
 		}
-		if key := keyOf(parseLabels(line[len("apiserver_request_total{"):end])); key != "" {
+		if key := keyOf(parseLabels(line[len(metric)+1 : end])); key != "" {
 			sums[key] += v
 		}
 	}
