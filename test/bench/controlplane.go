@@ -95,8 +95,11 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 	return rep, nil
 }
 
-// defaults fills the scenario's n, VM count and slots per VM.
+// defaults fills the scenario's n, VM count and slots per VM, and the phase timeout.
 func defaults(o options, n, perVM int) options {
+	if o.timeout == 0 {
+		o.timeout = 30 * time.Minute
+	}
 	if o.n == 0 {
 		o.n = n
 	}

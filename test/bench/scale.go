@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/test/world"
+)
+
+// scale: ten times the scale on one machine. N Block-mode volumes (default 20,000) over
+// enough OMA VMs of 64 slots each (313 for 20,000: the schema caps maxDataVolumes at 64,
+// so 200 VMs would hold only 12,800 and the rest would wait for slots forever), applied in
+// --batches waves of one jobID each (default 40 of 500), one wave after another without
+// waiting for the last to attach, as a migration tool submitting its jobs back to back
+// would. The CloudStack budget is the manager's own --cloudstack-qps, shared by every
+// config since all use the one simulator: the simulator itself throttles nothing, so the
+// floor of the apply phase is its calls ÷ QPS. Then the volumes are left idle, as in the
+// steady state, and the API server's objects and etcd's size are read.
+func scale(ctx context.Context, o options) (*report, error) {
+	if o.timeout == 0 {
+		o.timeout = 3 * time.Hour
+	}
+	o = defaults(o, 20000, 64)
+	if o.batches == 0 {
+		o.batches = 40
+	}
+	o.batches = min(o.batches, o.n)
+	rep := newReport("scale", o, map[string]any{"batches": o.batches, "idle": o.idle.String()})
+	e, err := setup(ctx, o, world.SimOptions{VMs: o.vms, MaxDataVolumes: o.perVM, JobLatency: o.jobLatency, Seed: 1}, false)
+	if err != nil {
+		return rep, err
+	}
+	defer e.close()
+
+	if err := e.applyAtScale(ctx, rep); err != nil {
+		return rep, err
+	}
+	progress("all Attached; settling for %s", o.settle)
+	if err := sleep(ctx, o.settle); err != nil {
+		return rep, err
+	}
+	perMinute, err := e.measureIdle(ctx, rep)
+	if err != nil {
+		return rep, err
+	}
+	// The target is calls per config independent of the volumes per config; per volume
+	// shows whether they grow with the volumes instead.
+	rep.add("cloudStackCallsPerMinutePerConfig", round(perMinute/float64(o.vms), 3), "")
+	rep.add("cloudStackCallsPerMinutePerVolume", round(perMinute/float64(o.n), 4), "")
+	// Read last: the API server polls etcd for these at most a minute apart, and the idle
+	// window gave it that time.
+	return rep, e.addStorage(ctx, rep)
+}
+
+// applyAtScale applies the volumes in waves, waits for all of them to be Attached and
+// reports the time against the QPS floor, the calls, and what the manager used.
+func (e *env) applyAtScale(ctx context.Context, rep *report) error {
+	o := e.o
+	if err := e.sim.ResetCounters(); err != nil {
+		return err
+	}
+	before, err := e.mgr.Usage()
+	if err != nil {
+		return err
+	}
+	others := e.otherUsage()
+	writesBefore, err := world.APIServerWrites(ctx, e.rest)
+	if err != nil {
+		return err
+	}
+
+	progress("applying %d Block-mode volumes over %d configs in %d waves", o.n, o.vms, o.batches)
+	applied := time.Now()
+	waves, err := e.applyWaves(ctx)
+	if err != nil {
+		return err
+	}
+	createdAll := time.Now()
+	allAttached, err := e.waitAll(ctx, "Attached", attached)
+	if err != nil {
+		return err
+	}
+	elapsed := allAttached.Sub(applied)
+	progress("all Attached after %s", elapsed.Round(time.Millisecond))
+	st, err := e.sim.State()
+	if err != nil {
+		return err
+	}
+	after, err := e.mgr.Usage()
+	if err != nil {
+		return err
+	}
+	writesAfter, err := world.APIServerWrites(ctx, e.rest)
+	if err != nil {
+		return err
+	}
+
+	rep.add("applyToAllAttachedSeconds", secs(elapsed), "")
+	rep.add("createAllSeconds", secs(createdAll.Sub(applied)), "")
+	lat := waveLatencies(e.rec.Traces(), waves)
+	slices.Sort(lat)
+	rep.add("waveApplyToAttachedP50Seconds", secs(percentile(lat, 50)), "")
+	rep.add("waveApplyToAttachedMaxSeconds", secs(percentile(lat, 100)), "")
+	total := 0
+	perVolume := map[string]float64{}
+	for cmd, n := range st.Calls {
+		total += n
+		perVolume[cmd] = float64(n) / float64(o.n)
+	}
+	floor := float64(total) / o.qps
+	rep.add("cloudStackCalls", total, "")
+	rep.add("qpsFloorSeconds", round(floor, 2), fmt.Sprintf("%.2f (%d calls / %g QPS)", floor, total, o.qps))
+	rep.add("applyTimeOverFloor", round(elapsed.Seconds()/floor, 2), fmt.Sprintf("%.2fx", elapsed.Seconds()/floor))
+	rep.add("cloudStackCallsPerVolume", round(float64(total)/float64(o.n), 2), "")
+	rep.addCounts("callsPerVolumeByCommand", perVolume, "")
+	rep.add("managerPeakRSSMiB", mib(after.PeakRSSBytes), fmt.Sprintf("%.1f MiB (VmHWM; target <= 400 MiB)", mib(after.PeakRSSBytes)))
+	rep.add("managerCPUSeconds", round(after.CPUSeconds-before.CPUSeconds, 2), "")
+	rep.addPerVolume("apiServerWritesPerVolume", writesBefore, writesAfter, o.n)
+	e.addOtherCPU(rep, others)
+	e.addManagerMetrics(rep)
+	return nil
+}
+
+// wave is one batch of volumes and when its first create was sent.
+type wave struct {
+	start time.Time
+	names []string
+}
+
+// applyWaves creates o.n volumes in o.batches waves of (nearly) equal size, one after the
+// other, each wave's volumes under one jobID.
+func (e *env) applyWaves(ctx context.Context) ([]wave, error) {
+	o := e.o
+	spec := blockVolumes(o.vms)
+	var waves []wave
+	for b := range o.batches {
+		from, to := waveBounds(o.n, o.batches, b)
+		start := time.Now()
+		created, err := e.createAll(ctx, to-from, func(i int) *osseav1.MigrationVolume {
+			mv := spec(from + i)
+			mv.Spec.JobID = fmt.Sprintf("wave-%02d", b)
+			return mv
+		})
+		if err != nil {
+			return waves, fmt.Errorf("wave %d: %w", b, err)
+		}
+		w := wave{start: start}
+		for name := range created {
+			w.names = append(w.names, name)
+		}
+		waves = append(waves, w)
+		progress("wave %d/%d created (%d volumes in %s)", b+1, o.batches, to-from, time.Since(start).Round(time.Millisecond))
+	}
+	return waves, nil
+}
+
+// waveBounds is the range [from, to) of volume indexes of wave b of n volumes in batches
+// waves: consecutive, covering all, sizes differing by at most one.
+func waveBounds(n, batches, b int) (from, to int) {
+	return b * n / batches, (b + 1) * n / batches
+}
+
+func attached(t world.Trace) time.Time { return t.Attached }
+
+// waveLatencies is, for each wave, the time from its first create to its last volume
+// Attached; a wave with a volume not Attached (or not seen) is left out.
+func waveLatencies(traces map[string]world.Trace, waves []wave) []time.Duration {
+	var out []time.Duration
+	for _, w := range waves {
+		var last time.Time
+		for _, name := range w.names {
+			at := traces[name].Attached
+			if at.IsZero() {
+				last = time.Time{}
+				break
+			}
+			if at.After(last) {
+				last = at
+			}
+		}
+		if !last.IsZero() {
+			out = append(out, last.Sub(w.start))
+		}
+	}
+	return out
+}
+
+// addStorage reports the objects the API server keeps (in all, and the kinds that grow
+// with the volumes), etcd's database size and the API server's memory.
+func (e *env) addStorage(ctx context.Context, rep *report) error {
+	objects, dbBytes, err := world.APIServerStorage(ctx, e.rest)
+	if err != nil {
+		return fmt.Errorf("reading the API server's storage metrics: %w", err)
+	}
+	total := 0.0
+	grows := map[string]float64{}
+	for resource, n := range objects {
+		total += n
+		if strings.HasSuffix(resource, "."+osseav1.GroupVersion.Group) || strings.HasPrefix(resource, "events") {
+			grows[resource] = n
+		}
+	}
+	rep.add("apiServerObjects", total, "")
+	rep.addCounts("apiServerObjectsByResource", grows, "")
+	rep.add("etcdDBMiB", mib(int64(dbBytes)), fmt.Sprintf("%.1f MiB", mib(int64(dbBytes))))
+	for _, p := range e.w.Processes() {
+		if p.Name == "apiserver" {
+			if u, err := world.TreeUsage(p.PID()); err == nil {
+				rep.add("apiServerAndEtcdRSSMiB", mib(u.RSSBytes), fmt.Sprintf("%.1f MiB (both, now)", mib(u.RSSBytes)))
+			}
+		}
+	}
+	return nil
+}
