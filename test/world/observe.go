@@ -265,12 +265,23 @@ func APIServerRequests(ctx context.Context, cfg *rest.Config, keyOf func(labels 
 }
 
 // APIServerStorage reads what kube-apiserver reports of its storage: the objects it keeps,
-// by resource (apiserver_storage_objects), and the size of etcd's database in bytes
-// (apiserver_storage_size_bytes, summed over its series: one per etcd cluster). The API
-// server polls etcd for both (by default every minute and every 30 s), so they lag by up
-// to that much.
+// by "resource[.group]" (apiserver_resource_objects, or on older API servers the
+// deprecated apiserver_storage_objects, whose resource label holds the group), and the
+// size of etcd's database in bytes (apiserver_storage_size_bytes, summed over its series:
+// one per etcd cluster). The API server polls etcd for both (by default every minute and
+// every 30 s), so they lag by up to that much.
 func APIServerStorage(ctx context.Context, cfg *rest.Config) (objects map[string]float64, dbBytes float64, err error) {
-	objects, err = APIServerMetric(ctx, cfg, "apiserver_storage_objects", func(l map[string]string) string { return l["resource"] })
+	resource := func(l map[string]string) string {
+		if l["group"] != "" {
+			return l["resource"] + "." + l["group"]
+		}
+		return l["resource"]
+	}
+	for _, metric := range []string{"apiserver_resource_objects", "apiserver_storage_objects"} {
+		if objects, err = APIServerMetric(ctx, cfg, metric, resource); err != nil || len(objects) > 0 {
+			break
+		}
+	}
 	if err != nil {
 		return nil, 0, err
 	}
