@@ -1,8 +1,8 @@
 // Command bench measures the operator on the local world: a real kube-apiserver, the
 // CloudStack simulator, the manager and, where a scenario needs them, node agents, each a
-// real process built from this tree. It runs a scenario (or the first three, each in a
-// fresh world), prints a table and then one JSON line with the same numbers per scenario. It never
-// judges them: targets are for people to compare.
+// real process built from this tree. It runs a scenario (or all but scale, each in a fresh
+// world), prints a table and then one JSON line with the same numbers per scenario. It
+// never judges them: targets are for people to compare.
 //
 //	go run ./test/bench --scenario control-plane --n 500
 //	go run ./test/bench --scenario full-path --n 50
