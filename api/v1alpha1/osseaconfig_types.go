@@ -78,7 +78,7 @@ type OsseaConfigSpec struct {
 
 	// orphanGracePeriod is how long a volume must have been seen orphaned, on every check,
 	// before orphanPolicy Delete deletes it. The count restarts when the manager restarts.
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="orphanGracePeriod must not be negative"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="orphanGracePeriod must be a duration such as 24h, 90m or 0s (not negative)"
 	// +kubebuilder:default="24h"
 	// +optional
 	OrphanGracePeriod *metav1.Duration `json:"orphanGracePeriod,omitempty"`

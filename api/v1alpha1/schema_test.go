@@ -144,6 +144,10 @@ func TestSchemaRejectsInvalidObjects(t *testing.T) {
 		{"zone empty", validConfig, set("zone", ""), []string{"spec.zone", "at least 1 chars long"}},
 		{"credentialsSecretRef empty name", validConfig, set("credentialsSecretRef.name", ""), []string{"spec.credentialsSecretRef.name", "at least 1 chars long"}},
 		{"maxDataVolumes zero", validConfig, set("maxDataVolumes", int64(0)), []string{"spec.maxDataVolumes", "greater than or equal to 1"}},
+		{"orphanPolicy unknown", validConfig, set("orphanPolicy", "Sometimes"), []string{"spec.orphanPolicy", "Unsupported value"}},
+		{"orphanGracePeriod negative", validConfig, set("orphanGracePeriod", "-1h"), []string{"spec.orphanGracePeriod", "must be a duration such as 24h"}},
+		{"orphanGracePeriod in days", validConfig, set("orphanGracePeriod", "1d"), []string{"spec.orphanGracePeriod", "must be a duration such as 24h"}},
+		{"orphanGracePeriod not a duration", validConfig, set("orphanGracePeriod", "a day"), []string{"spec.orphanGracePeriod", "must be a duration such as 24h"}},
 		{"caBundle with insecureSkipTLSVerify", validConfig, func(o map[string]any) {
 			set("caBundle", "-----BEGIN CERTIFICATE-----")(o)
 			set("insecureSkipTLSVerify", true)(o)
@@ -240,6 +244,11 @@ func TestSchemaAllowsMutableFieldsAndDefaults(t *testing.T) {
 	}
 	if g, _, _ := unstructured.NestedInt64(cfg.Object, "status", "observedGeneration"); g != -1 {
 		t.Errorf("config status.observedGeneration = %d, want -1", g)
+	}
+	for path, want := range map[string]any{"spec.orphanPolicy": "Report", "spec.orphanGracePeriod": "24h"} {
+		if got, _, _ := unstructured.NestedFieldNoCopy(cfg.Object, strings.Split(path, ".")...); got != want {
+			t.Errorf("config %s = %v, want %v", path, got, want)
+		}
 	}
 }
 
