@@ -28,7 +28,8 @@ const DefaultOrphanGracePeriod = 24 * time.Hour
 // orphanSweeper finds, on the drift pass, each config's orphans: volumes tagged as made by
 // this cluster for the config that no MigrationVolume stands for any more. One listVolumes
 // per config, filtered by those two tags, answers for all its volumes, however many; the API
-// server (not CloudStack) is asked about the few candidates. What it finds is published by
+// server is asked about the few candidates, and each candidate is read once more from
+// CloudStack after its object was found gone. What it finds is published by
 // the config controller, the one writer of an OsseaConfig's status: the sweeper only keeps
 // the report and wakes that controller when it changes.
 //
@@ -136,7 +137,16 @@ func (o *orphanSweeper) sweep(ctx context.Context, cfg *osseav1.OsseaConfig, clo
 		if err != nil {
 			return err
 		}
-		if judgeOrphan(v, exists) != notOrphan {
+		if exists || judgeOrphan(v, false) == notOrphan {
+			continue
+		}
+		// The list was taken before the object was found gone, and an object's finalizer
+		// goes only once its volume is deleted: read the volume again, now, so that one
+		// deleted by its own object between the two looks is not taken for an orphan.
+		if v, err = o.stillThere(ctx, cloud, v.ID); err != nil {
+			return err
+		}
+		if v != nil && judgeOrphan(v, false) != notOrphan {
 			found = append(found, orphan{id: v.ID, name: v.Name, attachedTo: v.VirtualMachineID})
 		}
 	}
@@ -175,6 +185,18 @@ func (o *orphanSweeper) objectExists(ctx context.Context, tags map[string]string
 	return string(mv.UID) == tags[TagUID], nil
 }
 
+// stillThere reads a candidate orphan again; nil when it is gone.
+func (o *orphanSweeper) stillThere(ctx context.Context, cloud cloudstack.Cloud, id string) (*cloudstack.Volume, error) {
+	v, err := cloud.GetVolume(ctx, id)
+	switch {
+	case errors.Is(err, cloudstack.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading candidate orphan %s: %w", id, err)
+	}
+	return v, nil
+}
+
 // remember records when each orphan was first seen, forgetting those no longer orphaned (a
 // volume must be seen orphaned on every check to come due), and returns the times and the
 // orphans not seen before.
@@ -208,7 +230,14 @@ func (o *orphanSweeper) deleteDue(ctx context.Context, cfg *osseav1.OsseaConfig,
 			continue
 		}
 		err := cloud.DeleteVolume(ctx, or.id)
-		if err != nil && !errors.Is(err, cloudstack.ErrNotFound) {
+		if errors.Is(err, cloudstack.ErrNotFound) {
+			// Gone by other hands since it was read: nothing was deleted here.
+			o.mu.Lock()
+			delete(o.seen[client.ObjectKeyFromObject(cfg)], or.id)
+			o.mu.Unlock()
+			continue
+		}
+		if err != nil {
 			log.FromContext(ctx).Info("Deleting an orphaned volume failed; trying again on the next check", "volumeID", or.id, "error", err.Error())
 			o.recorder.Eventf(cfg, nil, corev1.EventTypeWarning, osseav1.EventOrphanDeleteFailed, "Delete",
 				"deleting orphaned volume %s failed, tried again on the next check: %v", or.id, err)
