@@ -232,9 +232,7 @@ func (o *orphanSweeper) deleteDue(ctx context.Context, cfg *osseav1.OsseaConfig,
 		err := cloud.DeleteVolume(ctx, or.id)
 		if errors.Is(err, cloudstack.ErrNotFound) {
 			// Gone by other hands since it was read: nothing was deleted here.
-			o.mu.Lock()
-			delete(o.seen[client.ObjectKeyFromObject(cfg)], or.id)
-			o.mu.Unlock()
+			o.unsee(cfg, or.id)
 			continue
 		}
 		if err != nil {
@@ -248,11 +246,16 @@ func (o *orphanSweeper) deleteDue(ctx context.Context, cfg *osseav1.OsseaConfig,
 		o.recorder.Eventf(cfg, nil, corev1.EventTypeNormal, osseav1.EventOrphanDeleted, "Delete",
 			"deleted orphaned volume %s (%s), detached and orphaned since %s (orphanPolicy Delete, orphanGracePeriod %s)",
 			or.id, or.name, firstSeen[or.id].UTC().Format(time.RFC3339), grace)
-		o.mu.Lock()
-		delete(o.seen[client.ObjectKeyFromObject(cfg)], or.id)
-		o.mu.Unlock()
+		o.unsee(cfg, or.id)
 	}
 	return left
+}
+
+// unsee forgets a volume that is gone, so that nothing of it is counted again.
+func (o *orphanSweeper) unsee(cfg *osseav1.OsseaConfig, id string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.seen[client.ObjectKeyFromObject(cfg)], id)
 }
 
 // publish keeps the report of what is left and wakes the config controller when it changed.

@@ -62,8 +62,8 @@ func main() {
 	flag.Float64Var(&cloudQPS, "cloudstack-qps", cloudstack.DefaultQPS, "CloudStack API calls per second allowed per CloudStack endpoint, shared by the OsseaConfigs that use it.")
 	flag.IntVar(&cloudBurst, "cloudstack-burst", cloudstack.DefaultBurst, "CloudStack API calls allowed in a burst per CloudStack endpoint.")
 	flag.DurationVar(&cloudTimeout, "cloudstack-timeout", cloudstack.DefaultRequestTimeout, "Timeout of one CloudStack API call.")
-	flag.StringVar(&identityNS, "identity-namespace", ownNamespace(), "Namespace of the ConfigMap "+osseav1.ClusterIdentityConfigMap+
-		" that keeps this cluster's identity, tagged on every volume (default: the environment variable POD_NAMESPACE, else the pod's own namespace, else default).")
+	flag.StringVar(&identityNS, "identity-namespace", "", "Namespace of the ConfigMap "+osseav1.ClusterIdentityConfigMap+
+		" that keeps this cluster's identity, tagged on every volume (default: the environment variable POD_NAMESPACE, else the pod's own namespace, else --namespace, else default).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -82,6 +82,9 @@ func main() {
 	if err != nil {
 		log.Error(err, "Invalid --watch-filter")
 		os.Exit(1)
+	}
+	if identityNS == "" {
+		identityNS = ownNamespace(namespace)
 	}
 	restConfig := ctrl.GetConfigOrDie()
 	ctx := ctrl.SetupSignalHandler()
@@ -149,14 +152,17 @@ func main() {
 }
 
 // ownNamespace is where the manager runs: POD_NAMESPACE (set from the downward API in
-// config/manager), else the namespace of the pod's ServiceAccount, else default (a manager
-// run from a workstation).
-func ownNamespace() string {
+// config/manager), else the namespace of the pod's ServiceAccount, else, for a manager run
+// from a workstation, the one namespace it watches (its Role's), else default.
+func ownNamespace(watched string) string {
 	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
 		return ns
 	}
 	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil && len(b) > 0 {
 		return strings.TrimSpace(string(b))
+	}
+	if watched != "" {
+		return watched
 	}
 	return "default"
 }
