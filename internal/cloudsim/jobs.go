@@ -196,14 +196,35 @@ func queryAsyncJobResult(c *call) (any, *apiError) {
 	return c.s.jobJSON(j), nil
 }
 
+// listAsyncJobs lists the account's jobs oldest first, as CloudStack does (by id). Its
+// startdate keeps the jobs created at or after it (CloudStack's TZDATE parameter:
+// yyyy-MM-dd'T'HH:mm:ssZ; a bare yyyy-MM-dd means that day's start, UTC here).
 func listAsyncJobs(c *call) (any, *apiError) {
+	var since time.Time
+	if v := c.param("startdate"); v != "" {
+		t, ok := parseDateParam(v)
+		if !ok {
+			return nil, errBadValue(c.apiName(), "startdate", v)
+		}
+		since = t
+	}
 	var items []any
 	for _, j := range c.s.sortedJobsLocked() {
-		if c.canSee(j.Account) {
+		if c.canSee(j.Account) && !j.Created.Before(since) {
 			items = append(items, c.s.jobJSON(c.s.jobs[j.ID]))
 		}
 	}
 	return c.page("asyncjobs", items)
+}
+
+// parseDateParam reads a CloudStack date parameter in the formats its API accepts.
+func parseDateParam(v string) (time.Time, bool) {
+	for _, layout := range []string{"2006-01-02T15:04:05-0700", "2006-01-02T15:04:05Z07:00", "2006-01-02 15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
 
 func (j Job) clone() Job {

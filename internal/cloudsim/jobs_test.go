@@ -72,6 +72,34 @@ func TestListAsyncJobs(t *testing.T) {
 	}
 }
 
+// startdate keeps the jobs created at or after it; a value that is no date is refused.
+func TestListAsyncJobsSince(t *testing.T) {
+	var offset atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	e := newEnv(t, Options{Clock: clock})
+	create := func() string {
+		p := signedValues(values("command", "createVolume", "zoneid", DefaultZoneID, "diskofferingid", DefaultDiskOfferingID, "size", "1"),
+			DefaultAPIKey, DefaultSecretKey, clock().Add(time.Minute))
+		return inner(t, e.rawSigned(http.MethodPost, p).body, "createvolumeresponse")["jobid"].(string)
+	}
+	create()
+	offset.Store(int64(time.Hour))
+	second := create()
+	since := clock().Add(-time.Minute).UTC()
+	for _, v := range []string{since.Format("2006-01-02T15:04:05-0700"), since.Format("2006-01-02 15:04:05")} {
+		p := signedValues(values("command", "listAsyncJobs", "startdate", v), DefaultAPIKey, DefaultSecretKey, clock().Add(time.Minute))
+		l := inner(t, e.rawSigned(http.MethodGet, p).body, "listasyncjobsresponse")
+		jobs, _ := l["asyncjobs"].([]any)
+		if l["count"] != 1.0 || len(jobs) != 1 || jobs[0].(map[string]any)["jobid"] != second {
+			t.Fatalf("startdate %s: %v, want only job %s", v, l, second)
+		}
+	}
+	p := signedValues(values("command", "listAsyncJobs", "startdate", "yesterday"), DefaultAPIKey, DefaultSecretKey, clock().Add(time.Minute))
+	if r := e.rawSigned(http.MethodGet, p); r.status != 431 {
+		t.Fatalf("startdate yesterday: %d %s, want 431", r.status, r.body)
+	}
+}
+
 // Jitter is drawn from the seed: two simulators with one seed agree.
 func TestJobJitterIsSeeded(t *testing.T) {
 	dues := func() []time.Duration {
