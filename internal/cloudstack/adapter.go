@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	csgo "github.com/apache/cloudstack-go/v2/cloudstack"
 )
@@ -28,19 +29,27 @@ type adapter struct {
 	omaVMID               string
 	defaultMaxDataVolumes int
 	jobs                  *jobTargets
-	// volumes and names batch the reads of this client (see batcher).
+	// volumes, names and book batch the reads of this client's account (see batcher and
+	// jobBook).
 	volumes *batcher[Volume]
 	names   *batcher[[]Volume]
+	book    *jobBook
 }
 
-// newBatchers wires the adapter's batched lookups to its own calls.
-func (a *adapter) newBatchers() {
+// newReaders wires a set of batched lookups to the adapter's own calls.
+func (a *adapter) newReaders() *readers {
 	var reserve func(context.Context) (context.Context, error)
+	var busy func() bool
 	if t, ok := a.rt.(*transport); ok {
-		reserve = t.reserve
+		reserve, busy = t.reserve, t.limiter.busy
 	}
-	a.volumes = &batcher[Volume]{call: a.getVolumes, single: a.getVolume, reserve: reserve}
-	a.names = &batcher[[]Volume]{call: a.findByNames, single: a.findByName, reserve: reserve}
+	a.book = newJobBook()
+	a.book.list = &batcher[jobReply]{call: a.listJobs, single: a.queryJobAlone, reserve: reserve, busy: busy}
+	return &readers{
+		volumes: &batcher[Volume]{call: a.getVolumes, single: a.getVolume, reserve: reserve, busy: busy},
+		names:   &batcher[[]Volume]{call: a.findByNames, single: a.findByName, reserve: reserve, busy: busy},
+		jobs:    a.book,
+	}
 }
 
 var _ Cloud = (*adapter)(nil)
@@ -76,6 +85,7 @@ func (a *adapter) CreateVolume(ctx context.Context, req CreateVolumeRequest) (st
 		return "", "", fmt.Errorf("creating volume %q: %w", req.Name, newError(ErrInvalidParameter, "size %d GiB is negative", req.SizeGiB))
 	}
 	cs := a.client(ctx)
+	sent := time.Now()
 	p := cs.Volume.NewCreateVolumeParams()
 	p.SetName(req.Name)
 	p.SetZoneid(req.ZoneID)
@@ -90,6 +100,8 @@ func (a *adapter) CreateVolume(ctx context.Context, req CreateVolumeRequest) (st
 	if r.JobID == "" {
 		return r.Id, "", fmt.Errorf("creating volume %q: %w", req.Name, newError(ErrTransient, "CloudStack returned no job id"))
 	}
+	a.book.began(r.JobID, sent)
+	a.book.watch(r.JobID)
 	return r.Id, r.JobID, nil
 }
 
@@ -98,12 +110,14 @@ func (a *adapter) AttachVolume(ctx context.Context, volumeID, vmID string) (stri
 		return "", fmt.Errorf("attaching volume %s to VM %s: %w", volumeID, vmID, err)
 	}
 	cs := a.client(ctx)
+	sent := time.Now()
 	r, err := cs.Volume.AttachVolume(cs.Volume.NewAttachVolumeParams(volumeID, vmID))
 	if err != nil {
 		e := a.refineAttached(ctx, classify(err, a.red), volumeID, vmID)
 		return "", fmt.Errorf("attaching volume %s to VM %s: %w", volumeID, vmID, e)
 	}
 	a.jobs.remember(r.JobID, jobTarget{volumeID: volumeID, vmID: vmID})
+	a.book.began(r.JobID, sent)
 	return r.JobID, nil
 }
 
@@ -114,12 +128,14 @@ func (a *adapter) AttachVolumeAt(ctx context.Context, volumeID, vmID string, dev
 	cs := a.client(ctx)
 	p := cs.Volume.NewAttachVolumeParams(volumeID, vmID)
 	p.SetDeviceid(deviceID)
+	sent := time.Now()
 	r, err := cs.Volume.AttachVolume(p)
 	if err != nil {
 		e := a.refineAttached(ctx, classify(err, a.red), volumeID, vmID)
 		return "", fmt.Errorf("attaching volume %s to VM %s at device %d: %w", volumeID, vmID, deviceID, e)
 	}
 	a.jobs.remember(r.JobID, jobTarget{volumeID: volumeID, vmID: vmID})
+	a.book.began(r.JobID, sent)
 	return r.JobID, nil
 }
 
@@ -138,10 +154,12 @@ func (a *adapter) DetachVolume(ctx context.Context, volumeID string) (string, er
 	cs := a.client(ctx)
 	p := cs.Volume.NewDetachVolumeParams()
 	p.SetId(volumeID)
+	sent := time.Now()
 	r, err := cs.Volume.DetachVolume(p)
 	if err != nil {
 		return "", a.fail(err, "detaching volume %s", volumeID)
 	}
+	a.book.began(r.JobID, sent)
 	return r.JobID, nil
 }
 
@@ -153,10 +171,12 @@ func (a *adapter) CreateTags(ctx context.Context, volumeID string, tags map[stri
 		return "", fmt.Errorf("tagging volume %s: %w", volumeID, newError(ErrInvalidParameter, "no tags given"))
 	}
 	cs := a.client(ctx)
+	sent := time.Now()
 	r, err := cs.Resourcetags.CreateTags(cs.Resourcetags.NewCreateTagsParams([]string{volumeID}, "Volume", tags))
 	if err != nil {
 		return "", a.fail(err, "tagging volume %s", volumeID)
 	}
+	a.book.began(r.JobID, sent)
 	return r.JobID, nil
 }
 
@@ -171,10 +191,12 @@ func (a *adapter) DeleteTags(ctx context.Context, volumeID string, tags map[stri
 	cs := a.client(ctx)
 	p := cs.Resourcetags.NewDeleteTagsParams([]string{volumeID}, "Volume")
 	p.SetTags(tags)
+	sent := time.Now()
 	r, err := cs.Resourcetags.DeleteTags(p)
 	if err != nil {
 		return "", a.fail(err, "removing tags from volume %s", volumeID)
 	}
+	a.book.began(r.JobID, sent)
 	return r.JobID, nil
 }
 

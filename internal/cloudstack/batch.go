@@ -16,6 +16,12 @@ const maxBatch = 100
 // first call rather than only the second.
 const gather = 100 * time.Millisecond
 
+// busyGather is the least time between two calls of a batcher while the rate limit holds
+// back calls that change something (see budget.busy): a read then takes a token from a
+// create, tag, attach or detach, so each read should answer as many lookups as it can.
+// When the budget is not the limit, a read goes as soon as the one before it ends.
+const busyGather = 500 * time.Millisecond
+
 // batcher coalesces lookups of one client into few calls. At most one call is in flight;
 // whatever is asked meanwhile waits for the next call, which starts the moment the current
 // one ends. An idle client therefore answers a lone lookup almost at once (after gather)
@@ -33,6 +39,10 @@ type batcher[V any] struct {
 	// reserve, if set, takes a rate-limit token before the keys are picked and returns the
 	// context that carries it to the call.
 	reserve func(ctx context.Context) (context.Context, error)
+	// busy, if set, says whether the rate limit is holding back changes (busyGather).
+	busy func() bool
+
+	last time.Time // when the last call began; only run touches it
 
 	mu      sync.Mutex
 	waiting map[string][]chan batchAnswer[V]
@@ -71,6 +81,27 @@ func (b *batcher[V]) get(ctx context.Context, key string) (V, bool, error) {
 	}
 }
 
+// getAll waits for the next calls that cover keys, and returns the answers by key.
+func (b *batcher[V]) getAll(ctx context.Context, keys []string) map[string]batchAnswer[V] {
+	type keyed struct {
+		key string
+		a   batchAnswer[V]
+	}
+	ch := make(chan keyed, len(keys))
+	for _, k := range keys {
+		go func() {
+			v, found, err := b.get(ctx, k)
+			ch <- keyed{k, batchAnswer[V]{v: v, found: found, err: err}}
+		}()
+	}
+	out := make(map[string]batchAnswer[V], len(keys))
+	for range keys {
+		r := <-ch
+		out[r.key] = r.a
+	}
+	return out
+}
+
 // run makes calls until nobody waits. Its calls belong to no single caller, so they run
 // without a caller's deadline; the transport's request timeout bounds each.
 func (b *batcher[V]) run() {
@@ -83,7 +114,10 @@ func (b *batcher[V]) run() {
 			return
 		}
 		b.mu.Unlock()
-		// Only run takes keys out of order, so there is still work after the wait.
+		if b.busy != nil && b.busy() {
+			time.Sleep(busyGather - time.Since(b.last)) // (no-op when negative)
+		}
+		// Only run takes keys out of order, so there is still work after the waits.
 		ctx := context.Background()
 		if b.reserve != nil {
 			// Without a deadline the wait only ends with a token; should it fail anyway,
@@ -103,6 +137,7 @@ func (b *batcher[V]) run() {
 		}
 		b.mu.Unlock()
 
+		b.last = time.Now()
 		batchSize.Observe(float64(len(keys)))
 		found, err := b.call(ctx, keys)
 		if err != nil && len(keys) > 1 && errors.Is(err, ErrInvalidParameter) {

@@ -55,3 +55,36 @@ func TestBatcherPicksKeysAfterItsToken(t *testing.T) {
 		t.Fatalf("calls %v, want one call for a, b and c", calls)
 	}
 }
+
+// While the rate limit holds back changes, the batcher's calls come at least busyGather
+// apart, so that lookups asked meanwhile share them; otherwise one follows the other.
+func TestBatcherSpacesCallsWhileTheBudgetIsBusy(t *testing.T) {
+	for _, busy := range []bool{true, false} {
+		var mu sync.Mutex
+		var starts []time.Time
+		b := &batcher[string]{
+			call: func(_ context.Context, keys []string) (map[string]string, error) {
+				mu.Lock()
+				starts = append(starts, time.Now())
+				mu.Unlock()
+				return map[string]string{}, nil
+			},
+			single: func(context.Context, string) (string, bool, error) { return "", false, nil },
+			busy:   func() bool { return busy },
+		}
+		ctx := context.Background()
+		if _, _, err := b.get(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := b.get(ctx, "b"); err != nil {
+			t.Fatal(err)
+		}
+		gap := starts[1].Sub(starts[0])
+		if busy && gap < busyGather {
+			t.Errorf("busy budget: calls %v apart, want at least %v", gap, busyGather)
+		}
+		if !busy && gap >= busyGather {
+			t.Errorf("idle budget: calls %v apart, want less than %v", gap, busyGather)
+		}
+	}
+}

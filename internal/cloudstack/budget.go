@@ -113,6 +113,17 @@ func (b *budget) wait(ctx context.Context, l lane) error {
 	}
 }
 
+// busy reports whether calls that change something are waiting for a token: the budget,
+// not CloudStack, is then the limit, and every read takes a token from a change.
+func (b *budget) busy() bool {
+	if b.qps <= 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.waiting[laneInFlight])+len(b.waiting[laneNew]) > 0
+}
+
 // refill adds the tokens earned since the last refill. b.mu is held.
 func (b *budget) refill(now time.Time) {
 	if now.After(b.last) {

@@ -81,10 +81,17 @@ type Factory struct {
 	mu       sync.Mutex
 	entries  map[types.NamespacedName]*entry
 	limiters map[string]*budget // by endpointKey
-	// readers batch the reads by volume id of every config that sees the same account
-	// through the same endpoint: what one listVolumes by ids returns depends on nothing
-	// else, so the OMA VMs of one cloud share their polls.
-	readers map[account]*batcher[Volume]
+	// readers batch the reads of every config that sees the same account through the same
+	// endpoint: what one listVolumes by ids or names, or one listAsyncJobs, returns depends
+	// on nothing else, so the OMA VMs of one cloud share their polls.
+	readers map[account]*readers
+}
+
+// readers are an account's batched lookups and its book of jobs.
+type readers struct {
+	volumes *batcher[Volume]
+	names   *batcher[[]Volume]
+	jobs    *jobBook
 }
 
 // account is what decides what a client sees.
@@ -135,7 +142,7 @@ func NewFactory(opts ...Option) *Factory {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Factory{opts: o, entries: map[types.NamespacedName]*entry{}, limiters: map[string]*budget{}, readers: map[account]*batcher[Volume]{}}
+	return &Factory{opts: o, entries: map[types.NamespacedName]*entry{}, limiters: map[string]*budget{}, readers: map[account]*readers{}}
 }
 
 // For returns the Cloud for an OsseaConfig and its credentials Secret, reusing the cached
@@ -196,14 +203,14 @@ func (f *Factory) For(cfg *v1alpha1.OsseaConfig, secret *corev1.Secret) (Cloud, 
 		defaultMaxDataVolumes: f.opts.defaultMaxDataVolumes,
 		jobs:                  e.jobs,
 	}
-	e.cloud.newBatchers()
 	// The first config of an account lends its client to the account's reads; any other
 	// would send the same request. (Its name is the one in their debug logs.)
-	if shared := f.readers[accountOf(s)]; shared != nil {
-		e.cloud.volumes = shared
-	} else {
-		f.readers[accountOf(s)] = e.cloud.volumes
+	shared := f.readers[accountOf(s)]
+	if shared == nil {
+		shared = e.cloud.newReaders()
+		f.readers[accountOf(s)] = shared
 	}
+	e.cloud.volumes, e.cloud.names, e.cloud.book = shared.volumes, shared.names, shared.jobs
 	f.entries[key] = e
 	if old != nil {
 		f.dropUnused() // the config may have moved to another endpoint or account

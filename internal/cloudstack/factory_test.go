@@ -133,8 +133,8 @@ func TestFactoryCacheAndRebuild(t *testing.T) {
 	if s2 == first || f.entries[siblingKey].limiter != limiter {
 		t.Fatal("two configs on one endpoint must have their own clients and one rate limiter")
 	}
-	if f.entries[siblingKey].cloud.volumes != f.entries[key].cloud.volumes || f.entries[siblingKey].cloud.names == f.entries[key].cloud.names {
-		t.Fatal("two configs of one account must share their reads by id, and only those")
+	if a, b := f.entries[siblingKey].cloud, f.entries[key].cloud; a.volumes != b.volumes || a.names != b.names || a.book != b.book {
+		t.Fatal("two configs of one account must share their batched reads and their book of jobs")
 	}
 
 	changes := map[string]func(*v1alpha1.OsseaConfig, *corev1.Secret){

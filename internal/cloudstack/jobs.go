@@ -21,14 +21,14 @@ func (a *adapter) PollJob(ctx context.Context, jobID string) (JobResult, error) 
 	if err := required("job id", jobID); err != nil {
 		return res, fmt.Errorf("polling job: %w", err)
 	}
-	r, err := a.queryJob(ctx, jobID)
+	r, err := a.pollReply(ctx, jobID)
 	if err != nil {
-		return res, a.fail(err, "polling job %s", jobID)
+		return res, err
 	}
 	res.Command = r.Cmd
-	res.InstanceID = r.Jobinstanceid
+	res.InstanceID = r.InstanceID
 
-	switch r.Jobstatus {
+	switch r.Status {
 	case csJobPending:
 		res.Status = JobPending
 		return res, nil
@@ -37,35 +37,57 @@ func (a *adapter) PollJob(ctx context.Context, jobID string) (JobResult, error) 
 		var out struct {
 			Volume *csgo.Volume `json:"volume"`
 		}
-		if len(r.Jobresult) > 0 && json.Unmarshal(r.Jobresult, &out) == nil && out.Volume != nil {
+		if len(r.Result) > 0 && json.Unmarshal(r.Result, &out) == nil && out.Volume != nil {
 			v := volumeFrom(out.Volume)
 			res.Volume = &v
 		}
 		a.jobs.forget(jobID)
+		a.book.ended(jobID)
 		jobsFinished.WithLabelValues("succeeded").Inc()
 		return res, nil
 	case csJobFailed:
 		res.Status = JobFailed
-		e := jobError(r.Jobresult, a.red)
-		if e.Code == 0 && r.Jobresultcode != 0 {
+		e := jobError(r.Result, a.red)
+		if e.Code == 0 && r.ResultCode != 0 {
 			// A text jobresult carries no code; the envelope's still classifies it.
-			e = apiError(r.Jobresultcode, e.CSCode, e.Text)
+			e = apiError(r.ResultCode, e.CSCode, e.Text)
 		}
 		if e.Text == "" {
 			e.Text = "the job failed without saying why"
 		}
 		target, known := a.jobs.lookup(jobID)
 		if !known {
-			target = jobTarget{volumeID: r.Jobinstanceid, vmID: a.omaVMID}
+			target = jobTarget{volumeID: r.InstanceID, vmID: a.omaVMID}
 		}
 		e = a.refineAttached(ctx, e, target.volumeID, target.vmID)
 		res.Err = fmt.Errorf("job %s (%s) failed: %w", jobID, shortCommand(r.Cmd), e)
 		a.jobs.forget(jobID)
+		a.book.ended(jobID)
 		jobsFinished.WithLabelValues("failed").Inc()
 		return res, nil
 	}
 	return res, fmt.Errorf("polling job %s: %w", jobID,
-		&Error{Text: fmt.Sprintf("unknown jobstatus %d", r.Jobstatus)})
+		&Error{Text: fmt.Sprintf("unknown jobstatus %d", r.Status)})
+}
+
+// pollReply asks about a job the cheapest way there is: what the background watch saw,
+// else the account's batched listing for a job this process started, else the job alone.
+func (a *adapter) pollReply(ctx context.Context, jobID string) (jobReply, error) {
+	r, ended, started := a.book.known(jobID)
+	if ended {
+		return r, nil
+	}
+	if started {
+		r, found, err := a.book.list.get(ctx, jobID)
+		if err != nil {
+			return jobReply{}, fmt.Errorf("polling job %s: %w", jobID, err)
+		}
+		if found {
+			return r, nil
+		}
+	}
+	r, _, err := a.queryJobAlone(ctx, jobID)
+	return r, err
 }
 
 // queryJob asks once. cloudstack-go's own QueryAsyncJobResult retries three times with

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/migratekit/ossea-operator/internal/cloudsim"
 )
@@ -170,5 +171,86 @@ func TestFactoryCached(t *testing.T) {
 	other.Spec.APIURL = "http://127.0.0.1:1/client/api"
 	if _, ok := f.Cached(other, secret.UID, secret.ResourceVersion); ok {
 		t.Error("Cached for another endpoint")
+	}
+}
+
+// TestSimBatchedJobPolls: polls of many jobs this process started share listAsyncJobs
+// calls, each gets its own job's outcome (a failed one its error), a job started by
+// someone else is asked alone, and a create's outcome, learnt in the background, costs
+// its poll no call at all.
+func TestSimBatchedJobPolls(t *testing.T) {
+	env := startSim(t, cloudsim.Options{JobLatency: 200 * time.Millisecond}, false)
+	c := env.cloud(t, WithRateLimit(5, 1))
+	other := env.cloud(t)
+	ids := createVolumes(t, env, other, "jobs", 12)
+	ctx := testContext(t)
+	var jobs []string
+	for i, id := range ids[:10] {
+		// The VM holds 6 data disks: half the jobs attach, half tag.
+		var job string
+		var err error
+		if i < 5 {
+			job, err = c.AttachVolume(ctx, id, cloudsim.DefaultOMAVMID)
+		} else {
+			job, err = c.CreateTags(ctx, id, map[string]string{"k": "v"})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, job)
+	}
+	// A detach of a volume that is not attached fails in its job.
+	failing, err := c.DetachVolume(ctx, ids[10])
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.DetachVolume(ctx, ids[11])
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	env.sim.ResetCounters()
+
+	var wg sync.WaitGroup
+	results := make([]JobResult, len(jobs))
+	errs := make([]error, len(jobs))
+	for i, job := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = c.PollJob(ctx, job)
+		}()
+	}
+	wg.Wait()
+	for i := range jobs {
+		if errs[i] != nil || results[i].Status != JobSucceeded || (i < 5 && (results[i].Volume == nil || results[i].Volume.ID != ids[i])) {
+			t.Errorf("job %d: %+v, %v", i, results[i], errs[i])
+		}
+	}
+	if res, err := c.PollJob(ctx, failing); err != nil || res.Status != JobFailed || !errors.Is(res.Err, ErrNotAttached) {
+		t.Errorf("failing detach: %+v, %v; want failed, not attached", res, err)
+	}
+	calls := env.sim.Snapshot().Calls
+	if calls["listAsyncJobs"] < 1 || calls["listAsyncJobs"] > 3 || calls["queryAsyncJobResult"] != 0 {
+		t.Errorf("11 polls of this process's jobs made %v, want 1 to 3 listAsyncJobs and no queryAsyncJobResult", calls)
+	}
+	if res, err := c.PollJob(ctx, foreign); err != nil || res.Status != JobFailed {
+		t.Errorf("another process's job: %+v, %v", res, err)
+	}
+	if n := env.sim.Snapshot().Calls["queryAsyncJobResult"]; n != 1 {
+		t.Errorf("the poll of a job started elsewhere made %d queryAsyncJobResult calls, want 1", n)
+	}
+
+	_, create, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "watched", ZoneID: cloudsim.DefaultZoneID, DiskOfferingID: cloudsim.DefaultDiskOfferingID, SizeGiB: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * watchEvery)
+	env.sim.ResetCounters()
+	if res, err := c.PollJob(ctx, create); err != nil || res.Status != JobSucceeded {
+		t.Errorf("watched create: %+v, %v", res, err)
+	}
+	if calls := env.sim.Snapshot().Calls; len(calls) != 0 {
+		t.Errorf("the poll of a create watched to its end made calls %v, want none", calls)
 	}
 }
