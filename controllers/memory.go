@@ -29,7 +29,9 @@ import (
 //   - whether every job on the volume since its attach is one this process started and
 //     saw end, with no call of unknown outcome in between (see knowsEveryJob);
 //   - whether CloudStack answered the last create this process sent that brought back no
-//     job id (see lostCreateSettled).
+//     job id (see lostCreateSettled);
+//   - the create job it left running when it tagged the new volume at once (see
+//     tagAtOnce), until it is seen to end: it too must end before a detach or delete.
 //
 // Each code path makes one call on it, one of the transitions below. A restarted manager
 // starts with an empty memory and resumes from status.pendingJob. No CloudStack or API
@@ -51,6 +53,7 @@ type volumeMemory struct {
 
 type volumeRecord struct {
 	job        *jobRun
+	create     *jobRun // see createLeftRunning
 	slot       *slotHold
 	stale      bool
 	deleting   bool
@@ -60,7 +63,7 @@ type volumeRecord struct {
 }
 
 func (v *volumeRecord) empty() bool {
-	return v.job == nil && v.slot == nil && !v.stale && !v.deleting && !v.everyJobOf && !v.createAnswered
+	return v.job == nil && v.create == nil && v.slot == nil && !v.stale && !v.deleting && !v.everyJobOf && !v.createAnswered
 }
 
 func newVolumeMemory() *volumeMemory {
@@ -197,6 +200,39 @@ func (m *volumeMemory) endJob(v *volumeRecord, job *osseav1.PendingJob) {
 	}
 	m.learn(v.job)
 	v.job = nil
+}
+
+// createLeftRunning moves the create job this process is waiting for aside: the volume was
+// tagged without waiting for it (see tagAtOnce), and the tag job is the one in status now.
+// The create is still a job this process started and has not seen end (rule (b)).
+func (m *volumeMemory) createLeftRunning(uid types.UID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := m.record(uid)
+	if v.job != nil && v.job.job.Operation == opCreate {
+		v.create, v.job = v.job, nil
+	}
+}
+
+// createRunning returns the create job left running, if this process has one on the
+// object's volume.
+func (m *volumeMemory) createRunning(uid types.UID) (jobRun, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v := m.volumes[uid]; v != nil && v.create != nil {
+		return *v.create, true
+	}
+	return jobRun{}, false
+}
+
+// createEnded records that the create job left running has ended.
+func (m *volumeMemory) createEnded(uid types.UID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v := m.volumes[uid]; v != nil {
+		v.create = nil
+		m.tidy(uid)
+	}
 }
 
 // forget lets the object go: nothing of it is left in CloudStack that this process acts on.

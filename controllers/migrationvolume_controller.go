@@ -99,6 +99,9 @@ type volumeScope struct {
 	// stalled is set when this pass ended on an error no retry can fix; stall is that error.
 	stalled bool
 	stall   *stalling
+	// detachedFrom names the VM a teardown's detach, seen done in this pass, took the
+	// volume from: the delete's event then tells both (one event, not two).
+	detachedFrom string
 }
 
 func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -326,9 +327,46 @@ func TestVolumeLifecycle(t *testing.T) {
 			t.Errorf("deleteVolume called at %s, before the detach finished at %s", at, detachDone)
 		}
 	}
-	if !hasEvent(t, e.ns, "disk0", "Deleted") || !hasEvent(t, e.ns, "disk0", osseav1.ReasonAttached) {
-		t.Error("missing Attached or Deleted events")
+	// One event per outcome: the attach tells the volume's creation, the delete its detach.
+	notes := eventNotes(t, e.ns, "disk0")
+	if len(notes) != 2 || !strings.Contains(notes[osseav1.ReasonAttached], volumeName(got)+", 2 GiB") ||
+		!strings.Contains(notes[osseav1.EventDeleted], "Detached CloudStack volume "+st.VolumeID+" from VM "+cloudsim.DefaultOMAVMID+" and deleted it") {
+		t.Errorf("events %v, want one Attached naming the volume and its size, one Deleted telling the detach", notes)
 	}
+
+	// The volume was tagged while its create job ran, and no job was asked about alone.
+	var createDone time.Time
+	for _, j := range snap.Jobs {
+		if j.Command == "createVolume" && j.InstanceID == st.VolumeID && j.Completed != nil {
+			createDone = *j.Completed
+		}
+	}
+	if tags := snap.CallTimes["createTags"]; len(tags) != 1 || !tags[0].Before(createDone) {
+		t.Errorf("createTags at %v, want once, before the create job ended at %s", tags, createDone)
+	}
+	if n := snap.Calls["queryAsyncJobResult"]; n != 0 {
+		t.Errorf("%d queryAsyncJobResult calls in one lifecycle, want 0 (jobs are learnt from batched reads)", n)
+	}
+}
+
+// eventNotes returns the object's events, note by reason; a reason seen twice fails.
+func eventNotes(t *testing.T, ns, name string) map[string]string {
+	t.Helper()
+	var evs eventsv1.EventList
+	if err := k8s.List(testCtx, &evs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, ev := range evs.Items {
+		if ev.Regarding.Name != name {
+			continue
+		}
+		if _, dup := out[ev.Reason]; dup {
+			t.Errorf("event %s twice: %q", ev.Reason, ev.Note)
+		}
+		out[ev.Reason] = ev.Note
+	}
+	return out
 }
 
 // TestVolumeExactlyOnceUnderLostResponses: every createVolume, attachVolume and createTags

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,6 +48,9 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 	if mv.Status.VolumeID == "" {
 		r.forget(s)
 		return nil
+	}
+	if err := r.awaitCreate(ctx, s); err != nil {
+		return err
 	}
 
 	// Tear down only what is proven ours, as CloudStack has it now: a read just made by the
@@ -120,8 +124,33 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 		// Whatever the error says, the next pass reads the volume again before acting.
 		return r.cloudError(s, osseav1.ConditionAllocated, "deleting the volume", err)
 	}
-	r.event(s, osseav1.EventDeleted, "Delete", "Deleted CloudStack volume %s", vol.ID)
+	if s.detachedFrom != "" {
+		r.event(s, osseav1.EventDeleted, "Delete", "Detached CloudStack volume %s from VM %s and deleted it", vol.ID, s.detachedFrom)
+	} else {
+		r.event(s, osseav1.EventDeleted, "Delete", "Deleted CloudStack volume %s", vol.ID)
+	}
 	r.forget(s)
+	return nil
+}
+
+// awaitCreate holds a teardown until the create job left running (see tagAtOnce) has
+// ended: rule (b). Its end is usually known by then, learnt in the background, and the
+// poll costs no call.
+func (r *MigrationVolumeReconciler) awaitCreate(ctx context.Context, s *volumeScope) error {
+	run, ok := r.mem.createRunning(s.mv.UID)
+	if !ok {
+		return nil
+	}
+	res, err := s.cloud.PollJob(ctx, run.job.ID)
+	switch {
+	case errors.Is(err, cloudstack.ErrNotFound):
+		// CloudStack forgot the job: it ended long ago.
+	case err != nil:
+		return r.cloudError(s, osseav1.ConditionAllocated, "polling the create job "+run.job.ID, err)
+	case res.Status == cloudstack.JobPending:
+		return waitFor(time.Second)
+	}
+	r.mem.createEnded(s.mv.UID)
 	return nil
 }
 

@@ -83,12 +83,15 @@ func (r *MigrationVolumeReconciler) notSent(ctx context.Context, action string, 
 }
 
 // teardownAllowed is rule (b), checked right before a detach or delete is sent. recallJob
-// has put any job the memory holds into status, and the delete path polls it first, so a
-// refusal here means a path forgot to: it is logged as the bug it is, and nothing is sent.
+// has put any job the memory holds into status, and the delete path polls it first (and
+// a create left running, see awaitCreate), so a refusal here means a path forgot to: it
+// is logged as the bug it is, and nothing is sent.
 func (r *MigrationVolumeReconciler) teardownAllowed(ctx context.Context, s *volumeScope, action string) error {
 	run, ok := r.mem.unfinished(s.mv.UID)
 	if !ok {
-		return nil
+		if run, ok = r.mem.createRunning(s.mv.UID); !ok {
+			return nil
+		}
 	}
 	err := fmt.Errorf("%s: the %s job %s this manager started on volume %s has not been seen to end", action, run.job.Operation, run.job.ID, run.volumeID)
 	log.FromContext(ctx).Error(err, "Refusing a teardown step under a running job")

@@ -97,6 +97,9 @@ func (r *MigrationVolumeReconciler) handOff(ctx context.Context, s *volumeScope)
 		if !agentLetGo(mv) {
 			return waitFor(0) // the agent's write wakes the volume
 		}
+		if err := r.awaitCreate(ctx, s); err != nil {
+			return err
+		}
 		jobID, err := s.cloud.DetachVolume(r.unlessDeleting(ctx, s.mv), vol.ID)
 		if err != nil {
 			return r.handoffCallFailed(ctx, s, "detaching the volume from the OMA VM for its hand-off", err)

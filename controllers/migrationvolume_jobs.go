@@ -132,11 +132,10 @@ func (r *MigrationVolumeReconciler) jobSucceeded(s *volumeScope, job *osseav1.Pe
 	// An attach job's result that did not say where the volume is: read it next.
 	seen := vol != nil && mv.Status.AttachedVirtualMachineID != ""
 	r.mem.jobDone(mv.UID, job, job.Operation == opAttach && !seen)
+	// Events mark outcomes only, one per thing a person waits for: each is a write to the
+	// API server, and the conditions show the steps in progress. The volume's creation is
+	// told by its attach's event, a teardown's detach by its delete's.
 	switch job.Operation {
-	case opCreate:
-		// Events mark outcomes only: each is a write to the API server, and the conditions
-		// already show the steps in progress.
-		r.event(s, osseav1.ReasonCreated, "Create", "Created CloudStack volume %s (%s, %d GiB)", mv.Status.VolumeID, volumeName(mv), mv.Spec.SizeGiB)
 	case opTag:
 		// The job put on exactly the tags that were missing: ownership is proven.
 		s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionTrue, osseav1.ReasonCreated,
@@ -145,9 +144,14 @@ func (r *MigrationVolumeReconciler) jobSucceeded(s *volumeScope, job *osseav1.Pe
 		if seen {
 			s.conditions.set(osseav1.ConditionAttached, metav1.ConditionTrue, osseav1.ReasonAttached, fmt.Sprintf(
 				"attached to OMA VM %s as device %d", mv.Status.AttachedVirtualMachineID, derefOr(mv.Status.DeviceID, -1)))
-			r.event(s, osseav1.ReasonAttached, "Attach", "Attached CloudStack volume %s as device %d", mv.Status.VolumeID, derefOr(mv.Status.DeviceID, -1))
+			r.event(s, osseav1.ReasonAttached, "Attach", "Attached CloudStack volume %s (%s, %d GiB) to OMA VM %s as device %d",
+				mv.Status.VolumeID, volumeName(mv), mv.Spec.SizeGiB, mv.Status.AttachedVirtualMachineID, derefOr(mv.Status.DeviceID, -1))
 		}
 	case opDetach:
+		if !mv.DeletionTimestamp.IsZero() && mv.Spec.DeletionPolicy != osseav1.DeletionPolicyRetain {
+			s.detachedFrom = s.cfg.Spec.OMAVirtualMachineID // (a teardown detaches only from there)
+			break
+		}
 		r.event(s, osseav1.EventDetached, "Detach", "Detached CloudStack volume %s", mv.Status.VolumeID)
 	case opRetain:
 		r.event(s, osseav1.EventRetained, "Delete", "Kept CloudStack volume %s, tagged %s=true", mv.Status.VolumeID, TagRetained)

@@ -76,6 +76,32 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	mv.Status.VolumeID = volumeID
 	mv.Status.PendingJob.ID = jobID
 	r.mem.jobStarted(mv, mv.Status.PendingJob, volumeID, "")
+	return r.tagAtOnce(ctx, s)
+}
+
+// tagAtOnce tags a volume this pass has just created, without waiting for its create job.
+// CloudStack lists a new volume, Allocated, from the create's reply on, and the job of a
+// blank volume's create only reports it; the volume is ours beyond doubt (its id came
+// back to the call whose intent status holds). So the tag job runs alongside the create
+// job, which saves a job's latency and its poll. The create job is left running in the
+// memory (rule (b): no detach or delete before it has ended, see awaitCreate); its end is
+// learnt in the background with one listing for all creates (see cloudstack's jobBook),
+// and its failure changes nothing: the volume it allocated is there, tagged, and is used
+// (as a failed create's volume was adopted before). If the tag cannot be sent, the
+// create job stays the pending one and the volume is tagged after it, as before.
+func (r *MigrationVolumeReconciler) tagAtOnce(ctx context.Context, s *volumeScope) error {
+	mv := s.mv
+	jobID, err := s.cloud.CreateTags(r.unlessDeleting(ctx, mv), mv.Status.VolumeID, volumeTags(mv, r.ClusterID))
+	if err != nil {
+		r.mem.markStale(mv.UID) // the tags may have gone on: read before tagging again
+		if errors.Is(err, cloudstack.ErrNotSent) {
+			return r.notSent(ctx, "tagging the volume", err)
+		}
+		return r.cloudError(s, osseav1.ConditionAllocated, "tagging the volume", err)
+	}
+	r.mem.createLeftRunning(mv.UID)
+	r.startJob(s, opTag, jobID)
+	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, osseav1.ReasonTagging, "tagging the CloudStack volume")
 	return waitFor(r.mem.firstPoll(mv, mv.Status.PendingJob))
 }
 
