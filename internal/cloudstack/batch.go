@@ -14,7 +14,7 @@ const maxBatch = 100
 // gather is how long an idle batcher waits for company before it calls: lookups that
 // callers make at about the same moment (polls aligned to a common beat) then share the
 // first call rather than only the second.
-const gather = 100 * time.Millisecond
+const gather = 30 * time.Millisecond
 
 // busyGather is the least time between two calls of a batcher while the rate limit holds
 // back calls that change something (see budget.busy): a read then takes a token from a
