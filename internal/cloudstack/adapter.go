@@ -41,7 +41,8 @@ func (a *adapter) newReaders() *readers {
 	var reserve func(context.Context) (context.Context, error)
 	var busy func() bool
 	if t, ok := a.rt.(*transport); ok {
-		reserve, busy = t.reserve, t.limiter.busy
+		reserve = t.reserve
+		busy = func() bool { return t.limiter.busy(busyGather) }
 	}
 	a.book = newJobBook()
 	a.book.list = &batcher[jobReply]{call: a.listJobs, single: a.queryJobAlone, reserve: reserve, busy: busy}

@@ -17,9 +17,10 @@ const maxBatch = 100
 const gather = 30 * time.Millisecond
 
 // busyGather is the least time between two calls of a batcher while the rate limit holds
-// back calls that change something (see budget.busy): a read then takes a token from a
-// create, tag, attach or detach, so each read should answer as many lookups as it can.
-// When the budget is not the limit, a read goes as soon as the one before it ends.
+// back calls that change something for longer than that (see budget.busy): a read then
+// takes a token from a create, tag, attach or detach, so each read should answer as many
+// lookups as it can. When the budget is not the limit, a read goes as soon as the one
+// before it ends.
 const busyGather = 500 * time.Millisecond
 
 // batcher coalesces lookups of one client into few calls. At most one call is in flight;

@@ -113,15 +113,17 @@ func (b *budget) wait(ctx context.Context, l lane) error {
 	}
 }
 
-// busy reports whether calls that change something are waiting for a token: the budget,
-// not CloudStack, is then the limit, and every read takes a token from a change.
-func (b *budget) busy() bool {
+// busy reports whether the calls that change something and wait for a token would take
+// the budget longer than within to send: the budget, not CloudStack, is then the limit,
+// and every read takes a token from a change. (A burst that the budget sends within a
+// moment does not count.)
+func (b *budget) busy(within time.Duration) bool {
 	if b.qps <= 0 {
 		return false
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.waiting[laneInFlight])+len(b.waiting[laneNew]) > 0
+	return b.timeFor(float64(len(b.waiting[laneInFlight])+len(b.waiting[laneNew]))) >= within
 }
 
 // refill adds the tokens earned since the last refill. b.mu is held.

@@ -129,3 +129,23 @@ func TestLaneOf(t *testing.T) {
 		}
 	}
 }
+
+// busy counts only changes the budget cannot send within the given time: a burst it
+// clears in a moment is not the budget being the limit.
+func TestBudgetBusy(t *testing.T) {
+	b := newBudget(10, 1)
+	b.tokens = 0
+	for range 4 {
+		b.waiting[laneNew] = append(b.waiting[laneNew], &waiter{ready: make(chan struct{})})
+	}
+	b.waiting[laneRead] = append(b.waiting[laneRead], &waiter{ready: make(chan struct{})})
+	if !b.busy(300 * time.Millisecond) {
+		t.Error("4 changes waiting at 10 QPS (0.4 s of budget) are not busy for 300 ms")
+	}
+	if b.busy(500 * time.Millisecond) {
+		t.Error("4 changes waiting at 10 QPS (0.4 s of budget) are busy for 500 ms")
+	}
+	if newBudget(0, 1).busy(0) {
+		t.Error("an unlimited budget is busy")
+	}
+}
