@@ -46,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&opts.Faults.JobFailureRate, "job-failure-rate", 0, "fraction of async jobs that fail with 530")
 	fs.DurationVar(&opts.Faults.ExtraLatency, "extra-latency", 0, "delay added to every faulted call")
 	faultCommands := fs.String("fault-commands", "", "comma-separated API commands the faults apply to (default: all)")
+	fs.IntVar(&opts.Throttle.Max, "api-throttle-max", 0, "CloudStack's api.throttling.max: calls per account per interval, past which calls are refused with 429 (0: throttling off; root admin accounts are never throttled)")
+	fs.DurationVar(&opts.Throttle.Interval, "api-throttle-interval", cloudsim.DefaultThrottleInterval, "CloudStack's api.throttling.interval: the window --api-throttle-max counts in")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,6 +83,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.Join(err, sim.Close())
 	}
 	fmt.Fprintf(stdout, "cloudsim: CloudStack API at http://%s/client/api, admin at http://%s/admin/state\n", ln.Addr(), ln.Addr())
+	if opts.Throttle.Max > 0 {
+		fmt.Fprintf(stdout, "cloudsim: API throttling: %s\n", opts.Throttle)
+	}
 
 	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)

@@ -88,8 +88,52 @@ func TestRunPrintsDefaultWorldAndServes(t *testing.T) {
 	}
 }
 
+// --api-throttle-max reaches the simulator: a user account's calls past it are refused.
+func TestRunThrottles(t *testing.T) {
+	w := cloudsim.DefaultWorld()
+	w.Accounts[0].Admin = false // CloudStack never throttles a root admin
+	y, err := w.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	worldFile := filepath.Join(t.TempDir(), "world.yaml")
+	if err := os.WriteFile(worldFile, y, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--world", worldFile,
+			"--api-throttle-max", "2", "--api-throttle-interval", "1h"}, pw, io.Discard)
+		pw.Close()
+	}()
+	api, output := watchOutput(t, pr)
+
+	cs := cloudstack.NewClient(api, cloudsim.DefaultAPIKey, cloudsim.DefaultSecretKey, false)
+	var errs []error
+	for range 3 {
+		_, err := cs.Zone.ListZones(cs.Zone.NewListZonesParams())
+		errs = append(errs, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("calls within the limit failed: %v", errs)
+	}
+	if errs[2] == nil || !strings.HasPrefix(errs[2].Error(), "CloudStack API error 429 (CSExceptionErrorCode: 9999): The given user has reached his/her account api limit") {
+		t.Fatalf("the call past the limit: %v", errs[2])
+	}
+	if out := output(); !strings.Contains(out, "API throttling: 2 calls per account per 1h0m0s") {
+		t.Errorf("output does not say throttling is on:\n%s", out)
+	}
+}
+
 func TestRunRejectsBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"--error-rate", "2"}, {"--world", "/nonexistent.yaml"}, {"stray"}} {
+	for _, args := range [][]string{{"--error-rate", "2"}, {"--world", "/nonexistent.yaml"}, {"stray"},
+		{"--api-throttle-max", "-1"}, {"--api-throttle-max", "5", "--api-throttle-interval", "-1s"}} {
 		if err := run(context.Background(), append(args, "--listen", "127.0.0.1:0"), io.Discard, io.Discard); err == nil {
 			t.Errorf("%v: no error", args)
 		}

@@ -15,13 +15,16 @@ type counters struct {
 	calls    map[string]int
 	times    map[string][]time.Time
 	injected map[string]int
+	// throttled counts, by command, the calls of calls that throttling refused.
+	throttled map[string]int
 	// faultSeq numbers each command's calls for the fault draws. Unlike calls it is
 	// never reset, so resetting the counters does not replay the same faults.
 	faultSeq map[string]uint64
 }
 
 func newCounters() counters {
-	return counters{calls: map[string]int{}, times: map[string][]time.Time{}, injected: map[string]int{}, faultSeq: map[string]uint64{}}
+	return counters{calls: map[string]int{}, times: map[string][]time.Time{}, injected: map[string]int{},
+		throttled: map[string]int{}, faultSeq: map[string]uint64{}}
 }
 
 func (c *counters) record(command string, at time.Time) {

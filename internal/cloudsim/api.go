@@ -12,7 +12,8 @@ import (
 // maxRequestBody bounds a POST form; CloudStack's Jetty refuses far less.
 const maxRequestBody = 1 << 20
 
-// serveAPI is /client/api: parse, count, authenticate, inject faults, execute.
+// serveAPI is /client/api: parse, count, authenticate (throttling on the way, as
+// CloudStack does), inject faults, execute.
 func (s *Simulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
@@ -32,8 +33,23 @@ func (s *Simulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := responseKey(name)
-	account := s.authenticate(params, now)
+	account := s.caller(params, now)
 	if parseErr != nil || account == nil {
+		writeReply(w, errorReply(key, errAuth()))
+		return
+	}
+	// CloudStack checks the account's API limit before the signature (see Throttle).
+	s.mu.Lock()
+	refused := s.throttleLocked(account, now)
+	if refused != nil {
+		s.counters.throttled[name]++
+	}
+	s.mu.Unlock()
+	if refused != nil {
+		writeReply(w, errorReply(key, refused))
+		return
+	}
+	if !signedBy(params, account) {
 		writeReply(w, errorReply(key, errAuth()))
 		return
 	}

@@ -87,6 +87,17 @@
 // check). Stopping a VM in a transitional state fails with 530 "We cannot stop
 // VM[User|<instance>] when it is in state <state>", a simplification.
 //
+// # API throttling
+//
+// Options.Throttle (cloudsim --api-throttle-max, --api-throttle-interval) is
+// CloudStack's api.throttling.* settings, off by default: past Max calls of an
+// account in its window of Interval (fixed, opened by its first call), every call,
+// list* and queryAsyncJobResult included, is refused before it runs with 429/9999
+// "The given user has reached his/her account api limit, please retry after [<n>]
+// ms.". Root admin accounts (admin: true, as the default world's) are never
+// throttled, as in CloudStack. State.Throttled counts the refused calls by command;
+// they are in State.Calls as well. See Throttle for the details.
+//
 // # The local hypervisor
 //
 // Only a VM with a local block (the OMA) has real disks; a target VM's

@@ -5,6 +5,7 @@ import "fmt"
 // ApiErrorCode values (HTTP status and "errorcode").
 const (
 	codeUnauthorized = 401
+	codeAPILimit     = 429 // API_LIMIT_EXCEED: the account's API throttling
 	codeParam        = 431
 	codeInternal     = 530
 	codeAccount      = 531

@@ -54,10 +54,12 @@ func signatureOf(params url.Values, secret string) string {
 	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// authenticate returns the caller's account, or nil for any of the reasons
-// CloudStack answers 401: unknown key, missing or wrong signature, a version-3
-// request without a valid future "expires".
-func (s *Simulator) authenticate(params url.Values, now time.Time) *Account {
+// caller returns the account whose API key the request carries, or nil for the
+// reasons CloudStack answers 401 before it looks at the signature: no key or no
+// signature, a version-3 request without a valid future "expires", an unknown key.
+// ApiServer.verifyRequest checks the account's API limit between these checks and
+// the signature's (see Throttle).
+func (s *Simulator) caller(params url.Values, now time.Time) *Account {
 	apiKey := paramFold(params, "apikey")
 	signature := paramFold(params, "signature")
 	if apiKey == "" || signature == "" {
@@ -69,14 +71,13 @@ func (s *Simulator) authenticate(params url.Values, now time.Time) *Account {
 			return nil
 		}
 	}
-	a := s.byAPIKey[apiKey]
-	if a == nil {
-		return nil
-	}
-	if !hmac.Equal([]byte(signatureOf(params, a.SecretKey)), []byte(signature)) {
-		return nil
-	}
-	return a
+	return s.byAPIKey[apiKey]
+}
+
+// signedBy reports whether the request carries a's signature; if not, CloudStack
+// answers 401.
+func signedBy(params url.Values, a *Account) bool {
+	return hmac.Equal([]byte(signatureOf(params, a.SecretKey)), []byte(paramFold(params, "signature")))
 }
 
 // parseExpires accepts what CloudStack's DateUtil accepts for "expires": ISO 8601

@@ -19,6 +19,8 @@ type Options struct {
 	// Seed makes fault injection and jitter reproducible.
 	Seed   int64
 	Faults Faults
+	// Throttle is CloudStack's API request throttling; off when Throttle.Max is 0.
+	Throttle Throttle
 	// StateFile, when set, is loaded at start and rewritten after every change,
 	// so volumes, tags, jobs and VM states survive a restart.
 	StateFile string
@@ -58,6 +60,7 @@ type Simulator struct {
 	nextVolumeSeq int64
 	nextJobSeq    int64
 	counters      counters
+	windows       map[string]*throttleWindow // account name → its throttling window
 
 	wake     chan struct{}
 	stop     chan struct{}
@@ -74,6 +77,9 @@ func New(opts Options) (*Simulator, error) {
 		return nil, err
 	}
 	if err := opts.Faults.validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.Throttle.validate(); err != nil {
 		return nil, err
 	}
 	s := &Simulator{
@@ -93,6 +99,7 @@ func New(opts Options) (*Simulator, error) {
 		jobs:      map[string]*Job{},
 		pending:   map[string]*Job{},
 		counters:  newCounters(),
+		windows:   map[string]*throttleWindow{},
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		jobsDone:  make(chan struct{}),

@@ -21,6 +21,9 @@ type State struct {
 	// ones included; CallTimes has their arrival times (the latest 10000).
 	Calls     map[string]int         `json:"calls"`
 	CallTimes map[string][]time.Time `json:"callTimes"`
+	// Throttled counts, by command, the calls of Calls that API throttling refused
+	// with 429 (see Throttle): they are in Calls too, and none of them ran.
+	Throttled map[string]int `json:"throttled"`
 	// InjectedFaults counts faults by kind: error, lostResponse, jobFailure, latency.
 	InjectedFaults map[string]int `json:"injectedFaults"`
 	Faults         Faults         `json:"faults"`
@@ -44,6 +47,7 @@ func (s *Simulator) Snapshot() State {
 		Jobs:           s.sortedJobsLocked(),
 		Calls:          map[string]int{},
 		CallTimes:      map[string][]time.Time{},
+		Throttled:      map[string]int{},
 		InjectedFaults: map[string]int{},
 		Faults:         s.faults,
 	}
@@ -64,6 +68,9 @@ func (s *Simulator) Snapshot() State {
 	}
 	for k, v := range s.counters.times {
 		st.CallTimes[k] = append([]time.Time(nil), v...)
+	}
+	for k, v := range s.counters.throttled {
+		st.Throttled[k] = v
 	}
 	for k, v := range s.counters.injected {
 		st.InjectedFaults[k] = v
