@@ -84,6 +84,11 @@ func apiError(code, cs int, text string) *Error {
 func apiClass(code int, text string) error {
 	t := strings.ToLower(text)
 	switch {
+	case code == 429:
+		// API_LIMIT_EXCEED: CloudStack's API throttling refused the call before running it
+		// (ApiServer answers 429 with cserrorcode 9999; a reply without one is read the same).
+		// Checked first so that no text match can ever read it as anything else.
+		return ErrRateLimited
 	case code == 401 || code == 403:
 		return ErrUnauthorized
 	case code == 531, strings.Contains(t, "does not have permission"):

@@ -117,6 +117,49 @@ func TestClassifyReferenceTexts(t *testing.T) {
 	}
 }
 
+// CloudStack's API throttling (ApiServer: ServerApiException(API_LIMIT_EXCEED), HTTP 429).
+// The 4.20 source words it with brackets and sends cserrorcode 9999; older releases say
+// "retry after <n> ms." and a reply without cserrorcode comes out of cloudstack-go as
+// "CSExceptionErrorCode: 0". Every form is a refusal before the command ran: rate limited,
+// transient, not sent, answered, never not-found, invalid or terminal.
+func TestClassifyThrottled(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		msg  string
+		cs   int
+	}{
+		{"4.20, cserrorcode 9999", "CloudStack API error 429 (CSExceptionErrorCode: 9999): The given user has reached his/her account api limit, please retry after [734] ms.", 9999},
+		{"no cserrorcode", "CloudStack API error 429 (CSExceptionErrorCode: 0): The given user has reached his/her account api limit, please retry after [734] ms.", 0},
+		{"older text, no cserrorcode", "CloudStack API error 429 (CSExceptionErrorCode: 0): The given user has reached his/her account api limit, please retry after 734 ms.", 0},
+		{"any text", "CloudStack API error 429 (CSExceptionErrorCode: 0): entity does not exist", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := fmt.Errorf("creating volume %q: %w", "v", classify(errors.New(tc.msg), testRedactor))
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Class != ErrRateLimited || ce.Code != 429 || ce.CSCode != tc.cs {
+				t.Fatalf("classified as %+v", ce)
+			}
+			for _, class := range []error{ErrRateLimited, ErrTransient, ErrNotSent} {
+				if !errors.Is(err, class) {
+					t.Errorf("does not match %v", class)
+				}
+			}
+			for _, class := range []error{ErrNotFound, ErrInvalidParameter, ErrInvalidState, ErrVolumeAttached, ErrNotAttached,
+				ErrCapacity, ErrAccountLimit, ErrPermissionDenied, ErrUnauthorized, ErrUnreachable, ErrTLS} {
+				if errors.Is(err, class) {
+					t.Errorf("taken for %v", class)
+				}
+			}
+			if IsTerminal(err) {
+				t.Error("terminal")
+			}
+			if !Answered(err) {
+				t.Error("not answered: a caller would wait for a create that can never land")
+			}
+		})
+	}
+}
+
 func TestClassifyJobResultForms(t *testing.T) {
 	e := jobError([]byte(`{"errorcode":431,"cserrorcode":4350,"errortext":"The specified volume is not attached to a VM."}`), testRedactor)
 	if e.Class != ErrNotAttached || e.CSCode != 4350 {
@@ -218,6 +261,7 @@ func TestIsTerminal(t *testing.T) {
 		ErrNotAttached: true, ErrUnauthorized: true, ErrInvalidParameter: true, ErrTLS: true,
 		ErrSecretMissing: true, ErrSecretInvalid: true, ErrInvalidConfig: true,
 		ErrCapacity: false, ErrAccountLimit: false, ErrInvalidState: false, ErrTransient: false, ErrUnreachable: false,
+		ErrRateLimited: false,
 	} {
 		e := fmt.Errorf("op: %w", &Error{Class: class, Text: "x"})
 		if got := IsTerminal(e); got != want {
@@ -243,6 +287,14 @@ func TestErrorParents(t *testing.T) {
 	}
 	if !errors.Is(&Error{Class: ErrUnreachable}, ErrTransient) || errors.Is(&Error{Class: ErrTransient}, ErrUnreachable) {
 		t.Error("unreachable is a transient, not the other way round")
+	}
+	rl := &Error{Class: ErrRateLimited}
+	if !errors.Is(rl, ErrTransient) || !errors.Is(rl, ErrNotSent) {
+		t.Error("rate limited is transient (retry later) and not sent (nothing happened)")
+	}
+	if errors.Is(&Error{Class: ErrTransient}, ErrRateLimited) || errors.Is(&Error{Class: ErrNotSent}, ErrRateLimited) ||
+		errors.Is(&Error{Class: ErrTransient}, ErrNotSent) {
+		t.Error("neither transient nor not-sent is rate limited, and a transient error may have been sent")
 	}
 	if errors.Is(&Error{Class: ErrTLS}, ErrTransient) {
 		t.Error("TLS errors need a person, they are not transient")
@@ -300,6 +352,7 @@ func TestAnswered(t *testing.T) {
 	}{
 		{"CloudStack refused", classify(apiError(530, 4250, "Internal error executing command"), red), true},
 		{"a failed job", jobError([]byte(`{"errorcode":431,"errortext":"Volume is in Allocated state"}`), red), true},
+		{"throttled", classify(errors.New("CloudStack API error 429 (CSExceptionErrorCode: 9999): The given user has reached his/her account api limit, please retry after [10] ms."), red), true},
 		{"reply lost", classify(urlErr("Post", io.EOF), red), false},
 		{"reply cut short", classify(urlErr("Get", fmt.Errorf("reading reply: %w", io.ErrUnexpectedEOF)), red), false},
 		{"timed out", classify(urlErr("Get", fmt.Errorf("reading reply: %w", context.DeadlineExceeded)), red), false},

@@ -38,8 +38,14 @@ var (
 	// now (for example a VM that is starting); it may allow it later.
 	ErrInvalidState = errors.New("invalid state for the operation")
 	// ErrTransient: a 5xx reply, a network error, a timeout or a lost response. The request
-	// may or may not have taken effect.
+	// may or may not have taken effect (but see ErrRateLimited, which has not).
 	ErrTransient = errors.New("transient error")
+	// ErrRateLimited: CloudStack's API throttling refused the call (HTTP 429, "...has
+	// reached his/her account api limit, please retry after [<n>] ms."): the account made
+	// too many calls in the current interval. CloudStack refuses before it runs the
+	// command, so the request had no effect at all. Also matches ErrTransient (retry later)
+	// and ErrNotSent (nothing happened).
+	ErrRateLimited = errors.New("CloudStack API rate limit reached")
 	// ErrUnreachable: the endpoint could not be reached at all (connection refused, DNS,
 	// no route) or does not answer like a CloudStack API. Also matches ErrTransient.
 	ErrUnreachable = errors.New("endpoint unreachable")
@@ -52,9 +58,10 @@ var (
 	ErrSecretInvalid = errors.New("credentials secret invalid")
 	// ErrInvalidConfig: the OsseaConfig cannot be used as written (bad apiURL, ...).
 	ErrInvalidConfig = errors.New("invalid configuration")
-	// ErrNotSent: the caller's send guard (WithSendGuard) refused the request just before
-	// it was sent; CloudStack was not asked, so nothing happened. The error also matches
-	// the guard's own error.
+	// ErrNotSent: the request was not carried out and never will be. Either the caller's
+	// send guard (WithSendGuard) refused it just before it was sent, so CloudStack was not
+	// asked (the error also matches the guard's own error), or CloudStack's API
+	// throttling refused it before running it (ErrRateLimited).
 	ErrNotSent = errors.New("request not sent")
 )
 
@@ -110,7 +117,9 @@ func (e *Error) Is(target error) bool {
 	case ErrVolumeAttached:
 		return e.Class == ErrAlreadyAttached || e.Class == ErrAttachedElsewhere
 	case ErrTransient:
-		return e.Class == ErrUnreachable
+		return e.Class == ErrUnreachable || e.Class == ErrRateLimited
+	case ErrNotSent:
+		return e.Class == ErrRateLimited
 	}
 	return false
 }
@@ -148,9 +157,10 @@ func (e *CheckError) Error() string {
 func (e *CheckError) Unwrap() error { return e.Err }
 
 // Answered reports whether CloudStack itself answered the request with err: it has carried
-// the request out as far as it will, and nothing of it is still on its way. A reply that
-// never came or came cut short, a timeout, or a status from something in front of
-// CloudStack is no answer: the request may yet land.
+// the request out as far as it will, and nothing of it is still on its way (for a throttled
+// call, ErrRateLimited, that is not at all). A reply that never came or came cut short, a
+// timeout, or a status from something in front of CloudStack is no answer: the request may
+// yet land.
 func Answered(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.fromAPI && e.Code != 0

@@ -10,7 +10,8 @@ import (
 //
 // Errors are classified (see the Err* classes and IsTerminal) and redacted. An operation
 // that returns ErrTransient may still have taken effect (the reply can be lost after the
-// change was made), so callers re-read before retrying a create.
+// change was made), so callers re-read before retrying a create; one that also matches
+// ErrNotSent (ErrRateLimited: CloudStack's API throttling refused it) has not.
 type Cloud interface {
 	// Validate is the connection test of an OsseaConfig. On failure it returns what it
 	// found so far and a *CheckError naming the failed check.
