@@ -85,7 +85,7 @@ func (b *budget) wait(ctx context.Context, l lane) error {
 		return nil
 	}
 	if deadline, ok := ctx.Deadline(); ok {
-		earliest := now.Add(b.timeFor(float64(ahead) + 1 - b.tokens))
+		earliest := now.Add(b.pausedFor(now) + b.timeFor(float64(ahead)+1-b.tokens))
 		if earliest.After(deadline) {
 			b.mu.Unlock()
 			return errRateLimitWait
@@ -126,11 +126,42 @@ func (b *budget) busy(within time.Duration) bool {
 	return b.timeFor(float64(len(b.waiting[laneInFlight])+len(b.waiting[laneNew]))) >= within
 }
 
-// refill adds the tokens earned since the last refill. b.mu is held.
+// refill adds the tokens earned since the last refill. b.mu is held. A paused budget has
+// its last refill in the future (see pause): it earns nothing until then.
 func (b *budget) refill(now time.Time) {
 	if now.After(b.last) {
 		b.tokens = math.Min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.qps)
 		b.last = now
+	}
+}
+
+// pausedFor is how long from now the budget earns nothing. b.mu is held.
+func (b *budget) pausedFor(now time.Time) time.Duration {
+	return max(0, b.last.Sub(now))
+}
+
+// maxPause bounds a pause, should CloudStack's answer name an absurd wait.
+const maxPause = time.Minute
+
+// pause empties the bucket and earns nothing for d: CloudStack's API throttling refused a
+// call and said how long its window still runs, and until then every call of the account
+// would be refused too (and count against it). Calls already holding a token are not
+// recalled. A budget without a limit (qps <= 0) is not paused.
+func (b *budget) pause(d time.Duration) {
+	if b.qps <= 0 {
+		return
+	}
+	d = min(max(d, 0), maxPause)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	b.refill(now)
+	b.tokens = 0
+	if until := now.Add(d); until.After(b.last) {
+		b.last = until
+	}
+	if b.queued() {
+		b.dispatch(now)
 	}
 }
 
@@ -156,7 +187,7 @@ func (b *budget) dispatch(now time.Time) {
 		close(w.ready)
 	}
 	if b.queued() {
-		d := b.timeFor(1 - b.tokens)
+		d := b.pausedFor(now) + b.timeFor(1-b.tokens)
 		if b.timer == nil {
 			b.timer = time.AfterFunc(d, b.tick)
 		} else {

@@ -149,3 +149,38 @@ func TestBudgetBusy(t *testing.T) {
 		t.Error("an unlimited budget is busy")
 	}
 }
+
+// After CloudStack's throttling refused a call, no token is handed out until the pause
+// is over, and a caller whose deadline falls within it gives up at once.
+func TestBudgetPause(t *testing.T) {
+	b := newBudget(1000, 100)
+	ctx := context.Background()
+	b.pause(150 * time.Millisecond)
+	start := time.Now()
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := b.wait(short, laneRead); !errors.Is(err, errRateLimitWait) {
+		t.Fatalf("a deadline within the pause: %v, want errRateLimitWait at once", err)
+	}
+	for range 3 {
+		if err := b.wait(ctx, laneRead); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took < 150*time.Millisecond {
+		t.Fatalf("calls went out %v into a 150ms pause", took)
+	}
+	// The bucket was emptied: it earns again from the end of the pause, not at once full.
+	b.mu.Lock()
+	tokens := b.tokens
+	b.mu.Unlock()
+	if tokens > 50 {
+		t.Fatalf("%v tokens right after the pause, want the burst spent", tokens)
+	}
+
+	unlimited := newBudget(0, 1)
+	unlimited.pause(time.Hour)
+	if err := unlimited.wait(ctx, laneNew); err != nil {
+		t.Fatalf("an unlimited budget is not paused: %v", err)
+	}
+}

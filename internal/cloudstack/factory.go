@@ -22,7 +22,9 @@ const (
 )
 
 // Defaults of a Factory. CloudStack throttles an account at 25 requests per second by
-// default (api.throttling.max), so the default stays well below it.
+// default (api.throttling.max, when api.throttling.enabled), so the default rate stays well
+// below it; a full burst on top of it can still pass 25 within one second, and the 429
+// that follows pauses the endpoint's budget (see WithRateLimit).
 const (
 	DefaultQPS                   = 10
 	DefaultBurst                 = 20
@@ -48,7 +50,9 @@ type options struct {
 // WithRateLimit sets the client-side rate limit, per CloudStack endpoint: every OsseaConfig
 // whose apiURL names the same endpoint draws on one budget, since CloudStack throttles by
 // account and its management server is shared, however many OMA VMs a cluster has.
-// qps <= 0 turns the limit off.
+// qps <= 0 turns the limit off. When CloudStack's own API throttling refuses a call (429),
+// the budget is emptied and sends nothing more until the account's window, as the reply
+// names it, has ended (at most a minute): every call sent sooner would be refused too.
 func WithRateLimit(qps float64, burst int) Option {
 	return func(o *options) {
 		o.qps = qps

@@ -91,3 +91,32 @@ func TestSimThrottledCallsAreRateLimited(t *testing.T) {
 		t.Fatalf("the simulator throttled %d calls (%v), want %d", throttled, st.Throttled, len(calls))
 	}
 }
+
+// After a 429 the client sends nothing more until the window CloudStack named has ended,
+// so the next call succeeds instead of being refused (and counted) again.
+func TestSimThrottlePausesTheBudget(t *testing.T) {
+	const window = 400 * time.Millisecond
+	env := startSim(t, cloudsim.Options{World: throttledWorld(), Throttle: cloudsim.Throttle{Max: 2, Interval: window}}, false)
+	ctx := testContext(t)
+	c := env.cloud(t)
+	start := time.Now()
+	for i := range 2 {
+		if _, err := c.GetVirtualMachine(ctx, cloudsim.DefaultOMAVMID); err != nil {
+			t.Fatalf("call %d: %v", i+1, err)
+		}
+	}
+	if _, err := c.GetVirtualMachine(ctx, cloudsim.DefaultOMAVMID); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("call 3: %v, want rate limited", err)
+	}
+	for i := range 2 { // the next window's two
+		if _, err := c.GetVirtualMachine(ctx, cloudsim.DefaultOMAVMID); err != nil {
+			t.Fatalf("call %d after the 429: %v", i+4, err)
+		}
+	}
+	if took := time.Since(start); took < window {
+		t.Fatalf("the calls after the 429 went out %v after the first, inside the %v window", took, window)
+	}
+	if n := env.sim.Snapshot().Throttled["listVirtualMachines"]; n != 1 {
+		t.Fatalf("%d calls throttled, want only the one that found the limit", n)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -116,6 +117,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resp.StatusCode != http.StatusOK && !looksLikeEnvelope(body) {
 		return nil, &httpStatusError{Code: resp.StatusCode, Status: resp.Status}
 	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		// CloudStack's API throttling: the account's calls are refused until its window
+		// ends, so none is sent before then (the caller gets ErrRateLimited from the body).
+		wait := throttleWait(body)
+		t.limiter.pause(wait)
+		log.Info("CloudStack refused a call for the account's API limit; pausing the endpoint's calls", "pause", wait)
+	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	return resp, nil
@@ -133,6 +141,30 @@ func readReply(resp *http.Response) ([]byte, error) {
 		return nil, fmt.Errorf("reply larger than %d bytes", maxReplyBytes)
 	}
 	return body, nil
+}
+
+// retryAfterRe finds the wait in CloudStack's throttling text, "...please retry after [<n>]
+// ms." (4.20; older releases leave out the brackets).
+var retryAfterRe = regexp.MustCompile(`retry after \[?(\d+)\]? ms`)
+
+// defaultThrottleWait is api.throttling.interval's default, for a 429 that names no wait.
+const defaultThrottleWait = time.Second
+
+// throttleMargin is added to the wait a 429 names: CloudStack rounds it down to the
+// millisecond, and a call that arrives at the window's last millisecond still counts in it.
+const throttleMargin = 10 * time.Millisecond
+
+// throttleWait is how long after a 429 reply the account's window has surely ended.
+func throttleWait(body []byte) time.Duration {
+	m := retryAfterRe.FindSubmatch(body)
+	if m == nil {
+		return defaultThrottleWait
+	}
+	ms, err := strconv.ParseInt(string(m[1]), 10, 64)
+	if err != nil {
+		return defaultThrottleWait
+	}
+	return time.Duration(min(ms, maxPause.Milliseconds()))*time.Millisecond + throttleMargin
 }
 
 func looksLikeEnvelope(body []byte) bool {

@@ -180,3 +180,20 @@ func TestMetricCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestThrottleWait(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want time.Duration
+	}{
+		{`{"createvolumeresponse":{"uuidList":[],"errorcode":429,"cserrorcode":9999,"errortext":"The given user has reached his/her account api limit, please retry after [734] ms."}}`, 734*time.Millisecond + throttleMargin},
+		{`{"x":{"errorcode":429,"errortext":"The given user has reached his/her account api limit, please retry after 20 ms."}}`, 20*time.Millisecond + throttleMargin},
+		{`{"x":{"errorcode":429,"errortext":"slow down"}}`, defaultThrottleWait},
+		{`{"x":{"errortext":"please retry after [99999999999999999999] ms."}}`, defaultThrottleWait},
+		{`{"x":{"errortext":"please retry after [3600000] ms."}}`, maxPause + throttleMargin},
+	} {
+		if got := throttleWait([]byte(tc.body)); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.body, got, tc.want)
+		}
+	}
+}
