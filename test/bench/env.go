@@ -67,7 +67,15 @@ func setup(ctx context.Context, o options, simOpts world.SimOptions, agents bool
 	if e.c, err = w.Client(); err != nil {
 		return e, err
 	}
-	progress("starting the simulator: %d VMs of %d slots, job latency %s", simOpts.VMs, simOpts.MaxDataVolumes, simOpts.JobLatency)
+	if o.simQPS > 0 {
+		simOpts.APIThrottleMax = o.simQPS
+	}
+	throttle := "off"
+	if simOpts.APIThrottleMax > 0 {
+		throttle = fmt.Sprintf("%d calls per second", simOpts.APIThrottleMax)
+	}
+	progress("starting the simulator: %d VMs of %d slots, job latency %s, API throttling %s",
+		simOpts.VMs, simOpts.MaxDataVolumes, simOpts.JobLatency, throttle)
 	if e.sim, err = w.StartSimulator(simOpts); err != nil {
 		return e, err
 	}

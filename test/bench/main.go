@@ -35,6 +35,7 @@ type options struct {
 	jobLatency     time.Duration
 	qps            float64
 	burst          int
+	simQPS         int
 	idle           time.Duration
 	timeout        time.Duration
 	keep           bool
@@ -62,6 +63,7 @@ func main() {
 	flag.DurationVar(&o.jobLatency, "job-latency", time.Second, "simulator async job latency")
 	flag.Float64Var(&o.qps, "qps", 50, "the manager's --cloudstack-qps (per CloudStack endpoint; every config uses the one simulator)")
 	flag.IntVar(&o.burst, "burst", 0, "the manager's --cloudstack-burst (default: its own default)")
+	flag.IntVar(&o.simQPS, "sim-qps", -1, "the simulator's API throttling (CloudStack's api.throttling.max per 1 s interval; past it calls are refused with 429); 0 = off (default: --qps for scale, off for the others)")
 	flag.DurationVar(&o.idle, "idle", 5*time.Minute, "steady-state, scale: how long the attached volumes stay idle")
 	flag.DurationVar(&o.settle, "settle", 15*time.Second, "steady-state, scale: pause between all Attached and the idle window")
 	flag.DurationVar(&o.timeout, "timeout", 0, "give up on a phase after this long (default 30m; 3h for scale)")

@@ -41,7 +41,7 @@ type machine struct {
 func newReport(scenario string, o options, extra map[string]any) *report {
 	params := map[string]any{
 		"n": o.n, "vms": o.vms, "perVM": o.perVM, "jobLatency": o.jobLatency.String(), "qps": o.qps, "burst": o.burst,
-		"managerArgs": o.managerArgs.String(),
+		"simQPS": max(o.simQPS, 0), "managerArgs": o.managerArgs.String(),
 	}
 	for k, v := range extra {
 		params[k] = v

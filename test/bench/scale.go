@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
+	"github.com/migratekit/ossea-operator/internal/cloudsim"
 	"github.com/migratekit/ossea-operator/test/world"
 )
 
@@ -22,13 +24,17 @@ import (
 // --batches waves of one jobID each (default 40 of 500), one wave after another without
 // waiting for the last to attach, as a migration tool submitting its jobs back to back
 // would. The CloudStack budget is the manager's own --cloudstack-qps, shared by every
-// config since all use the one simulator: the simulator itself throttles nothing, so the
-// floor of the apply phase is its calls ÷ QPS. Then the volumes are left idle, as in the
-// steady state, and the API server's objects and etcd's size are read.
+// config since all use the one simulator; the simulator throttles the account as CloudStack
+// does (--sim-qps calls per second, by default the same as --qps), refusing calls past it
+// with 429, which the manager must take in its stride. The floor of the apply phase is its
+// calls ÷ QPS, and the report says how many of those calls were refused. Then the volumes
+// are left idle, as in the steady state, and the API server's objects and etcd's size are
+// read.
 func scale(ctx context.Context, o options) (*report, error) {
 	if o.timeout == 0 {
 		o.timeout = 3 * time.Hour
 	}
+	o.simQPS = scaleSimQPS(o)
 	o = defaults(o, 20000, 64)
 	if o.batches == 0 {
 		o.batches = 40
@@ -58,6 +64,42 @@ func scale(ctx context.Context, o options) (*report, error) {
 	rep.add("cloudStackCallsPerMinutePerVolume", round(perMinute/float64(o.n), 4), "")
 	// Read last: the API server polls etcd's size and counts every 30 s and every minute.
 	return rep, e.addStorage(ctx, rep)
+}
+
+// scaleSimQPS is the simulator's throttle for scale: --sim-qps when given, else the
+// manager's own --qps (rounded, at least 1), so that CloudStack's limit is on; off when the
+// manager has no limit either.
+func scaleSimQPS(o options) int {
+	if o.simQPS >= 0 {
+		return o.simQPS
+	}
+	if o.qps <= 0 {
+		return 0
+	}
+	return max(1, int(math.Round(o.qps)))
+}
+
+// addThrottled reports how many of the calls the simulator counted its throttling refused
+// (429), in all and by command.
+func (e *env) addThrottled(rep *report, key string, st cloudsim.State) {
+	total, calls := 0, 0
+	var parts []string
+	for cmd, n := range st.Throttled {
+		total += n
+		parts = append(parts, fmt.Sprintf("%s %d", cmd, n))
+	}
+	for _, n := range st.Calls {
+		calls += n
+	}
+	slices.Sort(parts)
+	text := fmt.Sprintf("%d of %d calls refused 429 by the simulator's throttle of %d/s", total, calls, e.o.simQPS)
+	if e.o.simQPS <= 0 {
+		text = fmt.Sprintf("%d (the simulator's throttling is off)", total)
+	} else if len(parts) > 0 {
+		text += " (" + strings.Join(parts, ", ") + ")"
+	}
+	rep.add(key, total, text)
+	rep.Results[key+"ByCommand"] = st.Throttled
 }
 
 // applyAtScale applies the volumes in waves, waits for all of them to be Attached and
@@ -121,6 +163,7 @@ func (e *env) applyAtScale(ctx context.Context, rep *report) error {
 	rep.add("applyTimeOverFloor", round(elapsed.Seconds()/floor, 2), fmt.Sprintf("%.2fx", elapsed.Seconds()/floor))
 	rep.add("cloudStackCallsPerVolume", round(float64(total)/float64(o.n), 2), "")
 	rep.addCounts("callsPerVolumeByCommand", perVolume, "")
+	e.addThrottled(rep, "cloudStackCallsThrottled", st)
 	rep.add("managerPeakRSSMiB", mib(after.PeakRSSBytes), fmt.Sprintf("%.1f MiB (VmHWM; target <= 400 MiB)", mib(after.PeakRSSBytes)))
 	rep.add("managerCPUSeconds", round(after.CPUSeconds-before.CPUSeconds, 2), "")
 	rep.addPerVolume("apiServerWritesPerVolume", writesBefore, writesAfter, o.n)

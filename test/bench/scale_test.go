@@ -43,3 +43,22 @@ func TestScaleWavesCoverEveryVolumeOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestScaleSimQPS(t *testing.T) {
+	for _, c := range []struct {
+		simQPS int
+		qps    float64
+		want   int
+	}{
+		{-1, 50, 50},   // default: the manager's own
+		{-1, 10.4, 10}, // rounded
+		{-1, 0.2, 1},   // at least 1
+		{-1, 0, 0},     // an unlimited manager: off
+		{0, 50, 0},     // asked off
+		{25, 50, 25},   // asked
+	} {
+		if got := scaleSimQPS(options{simQPS: c.simQPS, qps: c.qps}); got != c.want {
+			t.Errorf("--sim-qps %d --qps %g: %d, want %d", c.simQPS, c.qps, got, c.want)
+		}
+	}
+}

@@ -102,6 +102,7 @@ func (e *env) measureIdle(ctx context.Context, rep *report) (float64, error) {
 	rep.add("idleMinutes", round(minutes, 2), "")
 	rep.add("cloudStackCallsPerMinute", round(total, 2), "")
 	rep.addCounts("cloudStackCallsPerMinuteByCommand", calls, "/min")
+	e.addThrottled(rep, "idleCloudStackCallsThrottled", st)
 	writes := world.Sub(writesAfter, writesBefore)
 	totalWrites := 0.0
 	for k, v := range writes {

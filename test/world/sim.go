@@ -35,6 +35,12 @@ type SimOptions struct {
 	JobLatency time.Duration
 	JobJitter  time.Duration
 	Seed       int64
+	// APIThrottleMax turns on CloudStack's API throttling in the simulator: past this many
+	// calls per APIThrottleInterval (default 1 s) the account's calls are refused with 429.
+	// CloudStack never throttles a root admin, so with it on the world's account (whose
+	// keys the manager uses) is a plain user account; it owns every VM either way.
+	APIThrottleMax      int
+	APIThrottleInterval time.Duration
 }
 
 // Sim is a running simulator.
@@ -69,6 +75,9 @@ const (
 func (w *World) StartSimulator(o SimOptions) (*Sim, error) {
 	world := cloudsim.DefaultWorld()
 	world.VirtualMachines = nil
+	if o.APIThrottleMax > 0 {
+		world.Accounts[0].Admin = false
+	}
 	sim := &Sim{hc: &http.Client{Timeout: 60 * time.Second}}
 	for i := range max(o.VMs, 1) {
 		vm := cloudsim.VirtualMachine{
@@ -111,6 +120,12 @@ func (w *World) StartSimulator(o SimOptions) (*Sim, error) {
 	sim.APIURL = sim.URL + "/client/api"
 	args := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--world", worldFile,
 		"--job-latency", o.JobLatency.String(), "--job-jitter", o.JobJitter.String(), "--seed", fmt.Sprint(o.Seed)}
+	if o.APIThrottleMax > 0 {
+		args = append(args, "--api-throttle-max", fmt.Sprint(o.APIThrottleMax))
+		if o.APIThrottleInterval > 0 {
+			args = append(args, "--api-throttle-interval", o.APIThrottleInterval.String())
+		}
+	}
 	if sim.Proc, err = w.Start("cloudsim", w.BinPath("cloudsim"), args...); err != nil {
 		return nil, err
 	}
