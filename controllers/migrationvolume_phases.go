@@ -63,8 +63,10 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 		SizeGiB:        int64(mv.Spec.SizeGiB),
 	})
 	if err != nil {
-		if !errors.Is(err, cloudstack.ErrTransient) {
-			mv.Status.PendingJob = nil // nothing was made: no intent to keep
+		if !errors.Is(err, cloudstack.ErrTransient) || errors.Is(err, cloudstack.ErrNotSent) {
+			// Nothing was made (refused, or never sent: a send guard, CloudStack's API
+			// throttling): no intent to keep.
+			mv.Status.PendingJob = nil
 		} else {
 			r.mem.createFailed(mv.UID, cloudstack.Answered(err))
 		}
