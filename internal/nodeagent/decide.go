@@ -9,6 +9,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -60,6 +61,18 @@ func routeOf(mv *osseav1.MigrationVolume, vmID, nodeName string) route {
 		return routeBlock
 	}
 	return routeFilesystem
+}
+
+// behindOwnWrite reports whether a copy of an object at resourceVersion cached is older
+// than the object as the agent's own last write of it (at written) left it. Acting on such a
+// copy writes again what that write stored: the claim's finalizer, the Mounted report, the
+// finalizer's removal. Resource versions compare as numbers (comparing them is part of the
+// API since Kubernetes 1.35, KEP-5504; older API servers on etcd give the same numbers); one
+// that is not such a number counts as not older, so the agent acts as it would without the
+// check.
+func behindOwnWrite(cached, written string) bool {
+	c, err := resourceversion.CompareResourceVersion(cached, written)
+	return err == nil && c < 0
 }
 
 // holds: the mount finalizer is there, and it is this node's (status.nodeName is written

@@ -657,3 +657,30 @@ func TestDecideProbeAndMkfsOptions(t *testing.T) {
 		}
 	})
 }
+
+// A cached copy older than the agent's own last write of the object is not acted on: it
+// would write again what that write stored. Anything else is.
+func TestDecideBehindOwnWrite(t *testing.T) {
+	for _, c := range []struct {
+		name            string
+		cached, written string
+		want            bool
+	}{
+		{"the cache has the write", "1200", "1200", false},
+		{"the cache has a later change", "1201", "1200", false},
+		{"the cache has not caught up", "1199", "1200", true},
+		{"fewer digits is older", "999", "1000", true},
+		{"more digits is newer", "10000", "9999", false},
+		{"same length, compared as numbers", "1190", "1200", true},
+		{"nothing written yet", "1200", "", false},
+		{"no resourceVersion cached", "", "1200", false},
+		{"not a number: act as without the check", "abc", "1200", false},
+		{"leading zero: not a resourceVersion", "0999", "1000", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := behindOwnWrite(c.cached, c.written); got != c.want {
+				t.Fatalf("behindOwnWrite(%q, %q) = %t; want %t", c.cached, c.written, got, c.want)
+			}
+		})
+	}
+}
