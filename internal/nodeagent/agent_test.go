@@ -76,8 +76,11 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 	if typ := run(t, "blkid", "-p", "-s", "TYPE", "-o", "value", dev); typ != "ext4" {
 		t.Errorf("blkid says %q, want ext4", typ)
 	}
-	w.waitEvent(mv, corev1.EventTypeNormal, osseav1.EventFormatted)
-	w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted)
+	// One event says it all: formatted, and mounted where.
+	if note := w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted); !strings.HasPrefix(note, "Formatted blank device "+link) ||
+		!strings.Contains(note, "as ext4 and mounted it at "+path) {
+		t.Errorf("the Mounted event does not say that %s was formatted as ext4 and mounted at %s: %q", link, path, note)
+	}
 
 	data := []byte("migration data " + volID)
 	writeSynced(t, filepath.Join(path, "data.bin"), data)
@@ -100,9 +103,8 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(path, "data.bin")); err != nil || string(b) != string(data) {
 		t.Fatalf("after unmount and re-mount the file reads %q, %v; want %q", b, err, data)
 	}
-	w.waitEvent(again, corev1.EventTypeNormal, osseav1.ReasonMounted)
-	if note := w.findEvent(again, corev1.EventTypeNormal, osseav1.EventFormatted); note != "" {
-		t.Errorf("the disk was formatted a second time: %s", note)
+	if note := w.waitEvent(again, corev1.EventTypeNormal, osseav1.ReasonMounted); !strings.Contains(note, "already held an ext4 filesystem, and nothing was formatted") {
+		t.Errorf("the Mounted event does not say that the disk was mounted as it was: %q", note)
 	}
 	w.deleteAndWaitGone(again, 20*time.Second)
 }
@@ -158,9 +160,8 @@ func TestExistingFilesystemMountedWithoutFormatting(t *testing.T) {
 					t.Errorf("restored.txt reads %q, %v", b, err)
 				}
 			}
-			w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted)
-			if note := w.findEvent(mv, corev1.EventTypeNormal, osseav1.EventFormatted); note != "" {
-				t.Errorf("Formatted event for a disk that held %s: %s", fsType, note)
+			if note := w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted); !strings.Contains(note, "nothing was formatted") {
+				t.Errorf("the Mounted event of a disk that held %s does not say it was mounted as it was: %q", fsType, note)
 			}
 			w.deleteAndWaitGone(mv, 20*time.Second)
 		})
@@ -617,6 +618,22 @@ func countEvents(t *testing.T, w *world, mv *osseav1.MigrationVolume, reason str
 	return n
 }
 
+// countFormats counts the mounts of the object whose event says the disk was formatted.
+func countFormats(t *testing.T, w *world, mv *osseav1.MigrationVolume) int {
+	t.Helper()
+	var evs eventsv1.EventList
+	if err := k8s.List(testCtx, &evs, client.InNamespace(w.ns)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs.Items {
+		if e.Regarding.Name == mv.Name && e.Reason == osseav1.ReasonMounted && strings.HasPrefix(e.Note, "Formatted ") {
+			n++
+		}
+	}
+	return n
+}
+
 // udev rewriting a disk's links while it is mounted (remove, then create) changes nothing:
 // no second mount, no DeviceNotFound, no Warning event.
 func TestLinkFlapWhileMountedKeepsTheMount(t *testing.T) {
@@ -681,7 +698,7 @@ func TestSameDiskForTwoObjectsMountsOnce(t *testing.T) {
 		}
 		return ""
 	})
-	if n := countEvents(t, w, a, osseav1.EventFormatted) + countEvents(t, w, b, osseav1.EventFormatted); n != 1 {
+	if n := countFormats(t, w, a) + countFormats(t, w, b); n != 1 {
 		t.Errorf("formatted %d times, want once", n)
 	}
 	if ms, _ := mountsOfDevice(&Device{Major: major(t, dev), Minor: minor(t, dev)}); len(ms) != 1 {

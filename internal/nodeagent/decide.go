@@ -293,6 +293,21 @@ func checkMounted(dev *Device, dir string, atDir []*mountinfo.Info) error {
 	return nil
 }
 
+// mountedNote is the note of a mount's one event: what was mounted where, and whether the
+// agent formatted it first (step, decideContent's). Whether a disk was formatted is an
+// outcome no condition keeps, and the one a person most needs to know about a disk that
+// was to carry data, so a mount that formatted nothing says so too.
+func mountedNote(dev *Device, fsType, dir string, s step) string {
+	switch s {
+	case stepFormat:
+		return fmt.Sprintf("Formatted blank device %s (%s) as %s and mounted it at %s", dev.Link, dev.Path, fsType, dir)
+	case stepRedoFormat:
+		return fmt.Sprintf("Formatted %s (%s) as %s again, as the agent's earlier format of it had been cut short, and mounted it at %s",
+			dev.Link, dev.Path, fsType, dir)
+	}
+	return fmt.Sprintf("Mounted %s (%s) at %s as it was: it already held an %s filesystem, and nothing was formatted", dev.Link, dev.Path, dir, fsType)
+}
+
 // blockPublishedBefore reports whether the last reconcile already published this very
 // device, so that a resync neither logs nor sends the Published event again.
 func blockPublishedBefore(prev *metav1.Condition, mv *osseav1.MigrationVolume, dev *Device) bool {

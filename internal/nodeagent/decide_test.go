@@ -684,3 +684,30 @@ func TestDecideBehindOwnWrite(t *testing.T) {
 		})
 	}
 }
+
+// A mount's one event says where the disk is mounted and whether it was formatted first:
+// an outcome no condition keeps.
+func TestDecideMountedNote(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		step     step
+		prefix   string
+		mentions []string
+	}{
+		{"blank, formatted", stepFormat, "Formatted blank device ", []string{"as xfs and mounted it at " + decidePath}},
+		{"the agent's cut-short format, redone", stepRedoFormat, "Formatted ", []string{"as xfs again", "cut short", "mounted it at " + decidePath}},
+		{"held the filesystem already", stepMount, "Mounted ", []string{"at " + decidePath + " as it was", "already held an xfs filesystem", "nothing was formatted"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			note := mountedNote(decideDev, "xfs", decidePath, c.step)
+			if !strings.HasPrefix(note, c.prefix) {
+				t.Errorf("note %q does not start with %q", note, c.prefix)
+			}
+			for _, m := range append([]string{decideDev.Link, decideDev.Path}, c.mentions...) {
+				if !strings.Contains(note, m) {
+					t.Errorf("note %q does not mention %q", note, m)
+				}
+			}
+		})
+	}
+}
