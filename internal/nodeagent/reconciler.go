@@ -100,9 +100,9 @@ type Reconciler struct {
 	unmountAttempts sync.Map // types.UID -> int
 	// failures counts each volume's failure Reasons for ossea_agent_errors_total.
 	failures failureCounter
-	// ownWrites is the resourceVersion of this agent's own last write of each object (see
+	// ownWrites is what this agent's own last write of each object left (see
 	// behindOwnWrite).
-	ownWrites sync.Map // types.NamespacedName -> string
+	ownWrites sync.Map // types.NamespacedName -> ownWrite
 	// afterReconcile, when set (by tests), runs after every reconcile.
 	afterReconcile func(types.NamespacedName)
 }
@@ -196,13 +196,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, err
 	}
-	if last, ok := r.ownWrites.Load(req.NamespacedName); ok && behindOwnWrite(mv.ResourceVersion, last.(string)) {
+	if last, ok := r.ownWrites.Load(req.NamespacedName); ok && behindOwnWrite(mv, last.(ownWrite)) {
 		// The cache has not caught up with this agent's own last write (a reconcile queued
 		// while that write was made runs right after it): this copy would have it write
 		// again what is stored already. The watch brings the volume back once the cache has
 		// the write; the requeue is only a safety net behind it.
 		ctrl.LoggerFrom(ctx).V(1).Info("Cached copy older than the agent's own last write; looking again once it has caught up",
-			"cached", mv.ResourceVersion, "written", last)
+			"cached", mv.ResourceVersion, "written", last.(ownWrite).resourceVersion)
 		return ctrl.Result{RequeueAfter: ownWriteWait}, nil
 	}
 	s := &volumeScope{
@@ -313,12 +313,14 @@ func (r *Reconciler) patchFinalizers(ctx context.Context, mv *osseav1.MigrationV
 	return true, nil
 }
 
-// wrote notes mv, as the API server stored it after a write of this agent, as the agent's
-// last write of it.
+// wrote notes mv, as the API server answered a write of this agent, as the agent's last
+// write of it.
 func (r *Reconciler) wrote(mv *osseav1.MigrationVolume) {
-	if mv.ResourceVersion != "" {
-		r.ownWrites.Store(client.ObjectKeyFromObject(mv), mv.ResourceVersion)
+	if mv.ResourceVersion == "" {
+		return
 	}
+	r.ownWrites.Store(client.ObjectKeyFromObject(mv), ownWrite{uid: mv.UID, resourceVersion: mv.ResourceVersion,
+		deleted: !mv.DeletionTimestamp.IsZero() && len(mv.Finalizers) == 0})
 }
 
 // ownWriteWait is when a reconcile skipped for a cached copy older than the agent's own

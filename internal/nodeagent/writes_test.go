@@ -230,4 +230,30 @@ func TestStaleCachedCopyWritesNothing(t *testing.T) {
 	if _, ok := r.ownWrites.Load(key); ok {
 		t.Error("the agent still remembers its writes of an object that is gone")
 	}
+
+	// When the agent's finalizer is the last, its removal deletes the object, and the API
+	// server answers with the object at the version of the Unmounted report before it: a
+	// copy at that version is of an object that is gone.
+	last := w.newVolume("last", "job-s", "disk-1", 1)
+	w.attaching(last, uuid.NewString())
+	key = client.ObjectKeyFromObject(last)
+	reconcile("the claim of the last", nil, map[string]int{"status": 1, "object": 1})
+	if err := k8s.Delete(testCtx, last); err != nil {
+		t.Fatal(err)
+	}
+	beforeRelease = w.get(last)
+	reconcile("the release that deletes it", nil, map[string]int{"status": 1, "object": 1})
+	w.waitGone(last, 10*time.Second)
+	reconcile("a stale copy from before that release", beforeRelease, none)
+	unmounted := beforeRelease.DeepCopy()
+	unmounted.ResourceVersion = r.lastWrite(key).resourceVersion
+	reconcile("a stale copy at the version the release answered with", unmounted, none)
+	reconcile("gone", nil, none)
+}
+
+// lastWrite is what the agent remembers of its last write of the object.
+func (r *Reconciler) lastWrite(key client.ObjectKey) ownWrite {
+	v, _ := r.ownWrites.Load(key)
+	w, _ := v.(ownWrite)
+	return w
 }
