@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -94,7 +95,6 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 			t.Errorf("%s left behind after deletion: %v", d, err)
 		}
 	}
-	w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonUnmounted)
 
 	// The same disk for a new object: it holds ext4 now, so it is mounted, not formatted.
 	again := w.newVolume("blank-again", "job-1", "disk-0", 1)
@@ -799,5 +799,67 @@ func TestClaimedWhileAttaching(t *testing.T) {
 	w.deleteAndWaitGone(mv, 20*time.Second)
 	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Errorf("%d mounts left at %s after delete", n, path)
+	}
+}
+
+// One volume's life on the node costs the API server what the agent has to say, each once:
+// the claim (status.nodeName, while the attach runs), the mount finalizer, the Mounted
+// report, the Unmounted report, the finalizer's removal, and one event, Mounted, which
+// says the disk was formatted. The rest would only repeat a condition: the wait for the
+// disk is in the claim's write, the unmount in the Unmounted condition (and the manager's
+// detach after it). Reconciles the watches bring in between write nothing.
+func TestOneLifecycleWritesEachThingOnce(t *testing.T) {
+	w := newWorld(t)
+	writes := &writeCounter{}
+	a := w.startAgent(countWrites(writes))
+	volID := uuid.NewString()
+	mv := w.newVolume("lifecycle", "job-w", "disk-0", 1)
+	key := client.ObjectKeyFromObject(mv)
+	step := func(name string, want map[string]int) {
+		t.Helper()
+		if got := writes.take(); !maps.Equal(got, want) {
+			t.Errorf("%s: the agent wrote %v; want %v", name, got, want)
+		}
+	}
+
+	w.attaching(mv, volID)
+	testkit.Eventually(t, 20*time.Second, func() string {
+		got := w.get(mv)
+		if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName {
+			return fmt.Sprintf("finalizers %v, nodeName %q: not claimed yet", got.Finalizers, got.Status.NodeName)
+		}
+		return ""
+	})
+	step("the claim", map[string]int{"status": 1, "object": 1})
+
+	w.link(volID, w.loopDevice(1<<30))
+	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
+	seen := a.reconciles(key)
+	w.attach(mv, volID) // the manager sees the attach done: nothing new to say
+	testkit.Eventually(t, 10*time.Second, func() string {
+		if n := a.reconciles(key); n <= seen {
+			return "the agent has not looked at the confirmed attach yet"
+		}
+		return ""
+	})
+	step("the mount, and the attach confirmed after it", map[string]int{"status": 1})
+
+	w.deleteAndWaitGone(mv, 20*time.Second)
+	step("the release", map[string]int{"status": 1, "object": 1})
+
+	note := w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted)
+	time.Sleep(time.Second) // events are sent in the background
+	var evs eventsv1.EventList
+	if err := k8s.List(testCtx, &evs, client.InNamespace(w.ns)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs.Items {
+		if e.Regarding.Name == mv.Name {
+			got = append(got, e.Type+" "+e.Reason+": "+e.Note)
+		}
+	}
+	if len(got) != 1 || !strings.HasPrefix(note, "Formatted blank device ") {
+		t.Errorf("events of the volume: %q; want one, Normal Mounted, saying the blank disk was formatted", got)
 	}
 }
