@@ -734,7 +734,7 @@ func TestClaimedWhileAttaching(t *testing.T) {
 			got := w.get(mv)
 			c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted)
 			if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName ||
-				c == nil || !strings.Contains(c.Message, "is attaching") {
+				c == nil || !strings.Contains(c.Message, "waiting for the disk of CloudStack volume") {
 				return fmt.Sprintf("while attaching: finalizers %v, nodeName %q, Mounted %+v; want the claim of node %s",
 					got.Finalizers, got.Status.NodeName, c, w.nodeName)
 			}
@@ -806,8 +806,9 @@ func TestClaimedWhileAttaching(t *testing.T) {
 // the claim (status.nodeName, while the attach runs), the mount finalizer, the Mounted
 // report, the Unmounted report, the finalizer's removal, and one event, Mounted, which
 // says the disk was formatted. The rest would only repeat a condition: the wait for the
-// disk is in the claim's write, the unmount in the Unmounted condition (and the manager's
-// detach after it). Reconciles the watches bring in between write nothing.
+// disk is in the claim's write (and stays as it was when the attach is seen done), the
+// unmount in the Unmounted condition (and the manager's detach after it). Reconciles the
+// watches bring in between write nothing.
 func TestOneLifecycleWritesEachThingOnce(t *testing.T) {
 	w := newWorld(t)
 	writes := &writeCounter{}
@@ -831,18 +832,31 @@ func TestOneLifecycleWritesEachThingOnce(t *testing.T) {
 		return ""
 	})
 	step("the claim", map[string]int{"status": 1, "object": 1})
+	// The agent looks at each change the manager makes; this makes sure it has.
+	managerWrites := func(change func(*osseav1.MigrationVolumeStatus)) {
+		t.Helper()
+		seen := a.reconciles(key)
+		w.updateStatus(mv, change)
+		testkit.Eventually(t, 10*time.Second, func() string {
+			if n := a.reconciles(key); n <= seen {
+				return "the agent has not looked at the manager's write yet"
+			}
+			return ""
+		})
+	}
+
+	// The manager sees the attach done before the disk shows up: the agent still waits for
+	// it, and has nothing new to say.
+	managerWrites(func(st *osseav1.MigrationVolumeStatus) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: osseav1.ConditionAttached, Status: metav1.ConditionTrue,
+			Reason: "Attached", Message: "attached, says the test", ObservedGeneration: mv.Generation})
+	})
+	step("the attach confirmed, the disk not there yet", map[string]int{})
 
 	w.link(volID, w.loopDevice(1<<30))
 	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
-	seen := a.reconciles(key)
-	w.attach(mv, volID) // the manager sees the attach done: nothing new to say
-	testkit.Eventually(t, 10*time.Second, func() string {
-		if n := a.reconciles(key); n <= seen {
-			return "the agent has not looked at the confirmed attach yet"
-		}
-		return ""
-	})
-	step("the mount, and the attach confirmed after it", map[string]int{"status": 1})
+	managerWrites(func(st *osseav1.MigrationVolumeStatus) { st.Phase = osseav1.PhaseMounted })
+	step("the mount, and a write of the manager's after it", map[string]int{"status": 1})
 
 	w.deleteAndWaitGone(mv, 20*time.Second)
 	step("the release", map[string]int{"status": 1, "object": 1})

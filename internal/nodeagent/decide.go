@@ -152,10 +152,13 @@ type deviceWait struct {
 }
 
 // missingDevice is the report to make about a volume whose disk has not appeared, and when
-// to look again: while the attach job runs, the disk is simply awaited; once the manager
-// has seen the attach finish, it is awaited (Reason WaitingForDevice) until deviceTimeout
-// after that, then reported missing (DeviceNotFound). The by-id watcher brings the volume
-// back the moment a link appears; the timers are only for the reports.
+// to look again: the disk is awaited (Reason WaitingForDevice) while the attach job runs
+// and until deviceTimeout after the manager has seen it finish, then reported missing
+// (DeviceNotFound). The waiting message is the same before and after the attach finished
+// (the Attached condition tells the two apart), so the manager's confirmation of the attach
+// costs no write of the agent's, nor one of the manager's, which copies the message into
+// Ready while Mounted is what it waits for. The by-id watcher brings the volume back the
+// moment a link appears; the timers are only for the reports.
 func missingDevice(mv *osseav1.MigrationVolume, w deviceWait) (*report, ctrl.Result) {
 	names := guestdisk.LinkNames(mv.Status.VolumeID)
 	if names == nil {
@@ -167,16 +170,15 @@ func missingDevice(mv *osseav1.MigrationVolume, w deviceWait) (*report, ctrl.Res
 		links[i] = w.byIDDir + "/" + n
 	}
 	want := strings.Join(links, " or ")
+	waiting := &report{status: metav1.ConditionFalse, reason: osseav1.ReasonWaitingForDevice,
+		message: fmt.Sprintf("waiting for the disk of CloudStack volume %s to appear as %s; it is reported missing if it has not appeared %s after the attach finished",
+			mv.Status.VolumeID, want, w.deviceTimeout)}
 	if !attachConfirmed(mv) {
-		return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonWaitingForDevice,
-			message: fmt.Sprintf("CloudStack is attaching volume %s to this VM; waiting for its disk to appear as %s", mv.Status.VolumeID, want),
-		}, ctrl.Result{RequeueAfter: w.resync}
+		return waiting, ctrl.Result{RequeueAfter: w.resync}
 	}
 	waited := w.now.Sub(attachedSince(mv))
 	if waited < w.deviceTimeout {
-		return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonWaitingForDevice,
-			message: fmt.Sprintf("waiting up to %s for the disk of CloudStack volume %s to appear as %s", w.deviceTimeout, mv.Status.VolumeID, want),
-		}, ctrl.Result{RequeueAfter: w.deviceTimeout - waited + 100*time.Millisecond}
+		return waiting, ctrl.Result{RequeueAfter: w.deviceTimeout - waited + 100*time.Millisecond}
 	}
 	return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonDeviceNotFound,
 		message: fmt.Sprintf("no disk appeared as %s within %s of the attachment: check in CloudStack that volume %s is attached to VM %s, "+

@@ -434,11 +434,11 @@ func TestDecideMissingDevice(t *testing.T) {
 		{"volume id not a UUID", decideVolume(func(mv *osseav1.MigrationVolume) { mv.Status.VolumeID = "../../etc" }),
 			osseav1.ReasonDeviceNotFound, 0, []string{"not a CloudStack volume UUID"}},
 		{"attach running, no Attached condition yet", decideVolume(attachedTo(decideVMID)),
-			osseav1.ReasonWaitingForDevice, time.Minute, append([]string{"is attaching"}, links...)},
+			osseav1.ReasonWaitingForDevice, time.Minute, append([]string{decideVolumeID, "missing if it has not appeared 2m0s after the attach finished"}, links...)},
 		{"attach running, Attached False", decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionFalse, now.Add(-time.Hour))),
-			osseav1.ReasonWaitingForDevice, time.Minute, []string{"is attaching"}},
+			osseav1.ReasonWaitingForDevice, time.Minute, []string{"waiting for the disk"}},
 		{"attached 10s ago", decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionTrue, now.Add(-10*time.Second))),
-			osseav1.ReasonWaitingForDevice, 110*time.Second + 100*time.Millisecond, []string{"waiting up to 2m0s"}},
+			osseav1.ReasonWaitingForDevice, 110*time.Second + 100*time.Millisecond, []string{"waiting for the disk"}},
 		{"attached just now", decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionTrue, now)),
 			osseav1.ReasonWaitingForDevice, 2*time.Minute + 100*time.Millisecond, nil},
 		{"attached exactly the timeout ago", decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionTrue, now.Add(-2*time.Minute))),
@@ -457,6 +457,21 @@ func TestDecideMissingDevice(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The manager's confirmation of the attach changes nothing the agent says while it waits
+// for the disk: the report is the same while the attach runs and after it finished (until
+// the timeout), so neither the agent nor the manager (which copies it into Ready) writes.
+func TestDecideMissingDeviceSameReportAcrossTheAttach(t *testing.T) {
+	now := time.Unix(1_700_001_000, 0)
+	w := deviceWait{byIDDir: "/dev/disk/by-id", vmID: decideVMID, now: now, deviceTimeout: 2 * time.Minute, resync: time.Minute}
+	running, _ := missingDevice(decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionFalse, now.Add(-time.Second))), w)
+	for _, ago := range []time.Duration{0, time.Second, 119 * time.Second} {
+		done, _ := missingDevice(decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionTrue, now.Add(-ago))), w)
+		if *done != *running {
+			t.Errorf("attach finished %s ago: %+v; while it ran: %+v", ago, done, running)
+		}
 	}
 }
 
