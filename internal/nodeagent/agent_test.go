@@ -390,10 +390,11 @@ func TestBusyMountBlocksTeardownUntilReleased(t *testing.T) {
 }
 
 // Block mode: the disk is found, verified and published; never formatted, never mounted,
-// no finalizer.
+// no finalizer. Its whole life costs the agent one status write and one event.
 func TestBlockModePublishesWithoutTouching(t *testing.T) {
 	w := newWorld(t)
-	w.startAgent()
+	writes := &writeCounter{}
+	w.startAgent(countWrites(writes))
 	volID := uuid.NewString()
 	dev := w.loopDevice(1 << 30)
 	link := w.link(volID, dev)
@@ -418,6 +419,13 @@ func TestBlockModePublishesWithoutTouching(t *testing.T) {
 		t.Errorf("the block device is mounted at %s", mountPoints(ms))
 	}
 	w.deleteAndWaitGone(mv, 10*time.Second)
+	if got := writes.take(); !maps.Equal(got, map[string]int{"status": 1}) {
+		t.Errorf("the agent wrote %v in the volume's life; want one status write (Published)", got)
+	}
+	time.Sleep(time.Second) // events are sent in the background
+	if n := countEvents(t, w, mv, osseav1.ReasonPublished); n != 1 {
+		t.Errorf("%d Published events, want 1", n)
+	}
 }
 
 // The agent's status writes never revert the manager's: while the agent goes from waiting
