@@ -136,7 +136,8 @@ var handoffUnderWay = map[string]bool{
 
 // Reasons of a MigrationVolume's Mounted condition, written by the node agent.
 const (
-	// True.
+	// True. The event of a mount (reason Mounted) also says whether the agent formatted the
+	// disk first.
 	ReasonMounted   = "Mounted"   // Filesystem mode: mounted read-write
 	ReasonPublished = "Published" // Block mode: device found and verified
 
@@ -209,7 +210,6 @@ const (
 	EventRetained          = "Retained"
 	EventReleased          = "Released"
 	EventNotOwned          = "NotOwned"
-	EventFormatted         = "Formatted"
 	EventDirectoryNotEmpty = "DirectoryNotEmpty"
 	// EventOrphansFound (Warning, on an OsseaConfig): the orphan check found volumes of
 	// this cluster that no MigrationVolume stands for; the message lists the new ones.

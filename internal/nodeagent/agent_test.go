@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -76,8 +77,11 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 	if typ := run(t, "blkid", "-p", "-s", "TYPE", "-o", "value", dev); typ != "ext4" {
 		t.Errorf("blkid says %q, want ext4", typ)
 	}
-	w.waitEvent(mv, corev1.EventTypeNormal, osseav1.EventFormatted)
-	w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted)
+	// One event says it all: formatted, and mounted where.
+	if note := w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted); !strings.HasPrefix(note, "Formatted blank device "+link) ||
+		!strings.Contains(note, "as ext4 and mounted it at "+path) {
+		t.Errorf("the Mounted event does not say that %s was formatted as ext4 and mounted at %s: %q", link, path, note)
+	}
 
 	data := []byte("migration data " + volID)
 	writeSynced(t, filepath.Join(path, "data.bin"), data)
@@ -91,7 +95,6 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 			t.Errorf("%s left behind after deletion: %v", d, err)
 		}
 	}
-	w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonUnmounted)
 
 	// The same disk for a new object: it holds ext4 now, so it is mounted, not formatted.
 	again := w.newVolume("blank-again", "job-1", "disk-0", 1)
@@ -100,9 +103,8 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(path, "data.bin")); err != nil || string(b) != string(data) {
 		t.Fatalf("after unmount and re-mount the file reads %q, %v; want %q", b, err, data)
 	}
-	w.waitEvent(again, corev1.EventTypeNormal, osseav1.ReasonMounted)
-	if note := w.findEvent(again, corev1.EventTypeNormal, osseav1.EventFormatted); note != "" {
-		t.Errorf("the disk was formatted a second time: %s", note)
+	if note := w.waitEvent(again, corev1.EventTypeNormal, osseav1.ReasonMounted); !strings.Contains(note, "already held an ext4 filesystem, and nothing was formatted") {
+		t.Errorf("the Mounted event does not say that the disk was mounted as it was: %q", note)
 	}
 	w.deleteAndWaitGone(again, 20*time.Second)
 }
@@ -158,9 +160,8 @@ func TestExistingFilesystemMountedWithoutFormatting(t *testing.T) {
 					t.Errorf("restored.txt reads %q, %v", b, err)
 				}
 			}
-			w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted)
-			if note := w.findEvent(mv, corev1.EventTypeNormal, osseav1.EventFormatted); note != "" {
-				t.Errorf("Formatted event for a disk that held %s: %s", fsType, note)
+			if note := w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted); !strings.Contains(note, "nothing was formatted") {
+				t.Errorf("the Mounted event of a disk that held %s does not say it was mounted as it was: %q", fsType, note)
 			}
 			w.deleteAndWaitGone(mv, 20*time.Second)
 		})
@@ -389,10 +390,11 @@ func TestBusyMountBlocksTeardownUntilReleased(t *testing.T) {
 }
 
 // Block mode: the disk is found, verified and published; never formatted, never mounted,
-// no finalizer.
+// no finalizer. Its whole life costs the agent one status write and one event.
 func TestBlockModePublishesWithoutTouching(t *testing.T) {
 	w := newWorld(t)
-	w.startAgent()
+	writes := &writeCounter{}
+	w.startAgent(countWrites(writes))
 	volID := uuid.NewString()
 	dev := w.loopDevice(1 << 30)
 	link := w.link(volID, dev)
@@ -417,6 +419,13 @@ func TestBlockModePublishesWithoutTouching(t *testing.T) {
 		t.Errorf("the block device is mounted at %s", mountPoints(ms))
 	}
 	w.deleteAndWaitGone(mv, 10*time.Second)
+	if got := writes.take(); !maps.Equal(got, map[string]int{"status": 1}) {
+		t.Errorf("the agent wrote %v in the volume's life; want one status write (Published)", got)
+	}
+	time.Sleep(time.Second) // events are sent in the background
+	if n := countEvents(t, w, mv, osseav1.ReasonPublished); n != 1 {
+		t.Errorf("%d Published events, want 1", n)
+	}
 }
 
 // The agent's status writes never revert the manager's: while the agent goes from waiting
@@ -617,6 +626,22 @@ func countEvents(t *testing.T, w *world, mv *osseav1.MigrationVolume, reason str
 	return n
 }
 
+// countFormats counts the mounts of the object whose event says the disk was formatted.
+func countFormats(t *testing.T, w *world, mv *osseav1.MigrationVolume) int {
+	t.Helper()
+	var evs eventsv1.EventList
+	if err := k8s.List(testCtx, &evs, client.InNamespace(w.ns)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs.Items {
+		if e.Regarding.Name == mv.Name && e.Reason == osseav1.ReasonMounted && strings.HasPrefix(e.Note, "Formatted ") {
+			n++
+		}
+	}
+	return n
+}
+
 // udev rewriting a disk's links while it is mounted (remove, then create) changes nothing:
 // no second mount, no DeviceNotFound, no Warning event.
 func TestLinkFlapWhileMountedKeepsTheMount(t *testing.T) {
@@ -681,7 +706,7 @@ func TestSameDiskForTwoObjectsMountsOnce(t *testing.T) {
 		}
 		return ""
 	})
-	if n := countEvents(t, w, a, osseav1.EventFormatted) + countEvents(t, w, b, osseav1.EventFormatted); n != 1 {
+	if n := countFormats(t, w, a) + countFormats(t, w, b); n != 1 {
 		t.Errorf("formatted %d times, want once", n)
 	}
 	if ms, _ := mountsOfDevice(&Device{Major: major(t, dev), Minor: minor(t, dev)}); len(ms) != 1 {
@@ -717,7 +742,7 @@ func TestClaimedWhileAttaching(t *testing.T) {
 			got := w.get(mv)
 			c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted)
 			if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName ||
-				c == nil || !strings.Contains(c.Message, "is attaching") {
+				c == nil || !strings.Contains(c.Message, "waiting for the disk of CloudStack volume") {
 				return fmt.Sprintf("while attaching: finalizers %v, nodeName %q, Mounted %+v; want the claim of node %s",
 					got.Finalizers, got.Status.NodeName, c, w.nodeName)
 			}
@@ -782,5 +807,81 @@ func TestClaimedWhileAttaching(t *testing.T) {
 	w.deleteAndWaitGone(mv, 20*time.Second)
 	if n := len(testkit.MountsAt(t, path)); n != 0 {
 		t.Errorf("%d mounts left at %s after delete", n, path)
+	}
+}
+
+// One volume's life on the node costs the API server what the agent has to say, each once:
+// the claim (status.nodeName, while the attach runs), the mount finalizer, the Mounted
+// report, the Unmounted report, the finalizer's removal, and one event, Mounted, which
+// says the disk was formatted. The rest would only repeat a condition: the wait for the
+// disk is in the claim's write (and stays as it was when the attach is seen done), the
+// unmount in the Unmounted condition (and the manager's detach after it). Reconciles the
+// watches bring in between write nothing.
+func TestOneLifecycleWritesEachThingOnce(t *testing.T) {
+	w := newWorld(t)
+	writes := &writeCounter{}
+	a := w.startAgent(countWrites(writes))
+	volID := uuid.NewString()
+	mv := w.newVolume("lifecycle", "job-w", "disk-0", 1)
+	key := client.ObjectKeyFromObject(mv)
+	step := func(name string, want map[string]int) {
+		t.Helper()
+		if got := writes.take(); !maps.Equal(got, want) {
+			t.Errorf("%s: the agent wrote %v; want %v", name, got, want)
+		}
+	}
+
+	w.attaching(mv, volID)
+	testkit.Eventually(t, 20*time.Second, func() string {
+		got := w.get(mv)
+		if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName {
+			return fmt.Sprintf("finalizers %v, nodeName %q: not claimed yet", got.Finalizers, got.Status.NodeName)
+		}
+		return ""
+	})
+	step("the claim", map[string]int{"status": 1, "object": 1})
+	// The agent looks at each change the manager makes; this makes sure it has.
+	managerWrites := func(change func(*osseav1.MigrationVolumeStatus)) {
+		t.Helper()
+		seen := a.reconciles(key)
+		w.updateStatus(mv, change)
+		testkit.Eventually(t, 10*time.Second, func() string {
+			if n := a.reconciles(key); n <= seen {
+				return "the agent has not looked at the manager's write yet"
+			}
+			return ""
+		})
+	}
+
+	// The manager sees the attach done before the disk shows up: the agent still waits for
+	// it, and has nothing new to say.
+	managerWrites(func(st *osseav1.MigrationVolumeStatus) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: osseav1.ConditionAttached, Status: metav1.ConditionTrue,
+			Reason: "Attached", Message: "attached, says the test", ObservedGeneration: mv.Generation})
+	})
+	step("the attach confirmed, the disk not there yet", map[string]int{})
+
+	w.link(volID, w.loopDevice(1<<30))
+	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
+	managerWrites(func(st *osseav1.MigrationVolumeStatus) { st.Phase = osseav1.PhaseMounted })
+	step("the mount, and a write of the manager's after it", map[string]int{"status": 1})
+
+	w.deleteAndWaitGone(mv, 20*time.Second)
+	step("the release", map[string]int{"status": 1, "object": 1})
+
+	note := w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted)
+	time.Sleep(time.Second) // events are sent in the background
+	var evs eventsv1.EventList
+	if err := k8s.List(testCtx, &evs, client.InNamespace(w.ns)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs.Items {
+		if e.Regarding.Name == mv.Name {
+			got = append(got, e.Type+" "+e.Reason+": "+e.Note)
+		}
+	}
+	if len(got) != 1 || !strings.HasPrefix(note, "Formatted blank device ") {
+		t.Errorf("events of the volume: %q; want one, Normal Mounted, saying the blank disk was formatted", got)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -60,6 +62,34 @@ func routeOf(mv *osseav1.MigrationVolume, vmID, nodeName string) route {
 		return routeBlock
 	}
 	return routeFilesystem
+}
+
+// ownWrite is what the agent's own last write of an object left: the object's uid and
+// resourceVersion, and whether that write let the object go (it removed the agent's
+// finalizer, the last one, from an object being deleted: the API server then answers with
+// the object as it was last stored, at that older version).
+type ownWrite struct {
+	uid             types.UID
+	resourceVersion string
+	deleted         bool
+}
+
+// behindOwnWrite reports whether a cached copy of an object is older than the object as
+// the agent's own last write of it left it, or is of an object that write deleted. Acting
+// on such a copy writes again what that write stored: the claim's finalizer, the Mounted
+// report, the finalizer's removal. Resource versions compare as numbers (comparing them is
+// part of the API since Kubernetes 1.35, KEP-5504; older API servers on etcd give the same
+// numbers); one that is not such a number counts as not older, so the agent acts as it
+// would without the check. A copy of another object of the same name is never behind.
+func behindOwnWrite(cached *osseav1.MigrationVolume, last ownWrite) bool {
+	if cached.UID != last.uid {
+		return false
+	}
+	if last.deleted {
+		return true
+	}
+	c, err := resourceversion.CompareResourceVersion(cached.ResourceVersion, last.resourceVersion)
+	return err == nil && c < 0
 }
 
 // holds: the mount finalizer is there, and it is this node's (status.nodeName is written
@@ -122,10 +152,13 @@ type deviceWait struct {
 }
 
 // missingDevice is the report to make about a volume whose disk has not appeared, and when
-// to look again: while the attach job runs, the disk is simply awaited; once the manager
-// has seen the attach finish, it is awaited (Reason WaitingForDevice) until deviceTimeout
-// after that, then reported missing (DeviceNotFound). The by-id watcher brings the volume
-// back the moment a link appears; the timers are only for the reports.
+// to look again: the disk is awaited (Reason WaitingForDevice) while the attach job runs
+// and until deviceTimeout after the manager has seen it finish, then reported missing
+// (DeviceNotFound). The waiting message is the same before and after the attach finished
+// (the Attached condition tells the two apart), so the manager's confirmation of the attach
+// costs no write of the agent's, nor one of the manager's, which copies the message into
+// Ready while Mounted is what it waits for. The by-id watcher brings the volume back the
+// moment a link appears; the timers are only for the reports.
 func missingDevice(mv *osseav1.MigrationVolume, w deviceWait) (*report, ctrl.Result) {
 	names := guestdisk.LinkNames(mv.Status.VolumeID)
 	if names == nil {
@@ -137,16 +170,15 @@ func missingDevice(mv *osseav1.MigrationVolume, w deviceWait) (*report, ctrl.Res
 		links[i] = w.byIDDir + "/" + n
 	}
 	want := strings.Join(links, " or ")
+	waiting := &report{status: metav1.ConditionFalse, reason: osseav1.ReasonWaitingForDevice,
+		message: fmt.Sprintf("waiting for the disk of CloudStack volume %s to appear as %s; it is reported missing if it has not appeared %s after the attach finished",
+			mv.Status.VolumeID, want, w.deviceTimeout)}
 	if !attachConfirmed(mv) {
-		return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonWaitingForDevice,
-			message: fmt.Sprintf("CloudStack is attaching volume %s to this VM; waiting for its disk to appear as %s", mv.Status.VolumeID, want),
-		}, ctrl.Result{RequeueAfter: w.resync}
+		return waiting, ctrl.Result{RequeueAfter: w.resync}
 	}
 	waited := w.now.Sub(attachedSince(mv))
 	if waited < w.deviceTimeout {
-		return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonWaitingForDevice,
-			message: fmt.Sprintf("waiting up to %s for the disk of CloudStack volume %s to appear as %s", w.deviceTimeout, mv.Status.VolumeID, want),
-		}, ctrl.Result{RequeueAfter: w.deviceTimeout - waited + 100*time.Millisecond}
+		return waiting, ctrl.Result{RequeueAfter: w.deviceTimeout - waited + 100*time.Millisecond}
 	}
 	return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonDeviceNotFound,
 		message: fmt.Sprintf("no disk appeared as %s within %s of the attachment: check in CloudStack that volume %s is attached to VM %s, "+
@@ -278,6 +310,21 @@ func checkMounted(dev *Device, dir string, atDir []*mountinfo.Info) error {
 		return fmt.Errorf("mount(8) succeeded but %s does not show %s mounted", dir, dev.Path)
 	}
 	return nil
+}
+
+// mountedNote is the note of a mount's one event: what was mounted where, and whether the
+// agent formatted it first (step, decideContent's). Whether a disk was formatted is an
+// outcome no condition keeps, and the one a person most needs to know about a disk that
+// was to carry data, so a mount that formatted nothing says so too.
+func mountedNote(dev *Device, fsType, dir string, s step) string {
+	switch s {
+	case stepFormat:
+		return fmt.Sprintf("Formatted blank device %s (%s) as %s and mounted it at %s", dev.Link, dev.Path, fsType, dir)
+	case stepRedoFormat:
+		return fmt.Sprintf("Formatted %s (%s) as %s again, as the agent's earlier format of it had been cut short, and mounted it at %s",
+			dev.Link, dev.Path, fsType, dir)
+	}
+	return fmt.Sprintf("Mounted %s (%s) at %s as it was: it already held an %s filesystem, and nothing was formatted", dev.Link, dev.Path, dir, fsType)
 }
 
 // blockPublishedBefore reports whether the last reconcile already published this very

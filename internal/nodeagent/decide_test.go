@@ -12,7 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
@@ -432,11 +434,11 @@ func TestDecideMissingDevice(t *testing.T) {
 		{"volume id not a UUID", decideVolume(func(mv *osseav1.MigrationVolume) { mv.Status.VolumeID = "../../etc" }),
 			osseav1.ReasonDeviceNotFound, 0, []string{"not a CloudStack volume UUID"}},
 		{"attach running, no Attached condition yet", decideVolume(attachedTo(decideVMID)),
-			osseav1.ReasonWaitingForDevice, time.Minute, append([]string{"is attaching"}, links...)},
+			osseav1.ReasonWaitingForDevice, time.Minute, append([]string{decideVolumeID, "missing if it has not appeared 2m0s after the attach finished"}, links...)},
 		{"attach running, Attached False", decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionFalse, now.Add(-time.Hour))),
-			osseav1.ReasonWaitingForDevice, time.Minute, []string{"is attaching"}},
+			osseav1.ReasonWaitingForDevice, time.Minute, []string{"waiting for the disk"}},
 		{"attached 10s ago", decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionTrue, now.Add(-10*time.Second))),
-			osseav1.ReasonWaitingForDevice, 110*time.Second + 100*time.Millisecond, []string{"waiting up to 2m0s"}},
+			osseav1.ReasonWaitingForDevice, 110*time.Second + 100*time.Millisecond, []string{"waiting for the disk"}},
 		{"attached just now", decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionTrue, now)),
 			osseav1.ReasonWaitingForDevice, 2*time.Minute + 100*time.Millisecond, nil},
 		{"attached exactly the timeout ago", decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionTrue, now.Add(-2*time.Minute))),
@@ -455,6 +457,21 @@ func TestDecideMissingDevice(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The manager's confirmation of the attach changes nothing the agent says while it waits
+// for the disk: the report is the same while the attach runs and after it finished (until
+// the timeout), so neither the agent nor the manager (which copies it into Ready) writes.
+func TestDecideMissingDeviceSameReportAcrossTheAttach(t *testing.T) {
+	now := time.Unix(1_700_001_000, 0)
+	w := deviceWait{byIDDir: "/dev/disk/by-id", vmID: decideVMID, now: now, deviceTimeout: 2 * time.Minute, resync: time.Minute}
+	running, _ := missingDevice(decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionFalse, now.Add(-time.Second))), w)
+	for _, ago := range []time.Duration{0, time.Second, 119 * time.Second} {
+		done, _ := missingDevice(decideVolume(attachedTo(decideVMID), withAttached(metav1.ConditionTrue, now.Add(-ago))), w)
+		if *done != *running {
+			t.Errorf("attach finished %s ago: %+v; while it ran: %+v", ago, done, running)
+		}
 	}
 }
 
@@ -656,4 +673,86 @@ func TestDecideProbeAndMkfsOptions(t *testing.T) {
 			t.Fatalf("mkfsArgs(btrfs) = %v; want an error", args)
 		}
 	})
+}
+
+// A cached copy older than the agent's own last write of the object, or of an object that
+// write deleted, is not acted on: it would write again what that write stored. Anything
+// else is.
+func TestDecideBehindOwnWrite(t *testing.T) {
+	const uid, other = types.UID("8d3c1f0e-uid"), types.UID("5a7b2e9c-uid")
+	deleting := metav1.NewTime(time.Unix(1_700_000_000, 0))
+	for _, c := range []struct {
+		name     string
+		cached   string
+		cachedOf types.UID
+		last     ownWrite
+		want     bool
+	}{
+		{"the cache has the write", "1200", uid, ownWrite{uid: uid, resourceVersion: "1200"}, false},
+		{"the cache has a later change", "1201", uid, ownWrite{uid: uid, resourceVersion: "1200"}, false},
+		{"the cache has not caught up", "1199", uid, ownWrite{uid: uid, resourceVersion: "1200"}, true},
+		{"fewer digits is older", "999", uid, ownWrite{uid: uid, resourceVersion: "1000"}, true},
+		{"more digits is newer", "10000", uid, ownWrite{uid: uid, resourceVersion: "9999"}, false},
+		{"same length, compared as numbers", "1190", uid, ownWrite{uid: uid, resourceVersion: "1200"}, true},
+		{"the write let the object go, answered at the version before", "1200", uid, ownWrite{uid: uid, resourceVersion: "1200", deleted: true}, true},
+		{"another object of that name since", "1100", other, ownWrite{uid: uid, resourceVersion: "1200"}, false},
+		{"another object of that name since the one deleted", "1300", other, ownWrite{uid: uid, resourceVersion: "1200", deleted: true}, false},
+		{"no resourceVersion cached", "", uid, ownWrite{uid: uid, resourceVersion: "1200"}, false},
+		{"not a number: act as without the check", "abc", uid, ownWrite{uid: uid, resourceVersion: "1200"}, false},
+		{"leading zero: not a resourceVersion", "0999", uid, ownWrite{uid: uid, resourceVersion: "1000"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			mv := decideVolume(func(mv *osseav1.MigrationVolume) { mv.UID, mv.ResourceVersion = c.cachedOf, c.cached })
+			if got := behindOwnWrite(mv, c.last); got != c.want {
+				t.Fatalf("behindOwnWrite(%s at %q, %+v) = %t; want %t", c.cachedOf, c.cached, c.last, got, c.want)
+			}
+		})
+	}
+	// What a write's answer records.
+	r := &Reconciler{}
+	mv := decideVolume(func(mv *osseav1.MigrationVolume) {
+		mv.UID, mv.ResourceVersion, mv.DeletionTimestamp = uid, "1200", &deleting
+	})
+	for _, c := range []struct {
+		name       string
+		finalizers []string
+		deleted    bool
+	}{
+		{"deleting, a finalizer left", []string{osseav1.VolumeFinalizer}, false},
+		{"deleting, no finalizer left: gone", nil, true},
+	} {
+		mv.Finalizers = c.finalizers
+		r.wrote(mv)
+		got, _ := r.ownWrites.Load(client.ObjectKeyFromObject(mv))
+		if want := (ownWrite{uid: uid, resourceVersion: "1200", deleted: c.deleted}); got != want {
+			t.Errorf("%s: wrote recorded %+v; want %+v", c.name, got, want)
+		}
+	}
+}
+
+// A mount's one event says where the disk is mounted and whether it was formatted first:
+// an outcome no condition keeps.
+func TestDecideMountedNote(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		step     step
+		prefix   string
+		mentions []string
+	}{
+		{"blank, formatted", stepFormat, "Formatted blank device ", []string{"as xfs and mounted it at " + decidePath}},
+		{"the agent's cut-short format, redone", stepRedoFormat, "Formatted ", []string{"as xfs again", "cut short", "mounted it at " + decidePath}},
+		{"held the filesystem already", stepMount, "Mounted ", []string{"at " + decidePath + " as it was", "already held an xfs filesystem", "nothing was formatted"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			note := mountedNote(decideDev, "xfs", decidePath, c.step)
+			if !strings.HasPrefix(note, c.prefix) {
+				t.Errorf("note %q does not start with %q", note, c.prefix)
+			}
+			for _, m := range append([]string{decideDev.Link, decideDev.Path}, c.mentions...) {
+				if !strings.Contains(note, m) {
+					t.Errorf("note %q does not mention %q", note, m)
+				}
+			}
+		})
+	}
 }

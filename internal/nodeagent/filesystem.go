@@ -90,8 +90,8 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	formatted := false // for the metrics: did mkfs run for this mount
-	switch d := decideContent(dev, content, fsType, policy); d.step {
+	d := decideContent(dev, content, fsType, policy)
+	switch d.step {
 	case stepRefuse:
 		return r.refuse(ctx, s, dev, d)
 	case stepRedoFormat:
@@ -99,13 +99,12 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 		if res, err := r.format(ctx, s, dev, fsType, true); err != nil || !res.IsZero() {
 			return res, err
 		}
-		formatted = true
 	case stepFormat:
 		if res, err := r.format(ctx, s, dev, fsType, false); err != nil || !res.IsZero() {
 			return res, err
 		}
-		formatted = true
 	}
+	formatted := d.step == stepFormat || d.step == stepRedoFormat
 
 	dir, err := ensureMountDir(r.MountRoot, mv.Spec.JobID, mv.Spec.DiskName)
 	if err != nil {
@@ -127,7 +126,7 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 	}
 	observeMounted(dev, formatted)
 	s.log.Info("Mounted volume", "device", dev.Path, "link", dev.Link, "path", dir, "filesystem", fsType, "formatted", formatted)
-	r.event(s, osseav1.ReasonMounted, "Mount", "Mounted %s (%s, %s) at %s", dev.Link, dev.Path, fsType, dir)
+	r.event(s, osseav1.ReasonMounted, "Mount", "%s", mountedNote(dev, fsType, dir, d.step))
 	return r.reportMounted(ctx, s, dev, dir, fsType)
 }
 
@@ -152,7 +151,7 @@ func (r *Reconciler) format(ctx context.Context, s *volumeScope, dev *Device, fs
 	if err := r.host.forgetFormat(volumeID); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.event(s, osseav1.EventFormatted, "Format", "Created a %s filesystem on blank device %s (%s)", fsType, dev.Link, dev.Path)
+	// No event of its own: the mount's event that follows says the disk was formatted.
 	s.log.Info("Formatted device", "device", dev.Path, "filesystem", fsType, "took", time.Since(start).Round(time.Millisecond))
 	return ctrl.Result{}, nil
 }

@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,7 +70,9 @@ func TestInterruptedFormatIsRedone(t *testing.T) {
 			if _, err := os.Lstat(mark); !isNotExist(err) {
 				t.Errorf("the format mark is still there after the format: %v", err)
 			}
-			w.waitEvent(mv, corev1.EventTypeNormal, osseav1.EventFormatted)
+			if note := w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted); !strings.Contains(note, "as xfs again, as the agent's earlier format of it had been cut short") {
+				t.Errorf("the Mounted event does not say the cut-short format was redone: %q", note)
+			}
 			w.deleteAndWaitGone(mv, 20*time.Second)
 		})
 	}
@@ -92,8 +95,8 @@ func TestFormatMarkOfAnotherObjectIsIgnored(t *testing.T) {
 	if after := run(t, "blkid", "-p", "-s", "UUID", "-o", "value", dev); after != before {
 		t.Errorf("filesystem UUID changed from %s to %s: a disk holding a filesystem was formatted", before, after)
 	}
-	if note := w.findEvent(mv, corev1.EventTypeNormal, osseav1.EventFormatted); note != "" {
-		t.Errorf("Formatted event: %s", note)
+	if note := w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted); !strings.Contains(note, "nothing was formatted") {
+		t.Errorf("the Mounted event does not say the disk was mounted as it was: %q", note)
 	}
 	w.deleteAndWaitGone(mv, 20*time.Second)
 	if _, err := os.Lstat(mark); !isNotExist(err) {

@@ -126,9 +126,12 @@ release:
 	}
 	r.unmountAttempts.Delete(mv.UID)
 	if unmounted {
+		// No event: what follows says it. On delete the condition says Unmounted until the
+		// object goes, and the manager's detach comes only after it; for a hand-off the
+		// condition says ReleasedForHandoff for good; a disk that left while mounted gets
+		// the Warning DeviceDetached, which says the agent unmounted it.
 		unmountsTotal.Inc()
 		s.log.Info("Unmounted volume", "path", path)
-		r.event(s, osseav1.ReasonUnmounted, "Unmount", "Unmounted %s", path)
 	}
 	removed, err := removeMountDir(r.MountRoot, mv.Spec.JobID, mv.Spec.DiskName)
 	if err != nil {
