@@ -129,6 +129,7 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 
 	defer func() {
+		r.refreshAgentPart(ctx, s)
 		r.summarize(s)
 		err := s.helper.patch(ctx, mv)
 		r.wrote(mv)
@@ -293,6 +294,25 @@ func (r *MigrationVolumeReconciler) behindOwnWrite(mv *osseav1.MigrationVolume) 
 		return false
 	}
 	return true
+}
+
+// refreshAgentPart reads the node agent's part of the status from the API server when
+// this pass is about to report the attach. The agent claims a volume while its attach job
+// runs and mounts the disk the moment it appears, often before the manager has seen the job
+// end; a summary made from the cached copy would then say Ready=False (waiting for the
+// device) only to be corrected by a second write a moment later. One read saves that write.
+func (r *MigrationVolumeReconciler) refreshAgentPart(ctx context.Context, s *volumeScope) {
+	before := s.helper.before.(*osseav1.MigrationVolume)
+	if r.APIReader == nil || !s.mv.DeletionTimestamp.IsZero() ||
+		!meta.IsStatusConditionTrue(s.mv.Status.Conditions, osseav1.ConditionAttached) ||
+		meta.IsStatusConditionTrue(before.Status.Conditions, osseav1.ConditionAttached) {
+		return
+	}
+	fresh := &osseav1.MigrationVolume{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(s.mv), fresh); err != nil || fresh.UID != s.mv.UID {
+		return // the summary from the cached copy is corrected when the agent's write arrives
+	}
+	s.mv.Status.SetAgentPart(fresh.Status.AgentPart())
 }
 
 // recallJob puts back into status the job this process started on the volume and has

@@ -26,8 +26,10 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 	}
 	if controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) {
 		// The agent's finalizer going triggers the next reconcile; no timer needed.
+		// (The message names nothing of the agent's part: the agent's own writes while it
+		// lets go would otherwise change it, and each change is one more write.)
 		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, osseav1.ReasonWaitingForAgent,
-			fmt.Sprintf("waiting for the node agent to unmount %s", mv.Status.MountPath))
+			"waiting for the node agent to unmount the volume and let it go")
 		return waitFor(0)
 	}
 	if (mv.Status.VolumeID == "" && mv.Status.PendingJob == nil) || (mv.Status.Handoff != nil && mv.Status.PendingJob == nil) {

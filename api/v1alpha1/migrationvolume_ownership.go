@@ -28,6 +28,15 @@ func (s *MigrationVolumeStatus) AgentPart() MigrationVolumeStatus {
 	return out
 }
 
+// SetAgentPart replaces the node agent's part of s with agent's (as AgentPart returns it).
+func (s *MigrationVolumeStatus) SetAgentPart(agent MigrationVolumeStatus) {
+	s.DevicePath, s.MountPath, s.FilesystemType, s.NodeName = agent.DevicePath, agent.MountPath, agent.FilesystemType, agent.NodeName
+	meta.RemoveStatusCondition(&s.Conditions, ConditionMounted)
+	if c := meta.FindStatusCondition(agent.Conditions, ConditionMounted); c != nil {
+		s.Conditions = append(s.Conditions, *c)
+	}
+}
+
 // ManagerPart is the part of the status the manager owns: all but AgentPart.
 func (s *MigrationVolumeStatus) ManagerPart() MigrationVolumeStatus {
 	out := *s.DeepCopy()
