@@ -403,21 +403,31 @@ func TestVolumeExactlyOnceUnderLostResponses(t *testing.T) {
 	}
 }
 
-// TestVolumeManagerRestartMidJob: the manager dies while a create and an attach job are
-// running; a new one resumes from status and makes no second volume.
+// TestVolumeManagerRestartMidJob: the manager dies while a create and its tag job are
+// running (status records the tag job: the volume is tagged at once), and again while an
+// attach job is; a new one resumes from status and makes no second volume.
 func TestVolumeManagerRestartMidJob(t *testing.T) {
 	s := startVolumeSim(t, cloudsim.Options{JobLatency: 2 * time.Second})
 	e := newVolumeEnv(t, s, nil)
 	mv := e.newVolume("disk0", nil)
 	create(t, mv)
 
-	for _, op := range []string{opCreate, opAttach} {
+	for _, op := range []string{opTag, opAttach} {
 		waitVolume(t, mv, 30*time.Second, func(mv *osseav1.MigrationVolume) string {
 			if mv.Status.PendingJob == nil || mv.Status.PendingJob.Operation != op || mv.Status.PendingJob.ID == "" {
 				return "waiting for a pending " + op + " job"
 			}
 			return ""
 		})
+		if op == opTag {
+			running := false
+			for _, j := range s.Snapshot().Jobs {
+				running = running || (j.Command == "createVolume" && j.Completed == nil)
+			}
+			if !running {
+				t.Error("the create job had ended before the manager died: the test did not test a restart under it")
+			}
+		}
 		e.mgr.stop() // a crash: nothing in memory survives
 		e.mgr = startManager(t, e.ns)
 	}
