@@ -610,24 +610,18 @@ func minor(t *testing.T, dev string) uint32 {
 // including repeats the events API folded into a series.
 func countEvents(t *testing.T, w *world, mv *osseav1.MigrationVolume, reason string) int {
 	t.Helper()
-	var evs eventsv1.EventList
-	if err := k8s.List(testCtx, &evs, client.InNamespace(w.ns)); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range evs.Items {
-		if e.Regarding.Name == mv.Name && e.Reason == reason {
-			n++
-			if e.Series != nil {
-				n += int(e.Series.Count) - 1
-			}
-		}
-	}
-	return n
+	return countEventsWhere(t, w, mv, func(e eventsv1.Event) bool { return e.Reason == reason })
 }
 
 // countFormats counts the mounts of the object whose event says the disk was formatted.
 func countFormats(t *testing.T, w *world, mv *osseav1.MigrationVolume) int {
+	t.Helper()
+	return countEventsWhere(t, w, mv, func(e eventsv1.Event) bool {
+		return e.Reason == osseav1.ReasonMounted && strings.HasPrefix(e.Note, "Formatted ")
+	})
+}
+
+func countEventsWhere(t *testing.T, w *world, mv *osseav1.MigrationVolume, match func(eventsv1.Event) bool) int {
 	t.Helper()
 	var evs eventsv1.EventList
 	if err := k8s.List(testCtx, &evs, client.InNamespace(w.ns)); err != nil {
@@ -635,8 +629,11 @@ func countFormats(t *testing.T, w *world, mv *osseav1.MigrationVolume) int {
 	}
 	n := 0
 	for _, e := range evs.Items {
-		if e.Regarding.Name == mv.Name && e.Reason == osseav1.ReasonMounted && strings.HasPrefix(e.Note, "Formatted ") {
+		if e.Regarding.Name == mv.Name && match(e) {
 			n++
+			if e.Series != nil {
+				n += int(e.Series.Count) - 1
+			}
 		}
 	}
 	return n
