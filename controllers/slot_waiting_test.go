@@ -133,12 +133,14 @@ func slotWaiting(t *testing.T, foreign bool) {
 	over := s.Snapshot().Calls["attachVolume"]
 	t.Logf("foreign disk %v: %d slots freed, %d waiters at first: %d VM listings while waiting (%.2f per freed slot); %d attaches in all",
 		foreign, freed, n-room, waiting, float64(waiting)/float64(freed), over)
-	// At most one listing per attach onto a nearly full VM (each freed slot is taken by one
+	// About one listing per attach onto a nearly full VM (each freed slot is taken by one
 	// attach), and, with a foreign disk, one more when the count from the cache first
-	// shows its slot free; some slack for races. Measured before the waking was made
-	// proportional: 12 listings without the foreign disk, 33 with it (and 2-3 attaches
-	// refused for a full VM); after: 16 and 15.
-	if bound := freed + 4; waiting > bound {
+	// shows its slot free; a waker that confirms before the freed slot shows in CloudStack
+	// confirms again. Measured before the waking was made proportional: 12 listings without
+	// the foreign disk, 33 with it (and 2-3 attaches refused for a full VM); after: 14-16
+	// on a quiet machine, 21 once on a loaded one. Waiters that each asked would make
+	// about one listing per waiter per freed slot: hundreds here.
+	if bound := 2 * freed; waiting > bound {
 		t.Errorf("%d VM listings while %d slots were freed; want at most %d: waiters must not each ask CloudStack", waiting, freed, bound)
 	}
 	if vols := vmDataDisks(t, s); vols > limit {
