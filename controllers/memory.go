@@ -60,10 +60,13 @@ type volumeRecord struct {
 	everyJobOf bool // see knowsEveryJob
 	// createAnswered: see lostCreateSettled.
 	createAnswered bool
+	// holdUntil: see heldOff.
+	holdUntil time.Time
 }
 
 func (v *volumeRecord) empty() bool {
-	return v.job == nil && v.create == nil && v.slot == nil && !v.stale && !v.deleting && !v.everyJobOf && !v.createAnswered
+	return v.job == nil && v.create == nil && v.slot == nil && !v.stale && !v.deleting && !v.everyJobOf && !v.createAnswered &&
+		v.holdUntil.IsZero()
 }
 
 func newVolumeMemory() *volumeMemory {
@@ -260,6 +263,40 @@ func (m *volumeMemory) markStale(uid types.UID) {
 	defer m.mu.Unlock()
 	v := m.record(uid)
 	v.stale, v.everyJobOf = true, false
+}
+
+// lostReplyHold is how long the decisions on a volume wait after a call on it got no
+// reply: about a CloudStack job's duration (see initialJobEstimate).
+const lostReplyHold = initialJobEstimate
+
+// lostReply records a call on the volume whose reply never came. CloudStack may have acted
+// and started a job whose change a read would not show yet; a pass that read and decided at
+// once would send the call again, and each such pass (its own status write wakes the next)
+// fails and lengthens the retry backoff. So the volume is read again, but only once that
+// job could have ended (see heldOff).
+func (m *volumeMemory) lostReply(uid types.UID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := m.record(uid)
+	v.stale, v.everyJobOf = true, false
+	v.holdUntil = m.now().Add(lostReplyHold)
+}
+
+// heldOff says how long a pass over the object should wait before deciding anything (see
+// lostReply); zero when it need not.
+func (m *volumeMemory) heldOff(uid types.UID) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := m.volumes[uid]
+	if v == nil || v.holdUntil.IsZero() {
+		return 0
+	}
+	if left := v.holdUntil.Sub(m.now()); left > 0 {
+		return left
+	}
+	v.holdUntil = time.Time{}
+	m.tidy(uid)
+	return 0
 }
 
 // knowsEveryJob reports whether every job on the volume since its attach was started by

@@ -393,3 +393,28 @@ func TestDecisionLostCreateSettled(t *testing.T) {
 		t.Errorf("a create may be sent for %v of a %v grace: no room left for it to land", m.createSendWindow(), DefaultLostCreateGrace)
 	}
 }
+
+// A call with no reply holds the volume's decisions for about a job's duration, then lets
+// go of the record's hold; the volume stays to be read.
+func TestVolumeMemoryHoldsOffAfterALostReply(t *testing.T) {
+	m, clock := testMemory()
+	if w := m.heldOff("a"); w != 0 {
+		t.Fatalf("held off %v with nothing lost", w)
+	}
+	m.lostReply("a")
+	if w := m.heldOff("a"); w != lostReplyHold || !m.isStale("a") {
+		t.Fatalf("after a lost reply: held off %v (want %v), stale %v", w, lostReplyHold, m.isStale("a"))
+	}
+	clock.advance(lostReplyHold / 2)
+	if w := m.heldOff("a"); w != lostReplyHold/2 {
+		t.Fatalf("halfway: held off %v", w)
+	}
+	clock.advance(lostReplyHold)
+	if w := m.heldOff("a"); w != 0 || !m.isStale("a") {
+		t.Fatalf("after the hold: held off %v, stale %v (want 0, true)", w, m.isStale("a"))
+	}
+	m.volumeRead("a")
+	if st := stateOf(m, "a"); st.record {
+		t.Fatalf("a read after the hold should leave no record: %+v", st)
+	}
+}

@@ -122,6 +122,10 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		// on this copy the normal path would only start what the deletion must undo.
 		return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, nil
 	}
+	if wait := r.mem.heldOff(mv.UID); wait > 0 {
+		// A call on this volume got no reply a moment ago (see lostReply).
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	s := &volumeScope{
 		mv:         mv,
 		helper:     newPatchHelper(mv, r.Client),
@@ -347,8 +351,13 @@ func (r *MigrationVolumeReconciler) cloudError(s *volumeScope, condType, action 
 		s.mv.Status.LastCloudStackError = &osseav1.CloudStackError{Code: int32(ce.Code), Text: truncate(ce.Text, 1024)}
 	}
 	cloudErrors.WithLabelValues(errorClass(err)).Inc()
-	// Whatever went wrong, CloudStack may have acted: read before deciding again.
-	r.mem.markStale(s.mv.UID)
+	// Whatever went wrong, CloudStack may have acted: read before deciding again (and,
+	// when no reply came, not before a job the call may have started could have ended).
+	if cloudstack.Answered(err) {
+		r.mem.markStale(s.mv.UID)
+	} else {
+		r.mem.lostReply(s.mv.UID)
+	}
 	switch {
 	case errors.Is(err, cloudstack.ErrAccountLimit):
 		return stall(condType, osseav1.ReasonAccountLimit, fmt.Sprintf(
