@@ -92,13 +92,18 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 // (as a failed create's volume was adopted before). If the tag cannot be sent, the
 // create job stays the pending one and the volume is tagged after it, as before.
 func (r *MigrationVolumeReconciler) tagAtOnce(ctx context.Context, s *volumeScope) error {
+	return r.startTagging(ctx, s, s.mv.Status.VolumeID, volumeTags(s.mv, r.ClusterID))
+}
+
+// startTagging starts the job that puts tags on the volume. A create job this process is
+// still waiting for (see tagAtOnce) is left to finish in the background.
+func (r *MigrationVolumeReconciler) startTagging(ctx context.Context, s *volumeScope, volumeID string, tags map[string]string) error {
 	mv := s.mv
-	jobID, err := s.cloud.CreateTags(r.unlessDeleting(ctx, mv), mv.Status.VolumeID, volumeTags(mv, r.ClusterID))
+	jobID, err := s.cloud.CreateTags(r.unlessDeleting(ctx, mv), volumeID, tags)
+	if errors.Is(err, cloudstack.ErrNotSent) {
+		return r.notSent(ctx, "tagging the volume", err)
+	}
 	if err != nil {
-		r.mem.markStale(mv.UID) // the tags may have gone on: read before tagging again
-		if errors.Is(err, cloudstack.ErrNotSent) {
-			return r.notSent(ctx, "tagging the volume", err)
-		}
 		return r.cloudError(s, osseav1.ConditionAllocated, "tagging the volume", err)
 	}
 	r.mem.createLeftRunning(mv.UID)
@@ -173,16 +178,7 @@ func (r *MigrationVolumeReconciler) ensureTags(ctx context.Context, s *volumeSco
 			fmt.Sprintf("CloudStack volume %s exists and carries its ownership tags", vol.ID))
 		return nil
 	}
-	jobID, err := s.cloud.CreateTags(r.unlessDeleting(ctx, mv), vol.ID, missing)
-	if errors.Is(err, cloudstack.ErrNotSent) {
-		return r.notSent(ctx, "tagging the volume", err)
-	}
-	if err != nil {
-		return r.cloudError(s, osseav1.ConditionAllocated, "tagging the volume", err)
-	}
-	r.startJob(s, opTag, jobID)
-	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, osseav1.ReasonTagging, "tagging the CloudStack volume")
-	return waitFor(r.mem.firstPoll(mv, mv.Status.PendingJob))
+	return r.startTagging(ctx, s, vol.ID, missing)
 }
 
 // ensureAttached attaches the volume to the OMA VM and keeps it there. A volume whose
