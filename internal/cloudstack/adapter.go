@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	csgo "github.com/apache/cloudstack-go/v2/cloudstack"
 )
@@ -86,7 +85,6 @@ func (a *adapter) CreateVolume(ctx context.Context, req CreateVolumeRequest) (st
 		return "", "", fmt.Errorf("creating volume %q: %w", req.Name, newError(ErrInvalidParameter, "size %d GiB is negative", req.SizeGiB))
 	}
 	cs := a.client(ctx)
-	sent := time.Now()
 	p := cs.Volume.NewCreateVolumeParams()
 	p.SetName(req.Name)
 	p.SetZoneid(req.ZoneID)
@@ -101,7 +99,7 @@ func (a *adapter) CreateVolume(ctx context.Context, req CreateVolumeRequest) (st
 	if r.JobID == "" {
 		return r.Id, "", fmt.Errorf("creating volume %q: %w", req.Name, newError(ErrTransient, "CloudStack returned no job id"))
 	}
-	a.book.began(r.JobID, sent)
+	a.book.began(r.JobID)
 	a.book.watch(r.JobID)
 	return r.Id, r.JobID, nil
 }
@@ -111,14 +109,13 @@ func (a *adapter) AttachVolume(ctx context.Context, volumeID, vmID string) (stri
 		return "", fmt.Errorf("attaching volume %s to VM %s: %w", volumeID, vmID, err)
 	}
 	cs := a.client(ctx)
-	sent := time.Now()
 	r, err := cs.Volume.AttachVolume(cs.Volume.NewAttachVolumeParams(volumeID, vmID))
 	if err != nil {
 		e := a.refineAttached(ctx, classify(err, a.red), volumeID, vmID)
 		return "", fmt.Errorf("attaching volume %s to VM %s: %w", volumeID, vmID, e)
 	}
 	a.jobs.remember(r.JobID, jobTarget{volumeID: volumeID, vmID: vmID})
-	a.book.began(r.JobID, sent)
+	a.book.began(r.JobID)
 	return r.JobID, nil
 }
 
@@ -129,14 +126,13 @@ func (a *adapter) AttachVolumeAt(ctx context.Context, volumeID, vmID string, dev
 	cs := a.client(ctx)
 	p := cs.Volume.NewAttachVolumeParams(volumeID, vmID)
 	p.SetDeviceid(deviceID)
-	sent := time.Now()
 	r, err := cs.Volume.AttachVolume(p)
 	if err != nil {
 		e := a.refineAttached(ctx, classify(err, a.red), volumeID, vmID)
 		return "", fmt.Errorf("attaching volume %s to VM %s at device %d: %w", volumeID, vmID, deviceID, e)
 	}
 	a.jobs.remember(r.JobID, jobTarget{volumeID: volumeID, vmID: vmID})
-	a.book.began(r.JobID, sent)
+	a.book.began(r.JobID)
 	return r.JobID, nil
 }
 
@@ -155,12 +151,11 @@ func (a *adapter) DetachVolume(ctx context.Context, volumeID string) (string, er
 	cs := a.client(ctx)
 	p := cs.Volume.NewDetachVolumeParams()
 	p.SetId(volumeID)
-	sent := time.Now()
 	r, err := cs.Volume.DetachVolume(p)
 	if err != nil {
 		return "", a.fail(err, "detaching volume %s", volumeID)
 	}
-	a.book.began(r.JobID, sent)
+	a.book.began(r.JobID)
 	return r.JobID, nil
 }
 
@@ -172,12 +167,11 @@ func (a *adapter) CreateTags(ctx context.Context, volumeID string, tags map[stri
 		return "", fmt.Errorf("tagging volume %s: %w", volumeID, newError(ErrInvalidParameter, "no tags given"))
 	}
 	cs := a.client(ctx)
-	sent := time.Now()
 	r, err := cs.Resourcetags.CreateTags(cs.Resourcetags.NewCreateTagsParams([]string{volumeID}, "Volume", tags))
 	if err != nil {
 		return "", a.fail(err, "tagging volume %s", volumeID)
 	}
-	a.book.began(r.JobID, sent)
+	a.book.began(r.JobID)
 	return r.JobID, nil
 }
 
@@ -192,12 +186,11 @@ func (a *adapter) DeleteTags(ctx context.Context, volumeID string, tags map[stri
 	cs := a.client(ctx)
 	p := cs.Resourcetags.NewDeleteTagsParams([]string{volumeID}, "Volume")
 	p.SetTags(tags)
-	sent := time.Now()
 	r, err := cs.Resourcetags.DeleteTags(p)
 	if err != nil {
 		return "", a.fail(err, "removing tags from volume %s", volumeID)
 	}
-	a.book.began(r.JobID, sent)
+	a.book.began(r.JobID)
 	return r.JobID, nil
 }
 

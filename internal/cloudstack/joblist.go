@@ -69,15 +69,17 @@ func newJobBook() *jobBook {
 	return &jobBook{started: map[string]time.Time{}, watched: map[string]int{}, outcomes: map[string]jobReply{}}
 }
 
-// began records a job this process started at (about) at.
-func (b *jobBook) began(jobID string, at time.Time) {
+// began records a job this process has just started: its reply has come, so CloudStack
+// created the job within that call's round trip before now (jobListSlack covers the round
+// trip and a CloudStack clock running behind ours).
+func (b *jobBook) began(jobID string) {
 	if jobID == "" {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	bounded(b.started)
-	b.started[jobID] = at
+	b.started[jobID] = time.Now()
 }
 
 // watch has the job's end learnt in the background (see the comment at the top).
