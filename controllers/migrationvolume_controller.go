@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +28,7 @@ import (
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 	"github.com/migratekit/ossea-operator/internal/cloudstack"
+	"github.com/migratekit/ossea-operator/internal/ownership"
 )
 
 // Operations recorded in status.pendingJob.
@@ -75,9 +74,9 @@ type MigrationVolumeReconciler struct {
 	// started, the slots it holds, which volumes to read before deciding, which objects
 	// it saw being deleted (see volumeMemory).
 	mem *volumeMemory
-	// written holds the resourceVersion of our last write of each object, to tell a
-	// cache that lags behind it.
-	written sync.Map // types.UID -> writtenVersion
+	// written is what our last write of each object left, to tell a cache that lags
+	// behind it.
+	written ownership.LastWrites
 }
 
 // +kubebuilder:rbac:groups=ossea.migratekit.io,resources=migrationvolumes,verbs=get;list;watch;update;patch
@@ -107,9 +106,12 @@ type volumeScope struct {
 func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	mv := &osseav1.MigrationVolume{}
 	if err := r.Get(ctx, req.NamespacedName, mv); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.written.Forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if r.behindOwnWrite(mv) {
+	if r.written.Behind(mv) {
 		// The cache has not caught up with our last write yet (the event that woke us
 		// came from an earlier one). Acting on the older copy would redo a step already
 		// taken; its write would fail the optimistic lock, but only after the calls.
@@ -136,7 +138,7 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		r.refreshAgentPart(ctx, s)
 		r.summarize(s)
 		err := s.helper.patch(ctx, mv)
-		r.wrote(mv)
+		r.written.Wrote(mv)
 		if err != nil {
 			if apierrors.IsConflict(err) && retErr == nil {
 				// The agent changed its finalizer meanwhile (status writes are applied and never
@@ -265,39 +267,6 @@ func (r *MigrationVolumeReconciler) cloudFor(ctx context.Context, cfg *osseav1.O
 		return nil, fmt.Errorf("building the CloudStack client of OsseaConfig %s: %w", cfg.Name, err)
 	}
 	return cloud, nil
-}
-
-// wrote remembers the resourceVersion of our last write of the object.
-func (r *MigrationVolumeReconciler) wrote(mv *osseav1.MigrationVolume) {
-	if !mv.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(mv, osseav1.VolumeFinalizer) {
-		r.written.Delete(mv.UID)
-		return
-	}
-	r.written.Store(mv.UID, writtenVersion{rv: mv.ResourceVersion, at: time.Now()})
-}
-
-type writtenVersion struct {
-	rv string
-	at time.Time
-}
-
-// behindOwnWrite reports whether the cached copy is older than our last write of it.
-// resourceVersions are compared as the numbers etcd makes them; if one is not a number,
-// or the cache has not caught up within two seconds, the copy is taken as it is: every
-// write carries an optimistic lock, so acting on an old copy is wasteful, never unsafe.
-func (r *MigrationVolumeReconciler) behindOwnWrite(mv *osseav1.MigrationVolume) bool {
-	v, ok := r.written.Load(mv.UID)
-	if !ok {
-		return false
-	}
-	w := v.(writtenVersion)
-	have, err1 := strconv.ParseUint(mv.ResourceVersion, 10, 64)
-	want, err2 := strconv.ParseUint(w.rv, 10, 64)
-	if err1 != nil || err2 != nil || have >= want || time.Since(w.at) > 30*time.Second {
-		r.written.Delete(mv.UID)
-		return false
-	}
-	return true
 }
 
 // refreshAgentPart reads the node agent's part of the status from the API server when

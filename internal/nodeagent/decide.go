@@ -9,8 +9,6 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/resourceversion"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -62,34 +60,6 @@ func routeOf(mv *osseav1.MigrationVolume, vmID, nodeName string) route {
 		return routeBlock
 	}
 	return routeFilesystem
-}
-
-// ownWrite is what the agent's own last write of an object left: the object's uid and
-// resourceVersion, and whether that write let the object go (it removed the agent's
-// finalizer, the last one, from an object being deleted: the API server then answers with
-// the object as it was last stored, at that older version).
-type ownWrite struct {
-	uid             types.UID
-	resourceVersion string
-	deleted         bool
-}
-
-// behindOwnWrite reports whether a cached copy of an object is older than the object as
-// the agent's own last write of it left it, or is of an object that write deleted. Acting
-// on such a copy writes again what that write stored: the claim's finalizer, the Mounted
-// report, the finalizer's removal. Resource versions compare as numbers (comparing them is
-// part of the API since Kubernetes 1.35, KEP-5504; older API servers on etcd give the same
-// numbers); one that is not such a number counts as not older, so the agent acts as it
-// would without the check. A copy of another object of the same name is never behind.
-func behindOwnWrite(cached *osseav1.MigrationVolume, last ownWrite) bool {
-	if cached.UID != last.uid {
-		return false
-	}
-	if last.deleted {
-		return true
-	}
-	c, err := resourceversion.CompareResourceVersion(cached.ResourceVersion, last.resourceVersion)
-	return err == nil && c < 0
 }
 
 // holds: the mount finalizer is there, and it is this node's (status.nodeName is written

@@ -12,9 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
@@ -673,61 +671,6 @@ func TestDecideProbeAndMkfsOptions(t *testing.T) {
 			t.Fatalf("mkfsArgs(btrfs) = %v; want an error", args)
 		}
 	})
-}
-
-// A cached copy older than the agent's own last write of the object, or of an object that
-// write deleted, is not acted on: it would write again what that write stored. Anything
-// else is.
-func TestDecideBehindOwnWrite(t *testing.T) {
-	const uid, other = types.UID("8d3c1f0e-uid"), types.UID("5a7b2e9c-uid")
-	deleting := metav1.NewTime(time.Unix(1_700_000_000, 0))
-	for _, c := range []struct {
-		name     string
-		cached   string
-		cachedOf types.UID
-		last     ownWrite
-		want     bool
-	}{
-		{"the cache has the write", "1200", uid, ownWrite{uid: uid, resourceVersion: "1200"}, false},
-		{"the cache has a later change", "1201", uid, ownWrite{uid: uid, resourceVersion: "1200"}, false},
-		{"the cache has not caught up", "1199", uid, ownWrite{uid: uid, resourceVersion: "1200"}, true},
-		{"fewer digits is older", "999", uid, ownWrite{uid: uid, resourceVersion: "1000"}, true},
-		{"more digits is newer", "10000", uid, ownWrite{uid: uid, resourceVersion: "9999"}, false},
-		{"same length, compared as numbers", "1190", uid, ownWrite{uid: uid, resourceVersion: "1200"}, true},
-		{"the write let the object go, answered at the version before", "1200", uid, ownWrite{uid: uid, resourceVersion: "1200", deleted: true}, true},
-		{"another object of that name since", "1100", other, ownWrite{uid: uid, resourceVersion: "1200"}, false},
-		{"another object of that name since the one deleted", "1300", other, ownWrite{uid: uid, resourceVersion: "1200", deleted: true}, false},
-		{"no resourceVersion cached", "", uid, ownWrite{uid: uid, resourceVersion: "1200"}, false},
-		{"not a number: act as without the check", "abc", uid, ownWrite{uid: uid, resourceVersion: "1200"}, false},
-		{"leading zero: not a resourceVersion", "0999", uid, ownWrite{uid: uid, resourceVersion: "1000"}, false},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			mv := decideVolume(func(mv *osseav1.MigrationVolume) { mv.UID, mv.ResourceVersion = c.cachedOf, c.cached })
-			if got := behindOwnWrite(mv, c.last); got != c.want {
-				t.Fatalf("behindOwnWrite(%s at %q, %+v) = %t; want %t", c.cachedOf, c.cached, c.last, got, c.want)
-			}
-		})
-	}
-	// What a write's answer records.
-	r := &Reconciler{}
-	mv := decideVolume(func(mv *osseav1.MigrationVolume) {
-		mv.UID, mv.ResourceVersion, mv.DeletionTimestamp = uid, "1200", &deleting
-	})
-	for _, c := range []struct {
-		name       string
-		finalizers []string
-		deleted    bool
-	}{
-		{"deleting, a finalizer left", []string{osseav1.VolumeFinalizer}, false},
-		{"deleting, no finalizer left: gone", nil, true},
-	} {
-		mv.Finalizers = c.finalizers
-		r.wrote(mv)
-		got, _ := r.ownWrites.Load(client.ObjectKeyFromObject(mv))
-		if want := (ownWrite{uid: uid, resourceVersion: "1200", deleted: c.deleted}); got != want {
-			t.Errorf("%s: wrote recorded %+v; want %+v", c.name, got, want)
-		}
-	}
 }
 
 // A mount's one event says where the disk is mounted and whether it was formatted first:

@@ -100,9 +100,8 @@ type Reconciler struct {
 	unmountAttempts sync.Map // types.UID -> int
 	// failures counts each volume's failure Reasons for ossea_agent_errors_total.
 	failures failureCounter
-	// ownWrites is what this agent's own last write of each object left (see
-	// behindOwnWrite).
-	ownWrites sync.Map // types.NamespacedName -> ownWrite
+	// ownWrites is what this agent's own last write of each object left.
+	ownWrites ownership.LastWrites
 	// afterReconcile, when set (by tests), runs after every reconcile.
 	afterReconcile func(types.NamespacedName)
 }
@@ -192,17 +191,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if mv == nil || err != nil {
 		if err == nil {
 			r.failures.forget(req.NamespacedName) // gone, or no longer this agent's
-			r.ownWrites.Delete(req.NamespacedName)
+			r.ownWrites.Forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, err
 	}
-	if last, ok := r.ownWrites.Load(req.NamespacedName); ok && behindOwnWrite(mv, last.(ownWrite)) {
+	if r.ownWrites.Behind(mv) {
 		// The cache has not caught up with this agent's own last write (a reconcile queued
 		// while that write was made runs right after it): this copy would have it write
 		// again what is stored already. The watch brings the volume back once the cache has
 		// the write; the requeue is only a safety net behind it.
 		ctrl.LoggerFrom(ctx).V(1).Info("Cached copy older than the agent's own last write; looking again once it has caught up",
-			"cached", mv.ResourceVersion, "written", last.(ownWrite).resourceVersion)
+			"cached", mv.ResourceVersion)
 		return ctrl.Result{RequeueAfter: ownWriteWait}, nil
 	}
 	s := &volumeScope{
@@ -266,7 +265,7 @@ func (r *Reconciler) setStatus(ctx context.Context, s *volumeScope, rep *report)
 		if err := ownership.ApplyStatus(ctx, r.Client, s.mv, part, osseav1.AgentFieldOwner); err != nil {
 			return err
 		}
-		r.wrote(s.mv)
+		r.ownWrites.Wrote(s.mv)
 	}
 	r.failures.observe(client.ObjectKeyFromObject(s.mv), rep)
 	if warnsOnReport(s.prev, rep) {
@@ -309,18 +308,8 @@ func (r *Reconciler) patchFinalizers(ctx context.Context, mv *osseav1.MigrationV
 		}
 		return false, err
 	}
-	r.wrote(mv)
+	r.ownWrites.Wrote(mv)
 	return true, nil
-}
-
-// wrote notes mv, as the API server answered a write of this agent, as the agent's last
-// write of it.
-func (r *Reconciler) wrote(mv *osseav1.MigrationVolume) {
-	if mv.ResourceVersion == "" {
-		return
-	}
-	r.ownWrites.Store(client.ObjectKeyFromObject(mv), ownWrite{uid: mv.UID, resourceVersion: mv.ResourceVersion,
-		deleted: !mv.DeletionTimestamp.IsZero() && len(mv.Finalizers) == 0})
 }
 
 // ownWriteWait is when a reconcile skipped for a cached copy older than the agent's own

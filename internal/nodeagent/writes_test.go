@@ -227,7 +227,7 @@ func TestStaleCachedCopyWritesNothing(t *testing.T) {
 	}
 	w.waitGone(mv, 10*time.Second)
 	reconcile("gone", nil, none)
-	if _, ok := r.ownWrites.Load(key); ok {
+	if _, ok := r.ownWrites.Last(key); ok {
 		t.Error("the agent still remembers its writes of an object that is gone")
 	}
 
@@ -246,14 +246,8 @@ func TestStaleCachedCopyWritesNothing(t *testing.T) {
 	w.waitGone(last, 10*time.Second)
 	reconcile("a stale copy from before that release", beforeRelease, none)
 	unmounted := beforeRelease.DeepCopy()
-	unmounted.ResourceVersion = r.lastWrite(key).resourceVersion
+	written, _ := r.ownWrites.Last(key)
+	unmounted.ResourceVersion = written.ResourceVersion
 	reconcile("a stale copy at the version the release answered with", unmounted, none)
 	reconcile("gone", nil, none)
-}
-
-// lastWrite is what the agent remembers of its last write of the object.
-func (r *Reconciler) lastWrite(key client.ObjectKey) ownWrite {
-	v, _ := r.ownWrites.Load(key)
-	w, _ := v.(ownWrite)
-	return w
 }
