@@ -2,11 +2,13 @@
 // apply: its part of the status and its finalizer. It is the protocol by which the manager
 // and the node agent share the object (the contract of who owns what is in api/v1alpha1).
 // An apply names its owner and carries no resourceVersion, so a write by the other side in
-// between neither refuses it nor is reverted by it.
+// between neither refuses it nor is reverted by it. It carries the object's uid, so a write
+// made for an object that is gone creates nothing (see skeleton).
 package ownership
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -34,7 +36,7 @@ func ApplyStatus(ctx context.Context, c client.Client, mv *osseav1.MigrationVolu
 	u.Object["status"] = status
 	err = c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
 	if err != nil {
-		return ignoreGone(fmt.Errorf("applying the status of %s/%s as %s: %w", mv.Namespace, mv.Name, owner, err))
+		return ignoreGone(applyLandedNowhere, fmt.Errorf("applying the status of %s/%s as %s: %w", mv.Namespace, mv.Name, owner, err))
 	}
 	return stored(u, mv)
 }
@@ -43,7 +45,9 @@ func ApplyStatus(ctx context.Context, c client.Client, mv *osseav1.MigrationVolu
 // are a set: the other writer's finalizer is left alone. A finalizer that an older version
 // of the operator added with an update is co-owned by that update, and an apply cannot take
 // it away; it is then removed with a patch locked on the version just read (a Conflict is
-// the caller's to retry).
+// the caller's to retry). A gone object has no finalizer: making it absent is done, making
+// it present fails (with the API server's Conflict or Invalid: the object is not the one
+// the caller read).
 func ApplyFinalizer(ctx context.Context, c client.Client, mv *osseav1.MigrationVolume, finalizer string, present bool, owner string) error {
 	u := skeleton(mv)
 	if present {
@@ -51,7 +55,11 @@ func ApplyFinalizer(ctx context.Context, c client.Client, mv *osseav1.MigrationV
 	}
 	err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
 	if err != nil {
-		return ignoreGone(fmt.Errorf("applying the finalizer %s of %s/%s: %w", finalizer, mv.Namespace, mv.Name, err))
+		err = fmt.Errorf("applying the finalizer %s of %s/%s: %w", finalizer, mv.Namespace, mv.Name, err)
+		if present {
+			return err
+		}
+		return ignoreGone(applyLandedNowhere, err)
 	}
 	if err := stored(u, mv); err != nil || present || !slices.Contains(mv.Finalizers, finalizer) {
 		return err
@@ -59,25 +67,36 @@ func ApplyFinalizer(ctx context.Context, c client.Client, mv *osseav1.MigrationV
 	base := mv.DeepCopy()
 	controllerutil.RemoveFinalizer(mv, finalizer)
 	if err := c.Patch(ctx, mv, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-		return ignoreGone(fmt.Errorf("removing the finalizer %s of %s/%s: %w", finalizer, mv.Namespace, mv.Name, err))
+		return ignoreGone(apierrors.IsNotFound, fmt.Errorf("removing the finalizer %s of %s/%s: %w", finalizer, mv.Namespace, mv.Name, err))
 	}
 	return nil
 }
 
-// skeleton is the object's identity, to which an apply adds what it owns.
+// skeleton is the object's identity, to which an apply adds what it owns. The uid makes
+// the API server refuse the apply if no object with it is there any more: without it, an
+// apply to a missing object would create one, and a finalizer applied to an object
+// recreated under the same name would land on it (a status apply still does, see stored).
 func skeleton(mv *osseav1.MigrationVolume) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{Object: map[string]any{}}
 	u.SetGroupVersionKind(osseav1.GroupVersion.WithKind("MigrationVolume"))
 	u.SetNamespace(mv.Namespace)
 	u.SetName(mv.Name)
+	if mv.UID != "" {
+		u.SetUID(mv.UID)
+	}
 	return u
 }
 
 // stored copies the metadata and status the API server answered with into mv (these writes
 // cannot change the spec, so mv keeps its own). An object whose last finalizer went is
-// gone: the answer is then empty, and mv is left as it was.
+// gone, yet answered for: with the write applied, at the resourceVersion it had before (see
+// LastWrite). An answer with no uid, or another object's, leaves mv as it was. Another
+// object's can come: the status subresource takes nothing of metadata from a write, the uid
+// included, so a status apply made for an object that was since deleted and recreated under
+// its name lands on the new one (the ownership tags keep that one off the old volume); mv
+// must not become that object.
 func stored(u *unstructured.Unstructured, mv *osseav1.MigrationVolume) error {
-	if u.GetUID() == "" {
+	if u.GetUID() == "" || (mv.UID != "" && u.GetUID() != mv.UID) {
 		return nil
 	}
 	obj := &osseav1.MigrationVolume{}
@@ -89,9 +108,29 @@ func stored(u *unstructured.Unstructured, mv *osseav1.MigrationVolume) error {
 	return nil
 }
 
-func ignoreGone(err error) error {
-	if apierrors.IsNotFound(err) {
+func ignoreGone(gone func(error) bool, err error) error {
+	if gone(err) {
 		return nil
 	}
 	return err
+}
+
+// applyLandedNowhere tells an apply refused because its object is no longer there: not
+// found, or (the uid) a Conflict, the only one a forced apply without a resourceVersion can
+// meet ("uid mismatch ... no existing object was found"), or the refusal to change the uid
+// of an object that took the name.
+func applyLandedNowhere(err error) bool {
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return true
+	}
+	var status apierrors.APIStatus
+	if !apierrors.IsInvalid(err) || !errors.As(err, &status) || status.Status().Details == nil {
+		return false
+	}
+	for _, c := range status.Status().Details.Causes {
+		if c.Field == "metadata.uid" {
+			return true
+		}
+	}
+	return false
 }
