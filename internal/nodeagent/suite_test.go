@@ -39,8 +39,8 @@ import (
 )
 
 // The agent's tests come in three kinds, and each test says what it needs:
-//   - the decisions (decide_test.go) and the reconciler on a fake host and a fake client
-//     (fakehost_test.go) need nothing: no root, no API server;
+//   - the decisions and the pure helpers (decide_test.go, paths_test.go, device_test.go)
+//     need nothing: no root, no API server;
 //   - tests of the status writes, the RBAC and the VM id need the API server (apiServer);
 //   - the agent on real loop devices, with real mkfs and mount, needs root and the disk
 //     tools (requireRoot, which newWorld calls) as well as the API server.
