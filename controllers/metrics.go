@@ -83,6 +83,7 @@ func errorClass(err error) string {
 		{cloudstack.ErrPermissionDenied, "permission_denied"},
 		{cloudstack.ErrInvalidParameter, "invalid_parameter"},
 		{cloudstack.ErrInvalidState, "invalid_state"},
+		{cloudstack.ErrRateLimited, "rate_limited"},
 		{cloudstack.ErrUnreachable, "unreachable"},
 		{cloudstack.ErrTransient, "transient"},
 		{cloudstack.ErrTLS, "tls"},

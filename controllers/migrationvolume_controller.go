@@ -315,11 +315,18 @@ func (r *MigrationVolumeReconciler) recallJob(ctx context.Context, s *volumeScop
 // cloudError records a CloudStack error on the volume and decides how to go on: terminal
 // errors stall the volume (a person must act), the rest are retried with backoff.
 func (r *MigrationVolumeReconciler) cloudError(s *volumeScope, condType, action string, err error) error {
+	cloudErrors.WithLabelValues(errorClass(err)).Inc()
+	if errors.Is(err, cloudstack.ErrRateLimited) {
+		// CloudStack's API throttling refused the call before acting on it, and the
+		// endpoint's budget pauses until its window ends: the step is simply taken again
+		// then, with nothing to read first, no backoff, and nothing to report on the object
+		// or to log as an error (the metric above counts them).
+		return waitFor(time.Second)
+	}
 	var ce *cloudstack.Error
 	if errors.As(err, &ce) {
 		s.mv.Status.LastCloudStackError = &osseav1.CloudStackError{Code: int32(ce.Code), Text: truncate(ce.Text, 1024)}
 	}
-	cloudErrors.WithLabelValues(errorClass(err)).Inc()
 	// Whatever went wrong, CloudStack may have acted: read before deciding again (and,
 	// when no reply came, not before a job the call may have started could have ended).
 	if cloudstack.Answered(err) {

@@ -197,6 +197,14 @@ func (r *OsseaConfigReconciler) validate(ctx context.Context, s *configScope) (e
 		DiskOfferingID:      cfg.Spec.DiskOfferingID,
 		MaxDataVolumes:      cfg.Spec.MaxDataVolumes,
 	})
+	if errors.Is(err, cloudstack.ErrRateLimited) {
+		// CloudStack's API throttling refused one of the test's calls before running it:
+		// the test says nothing about the config, so its standing stays as it was, and the
+		// test is taken again once the throttling window has ended (the endpoint's budget
+		// pauses until then).
+		log.FromContext(ctx).V(1).Info("Connection test throttled by CloudStack; taking it again")
+		return waitFor(time.Second)
+	}
 	recordValidation(cfg, v)
 	var check *cloudstack.CheckError
 	if err == nil || (errors.As(err, &check) && check.Check != cloudstack.CheckConnection && !errors.Is(err, cloudstack.ErrTransient)) {

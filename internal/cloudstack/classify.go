@@ -142,7 +142,10 @@ func networkError(err error, red *redactor) *Error {
 	var recordErr tls.RecordHeaderError
 	var syntaxErr *json.SyntaxError
 	var notSent *notSentError
+	var refused *budgetRefusal
 	switch {
+	case errors.As(err, &refused):
+		e.Class, e.cause = ErrRateLimited, refused.err
 	case errors.As(err, &notSent):
 		e.Class, e.cause = ErrNotSent, notSent.err
 	case errors.As(err, &status):
@@ -167,7 +170,6 @@ func networkError(err error, red *redactor) *Error {
 		errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.EPIPE),
 		errors.Is(err, net.ErrClosed),
-		errors.Is(err, errRateLimitWait),
 		errors.As(err, &syntaxErr),
 		strings.Contains(e.Text, "Unable to extract the raw value"):
 		// A reply that never arrived, or arrived cut short or garbled: the request may

@@ -198,7 +198,8 @@ func TestClassifyNetworkErrors(t *testing.T) {
 	notFound := urlErr("Get", &httpStatusError{Code: 404, Status: "404 Not Found"})
 	proxyAuth := urlErr("Get", &httpStatusError{Code: 403, Status: "403 Forbidden"})
 	garbled := &json.SyntaxError{Offset: 1}
-	rateLimited := urlErr("Get", errRateLimitWait)
+	rateLimited := urlErr("Get", &budgetRefusal{err: errRateLimitWait})
+	gaveUpWaiting := urlErr("Post", &budgetRefusal{err: context.DeadlineExceeded})
 	timeoutOp := urlErr("Get", &net.OpError{Op: "read", Net: "tcp", Err: timeoutErr{}})
 
 	cases := []struct {
@@ -223,7 +224,8 @@ func TestClassifyNetworkErrors(t *testing.T) {
 		{"404 not CloudStack", notFound, ErrUnreachable, true, false, nil},
 		{"403 from a proxy", proxyAuth, ErrUnauthorized, false, true, nil},
 		{"garbled JSON", garbled, ErrTransient, true, false, nil},
-		{"rate limit wait", rateLimited, ErrTransient, true, false, nil},
+		{"no token before the deadline", rateLimited, ErrRateLimited, true, false, ErrNotSent},
+		{"deadline passed waiting for a token", gaveUpWaiting, ErrRateLimited, true, false, ErrNotSent},
 		{"read timeout", timeoutOp, ErrTransient, true, false, nil},
 	}
 	for _, tc := range cases {

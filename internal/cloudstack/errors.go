@@ -43,8 +43,10 @@ var (
 	// ErrRateLimited: CloudStack's API throttling refused the call (HTTP 429, "...has
 	// reached his/her account api limit, please retry after [<n>] ms."): the account made
 	// too many calls in the current interval. CloudStack refuses before it runs the
-	// command, so the request had no effect at all. Also matches ErrTransient (retry later)
-	// and ErrNotSent (nothing happened).
+	// command, so the request had no effect at all. Also a request that the endpoint's own
+	// budget (WithRateLimit) could not send before the caller's deadline, or before the
+	// caller gave up waiting: it never left. Also matches ErrTransient (retry later) and
+	// ErrNotSent (nothing happened).
 	ErrRateLimited = errors.New("CloudStack API rate limit reached")
 	// ErrUnreachable: the endpoint could not be reached at all (connection refused, DNS,
 	// no route) or does not answer like a CloudStack API. Also matches ErrTransient.

@@ -24,6 +24,14 @@ const maxReplyBytes = 32 << 20
 // limiter lets the request through; the request was never sent.
 var errRateLimitWait = errors.New("client-side rate limit: the request would not be sent before the context deadline")
 
+// budgetRefusal is a request the endpoint's budget gave no token: the caller's deadline
+// would have passed first (errRateLimitWait), or the caller gave up while it waited. It was
+// never sent, and classifies as ErrRateLimited.
+type budgetRefusal struct{ err error }
+
+func (e *budgetRefusal) Error() string { return e.err.Error() }
+func (e *budgetRefusal) Unwrap() error { return e.err }
+
 // httpStatusError is a non-200 reply without a CloudStack JSON envelope (a proxy page, a
 // wrong URL). cloudstack-go would report only a JSON syntax error for it, losing the
 // status, so the transport turns it into an error that keeps the code.
@@ -63,7 +71,7 @@ func (t *transport) reserve(ctx context.Context) (context.Context, error) {
 func (t *transport) wait(ctx context.Context, l lane) error {
 	start := time.Now()
 	if err := t.limiter.wait(ctx, l); err != nil {
-		return err
+		return &budgetRefusal{err: err}
 	}
 	rateLimitWait.Observe(time.Since(start).Seconds())
 	return nil
