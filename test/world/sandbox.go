@@ -2,6 +2,7 @@ package world
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,9 +10,11 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // A sandbox is the one scratch directory of a test process, and a promise: whatever the
@@ -70,8 +73,15 @@ func EnterSandbox(prefix string) (*Sandbox, error) {
 	if current != nil {
 		return current, nil
 	}
+	if err := sweepOrphans(os.TempDir(), orphanAge); err != nil {
+		fmt.Fprintf(os.Stderr, "sweeping sandboxes left by earlier runs: %v\n", err)
+	}
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, sandboxMarker), nil, 0o644); err != nil {
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	// The kernel reports mounts and loop backing files by their real path.
@@ -158,6 +168,69 @@ func (s *Sandbox) Close() error {
 	return errors.Join(errs...)
 }
 
+const (
+	// sandboxMarker marks a directory as a sandbox: only those are ever swept as orphans.
+	sandboxMarker = ".ossea-sandbox"
+	// keptMarker marks a sandbox whose files were kept (KeepEnv=1) by its own sweep.
+	keptMarker = ".kept"
+)
+
+// orphanAge is how old a sandbox with no process left must be before another run sweeps
+// it: one being made has no guard for a moment.
+const orphanAge = time.Minute
+
+// sweepOrphans sweeps the sandboxes in tempDir (directories with sandboxMarker, nothing
+// else) that no one is left to sweep: no process
+// of theirs is alive, not even the guard. That happens only when everything was killed at
+// once (the machine restarted, or all processes were SIGKILLed); their mounts and loop
+// devices would otherwise stay until someone removed them by hand. A sandbox its own sweep
+// kept (KeepEnv=1) is left alone.
+func sweepOrphans(tempDir string, minAge time.Duration) error {
+	dirs, err := filepath.Glob(filepath.Join(tempDir, "ossea-*"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range dirs {
+		dir, err := filepath.EvalSymlinks(d)
+		if err != nil {
+			continue
+		}
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < minAge {
+			continue
+		}
+		if !exists(filepath.Join(dir, sandboxMarker)) || exists(filepath.Join(dir, keptMarker)) || claimed(dir) {
+			continue
+		}
+		if err := Sweep(dir, false); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", dir, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// claimed reports whether a live process belongs to the sandbox dir: its guard (GuardEnv
+// is dir), or any process started in it (SandboxEnv is dir or below).
+func claimed(dir string) bool {
+	if len(markedProcesses(dir, nil)) > 0 {
+		return true
+	}
+	entries, _ := os.ReadDir("/proc")
+	want := []byte(GuardEnv + "=" + dir)
+	for _, e := range entries {
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err == nil && slices.ContainsFunc(bytes.Split(env, []byte{0}), func(kv []byte) bool { return bytes.Equal(kv, want) }) {
+			return true
+		}
+	}
+	return false
+}
+
 // Keep reports whether the scratch files are to be kept (KeepEnv=1).
 func Keep() bool { return os.Getenv(KeepEnv) == "1" }
 
@@ -169,6 +242,10 @@ func guard(dir string, in io.Reader, out io.Writer) int {
 	parent := os.Getppid()
 	line, _ := bufio.NewReader(in).ReadString('\n')
 	keep := strings.TrimSpace(line) == "sweep keep" || (line == "" && Keep())
+	if keep {
+		// What is left is kept on purpose: no later run is to sweep it as an orphan.
+		_ = os.WriteFile(filepath.Join(dir, keptMarker), nil, 0o644)
+	}
 	if err := Sweep(dir, keep, parent); err != nil {
 		fmt.Fprintln(out, err)
 		if line == "" {

@@ -55,6 +55,13 @@ func child(how string) {
 		panic("a test panicked on purpose")
 	case "sigkill":
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	case "orphan":
+		// Everything dies at once, the guard too, as in a machine's restart.
+		_ = syscall.Kill(sleeper.Process.Pid, syscall.SIGKILL)
+		_, _ = sleeper.Process.Wait()
+		_ = sb.guard.Process.Kill()
+		_, _ = sb.guard.Process.Wait()
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	}
 	os.Exit(3)
 }
@@ -105,6 +112,82 @@ func TestSandboxSweptHoweverTheProcessEnds(t *testing.T) {
 				t.Errorf("the child's child %d is still running", sleeper)
 			}
 		})
+	}
+}
+
+// A sandbox whose processes all died at once, its guard with them (a machine restarted,
+// everything killed), is swept by the next test process that starts: its mount and loop
+// device too. A sandbox with a live process, one just made, one kept on purpose (KeepEnv),
+// and a directory that only looks like one are left alone.
+func TestOrphanedSandboxSweptByTheNextRun(t *testing.T) {
+	tmp := os.TempDir() // inside this test's own sandbox, as the child's sandbox is
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), childEnv+"=orphan")
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var orphan string
+	var sleeper int
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	_, scanErr := fmt.Sscanf(line, "%s %d", &orphan, &sleeper)
+	err = cmd.Wait()
+	if scanErr != nil || err == nil {
+		t.Fatalf("the child should report its sandbox (%q: %v) and be killed (exit: %v)", line, scanErr, err)
+	}
+	if ms, _ := MountsUnder(orphan); len(ms) == 0 || claimed(orphan) {
+		t.Fatalf("the orphan should have left a mount (%d) and no live process (claimed: %v)", len(ms), claimed(orphan))
+	}
+
+	others := map[string]string{}
+	for _, name := range []string{"claimed", "kept", "fresh", "foreign"} {
+		others[name] = filepath.Join(tmp, "ossea-"+name)
+		if err := os.Mkdir(others[name], 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if name == "foreign" {
+			continue // not a sandbox: someone else's directory that happens to match
+		}
+		if err := os.WriteFile(filepath.Join(others[name], sandboxMarker), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busy := exec.Command("sleep", "60")
+	busy.Env = append(os.Environ(), SandboxEnv+"="+filepath.Join(others["claimed"], "world"))
+	if err := busy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = busy.Process.Kill(); _ = busy.Wait() })
+	if err := os.WriteFile(filepath.Join(others["kept"], keptMarker), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-10 * orphanAge)
+	for _, dir := range []string{orphan, others["claimed"], others["kept"], others["foreign"]} {
+		if err := os.Chtimes(dir, past, past); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if err := sweepOrphans(tmp, orphanAge); err != nil {
+		t.Fatalf("sweeping: %v", err)
+	}
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Errorf("the orphaned sandbox %s is still there (%v)", orphan, err)
+	}
+	if ms, _ := MountsUnder(orphan); len(ms) > 0 {
+		t.Errorf("mounts left: %v", ms)
+	}
+	if loops, _ := LoopDevicesUnder(orphan); len(loops) > 0 {
+		t.Errorf("loop devices left: %v", loops)
+	}
+	for name, dir := range others {
+		if _, err := os.Stat(dir); err != nil {
+			t.Errorf("the %s sandbox was swept: %v", name, err)
+		}
 	}
 }
 
