@@ -71,24 +71,7 @@ func child(how string) {
 func TestSandboxSweptHoweverTheProcessEnds(t *testing.T) {
 	for _, how := range []string{"close", "panic", "exit", "sigkill"} {
 		t.Run(how, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0])
-			cmd.Env = append(os.Environ(), childEnv+"="+how)
-			cmd.Stderr = os.Stderr
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			var dir string
-			var sleeper int
-			line, _ := bufio.NewReader(stdout).ReadString('\n')
-			_, scanErr := fmt.Sscanf(line, "%s %d", &dir, &sleeper)
-			err = cmd.Wait()
-			if scanErr != nil {
-				t.Fatalf("the child did not report its sandbox (%q): %v, exit: %v", line, scanErr, err)
-			}
+			dir, sleeper, err := runChild(t, how)
 			if how == "close" && err != nil {
 				t.Fatalf("the child failed: %v", err)
 			}
@@ -121,23 +104,9 @@ func TestSandboxSweptHoweverTheProcessEnds(t *testing.T) {
 // and a directory that only looks like one are left alone.
 func TestOrphanedSandboxSweptByTheNextRun(t *testing.T) {
 	tmp := os.TempDir() // inside this test's own sandbox, as the child's sandbox is
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), childEnv+"=orphan")
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var orphan string
-	var sleeper int
-	line, _ := bufio.NewReader(stdout).ReadString('\n')
-	_, scanErr := fmt.Sscanf(line, "%s %d", &orphan, &sleeper)
-	err = cmd.Wait()
-	if scanErr != nil || err == nil {
-		t.Fatalf("the child should report its sandbox (%q: %v) and be killed (exit: %v)", line, scanErr, err)
+	orphan, _, err := runChild(t, "orphan")
+	if err == nil {
+		t.Fatal("the child should have been killed")
 	}
 	if ms, _ := MountsUnder(orphan); len(ms) == 0 || claimed(orphan) {
 		t.Fatalf("the orphan should have left a mount (%d) and no live process (claimed: %v)", len(ms), claimed(orphan))
@@ -189,6 +158,29 @@ func TestOrphanedSandboxSweptByTheNextRun(t *testing.T) {
 			t.Errorf("the %s sandbox was swept: %v", name, err)
 		}
 	}
+}
+
+// runChild runs the test binary as a child that ends the way how says (see child), and
+// returns its sandbox, the pid of the process it left running, and how it exited.
+func runChild(t *testing.T, how string) (dir string, sleeper int, exit error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), childEnv+"="+how)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	_, scanErr := fmt.Sscanf(line, "%s %d", &dir, &sleeper)
+	exit = cmd.Wait()
+	if scanErr != nil {
+		t.Fatalf("the child did not report its sandbox (%q): %v, exit: %v", line, scanErr, exit)
+	}
+	return dir, sleeper, exit
 }
 
 // alive reports whether pid runs and is not a zombie.
