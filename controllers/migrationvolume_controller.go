@@ -317,10 +317,10 @@ func (r *MigrationVolumeReconciler) recallJob(ctx context.Context, s *volumeScop
 func (r *MigrationVolumeReconciler) cloudError(s *volumeScope, condType, action string, err error) error {
 	cloudErrors.WithLabelValues(errorClass(err)).Inc()
 	if errors.Is(err, cloudstack.ErrRateLimited) {
-		// CloudStack's API throttling refused the call before acting on it, and the
-		// endpoint's budget pauses until its window ends: the step is simply taken again
-		// then, with nothing to read first, no backoff, and nothing to report on the object
-		// or to log as an error (the metric above counts them).
+		// The call never ran: CloudStack's API throttling refused it (the endpoint's budget
+		// then pauses until its window ends), or the budget itself could not send it in
+		// time. The step is simply taken again, with nothing to read first, no backoff, and
+		// nothing to report on the object or to log as an error (the metric counts them).
 		return waitFor(time.Second)
 	}
 	var ce *cloudstack.Error
