@@ -101,6 +101,9 @@ type volumeScope struct {
 	// detachedFrom names the VM a teardown's detach, seen done in this pass, took the
 	// volume from: the delete's event then tells both (one event, not two).
 	detachedFrom string
+	// quiet is set by a pass that has nothing to say yet (see agentLetGoWait): its status
+	// is not computed or written.
+	quiet bool
 }
 
 func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
@@ -135,6 +138,9 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 
 	defer func() {
+		if s.quiet {
+			return
+		}
 		r.refreshAgentPart(ctx, s)
 		r.summarize(s)
 		err := s.helper.patch(ctx, mv)

@@ -285,12 +285,21 @@ func TestVolumeLifecycle(t *testing.T) {
 	if err := k8s.Delete(testCtx, got); err != nil {
 		t.Fatal(err)
 	}
-	waitVolume(t, mv, 10*time.Second, func(mv *osseav1.MigrationVolume) string {
+	unmounting := waitVolume(t, mv, 10*time.Second, func(mv *osseav1.MigrationVolume) string {
 		if mv.Status.Phase != osseav1.PhaseUnmounting {
 			return "want phase Unmounting"
 		}
 		return ""
 	})
+	// Said only once the agent has held it for the grace (see agentLetGoWait): an agent that
+	// lets go at once costs no status write. (Times are whole seconds.)
+	ready := meta.FindStatusCondition(unmounting.Status.Conditions, osseav1.ConditionReady)
+	if ready == nil {
+		t.Fatal("no Ready condition while unmounting")
+	}
+	if said := ready.LastTransitionTime.Sub(unmounting.DeletionTimestamp.Time); said < agentLetGoGrace-time.Second {
+		t.Errorf("the teardown said it waits for the agent %v after the deletion, want after %v: %+v", said, agentLetGoGrace, ready)
+	}
 	detachCalls := s.Snapshot().Calls["detachVolume"]
 	time.Sleep(2 * time.Second)
 	snap := s.Snapshot()

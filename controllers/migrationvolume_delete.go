@@ -25,7 +25,11 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 		return nil
 	}
 	if controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) {
-		// The agent's finalizer going triggers the next reconcile; no timer needed.
+		// The agent's finalizer going triggers the next reconcile.
+		if wait := agentLetGoWait(mv.DeletionTimestamp.Time, time.Now(), mv.Status.PendingJob); wait > 0 {
+			s.quiet = true
+			return waitFor(wait)
+		}
 		// (The message names nothing of the agent's part: the agent's own writes while it
 		// lets go would otherwise change it, and each change is one more write.)
 		s.conditions.set(osseav1.ConditionReconciling, metav1.ConditionTrue, osseav1.ReasonWaitingForAgent,
@@ -133,6 +137,26 @@ func (r *MigrationVolumeReconciler) reconcileDelete(ctx context.Context, s *volu
 	}
 	r.forget(s)
 	return nil
+}
+
+// agentLetGoGrace is how long a teardown waits for the node agent to let go of a volume
+// before it says so in status.
+const agentLetGoGrace = 5 * time.Second
+
+// agentLetGoWait is how long the first passes of a teardown stay quiet while the agent
+// still holds the volume: it lets go within a moment of the deletion (in the full-path
+// bench within a second), and status saying "waiting for the node agent" that long is a
+// write per volume that no one reads; the object's deletionTimestamp says it is being
+// deleted, and Detaching follows. Once the agent has held it for agentLetGoGrace, the
+// wait is worth saying. A pass with a job in flight (recalled from memory into status)
+// writes as before, so that the job is on record. 0 means write now.
+func agentLetGoWait(deletedAt, now time.Time, pending *osseav1.PendingJob) time.Duration {
+	if pending != nil {
+		return 0
+	}
+	wait := agentLetGoGrace - now.Sub(deletedAt)
+	// A clock behind the API server's would wait longer than the grace; never more.
+	return min(max(wait, 0), agentLetGoGrace)
 }
 
 // awaitCreate holds a teardown until the create job left running (see tagAtOnce) has
