@@ -322,12 +322,8 @@ func (r *MigrationVolumeReconciler) recallJob(ctx context.Context, s *volumeScop
 // errors stall the volume (a person must act), the rest are retried with backoff.
 func (r *MigrationVolumeReconciler) cloudError(s *volumeScope, condType, action string, err error) error {
 	cloudErrors.WithLabelValues(errorClass(err)).Inc()
-	if errors.Is(err, cloudstack.ErrRateLimited) {
-		// The call never ran: CloudStack's API throttling refused it (the endpoint's budget
-		// then pauses until its window ends), or the budget itself could not send it in
-		// time. The step is simply taken again, with nothing to read first, no backoff, and
-		// nothing to report on the object or to log as an error (the metric counts them).
-		return waitFor(time.Second)
+	if wait := throttled(err); wait != nil {
+		return wait
 	}
 	var ce *cloudstack.Error
 	if errors.As(err, &ce) {

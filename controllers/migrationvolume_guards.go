@@ -79,11 +79,9 @@ func (r *MigrationVolumeReconciler) notSent(ctx context.Context, action string, 
 		log.FromContext(ctx).V(1).Info("Not started: the object is being deleted", "step", action)
 		return waitFor(100 * time.Millisecond)
 	}
-	if errors.Is(err, cloudstack.ErrRateLimited) {
-		// CloudStack's API throttling refused it before acting; the budget pauses until its
-		// window ends, and the step is simply taken again then.
-		log.FromContext(ctx).V(1).Info("Not started: CloudStack's API throttling refused the call", "step", action)
-		return waitFor(time.Second)
+	if wait := throttled(err); wait != nil {
+		log.FromContext(ctx).V(1).Info("Not started: refused for the rate limit", "step", action)
+		return wait
 	}
 	return fmt.Errorf("%s: %w", action, err)
 }

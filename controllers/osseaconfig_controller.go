@@ -197,13 +197,11 @@ func (r *OsseaConfigReconciler) validate(ctx context.Context, s *configScope) (e
 		DiskOfferingID:      cfg.Spec.DiskOfferingID,
 		MaxDataVolumes:      cfg.Spec.MaxDataVolumes,
 	})
-	if errors.Is(err, cloudstack.ErrRateLimited) {
-		// CloudStack's API throttling refused one of the test's calls before running it:
-		// the test says nothing about the config, so its standing stays as it was, and the
-		// test is taken again once the throttling window has ended (the endpoint's budget
-		// pauses until then).
-		log.FromContext(ctx).V(1).Info("Connection test throttled by CloudStack; taking it again")
-		return waitFor(time.Second)
+	if wait := throttled(err); wait != nil {
+		// A call of the test never ran: the test says nothing about the config, whose
+		// standing stays as it was.
+		log.FromContext(ctx).V(1).Info("Connection test refused for the rate limit; taking it again")
+		return wait
 	}
 	recordValidation(cfg, v)
 	var check *cloudstack.CheckError

@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/migratekit/ossea-operator/internal/cloudstack"
 )
 
 // How a step ends. A step returns nil when its part of the desired state holds, so the next
@@ -31,6 +33,19 @@ func (w *waiting) Error() string {
 
 // waitFor ends the pass and comes back after d (d = 0: when an event comes).
 func waitFor(d time.Duration) error { return &waiting{after: d} }
+
+// throttled is the outcome of a call that never ran for the rate limit: CloudStack's API
+// throttling refused it (the endpoint's budget then pauses until its window ends), or the
+// budget itself could not send it before its caller's deadline. Nothing happened, so the
+// step is simply taken again a second later: no read first, no backoff, nothing reported
+// on the object and no error logged (the errors metric counts them). nil when err is not
+// such a call's.
+func throttled(err error) error {
+	if errors.Is(err, cloudstack.ErrRateLimited) {
+		return waitFor(time.Second)
+	}
+	return nil
+}
 
 // stalling ends the pass on something no retry can fix: a person has to act. The condition
 // cond is set False with the reason and message, a Warning event says the same, and the
