@@ -71,7 +71,7 @@ func (h *patchHelper) applyVolume(ctx context.Context, mv *osseav1.MigrationVolu
 	before := h.before.(*osseav1.MigrationVolume)
 	status := mv.Status.ManagerPart() // an apply below replaces mv with the stored object
 	if want := controllerutil.ContainsFinalizer(mv, osseav1.VolumeFinalizer); want != controllerutil.ContainsFinalizer(before, osseav1.VolumeFinalizer) {
-		if err := ownership.ApplyFinalizer(ctx, h.c, mv, osseav1.VolumeFinalizer, want, osseav1.ManagerFieldOwner); err != nil {
+		if err := ownership.ApplyMetadata(ctx, h.c, mv, ownership.Metadata{Finalizer: osseav1.VolumeFinalizer, Hold: want}, osseav1.ManagerFieldOwner); err != nil {
 			return err
 		}
 		if !want && len(mv.Finalizers) == 0 {

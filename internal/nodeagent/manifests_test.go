@@ -201,7 +201,7 @@ func TestAgentConfinedToItsNode(t *testing.T) {
 			t.Errorf("the refusal does not say %q: %s", want, msg)
 		}
 	}
-	msg = refusal(t, ownership.ApplyFinalizer(testCtx, agentA, ofB.DeepCopy(), osseav1.MountFinalizer, true, osseav1.AgentFieldOwner))
+	msg = refusal(t, ownership.ApplyMetadata(testCtx, agentA, ofB.DeepCopy(), ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: true}, osseav1.AgentFieldOwner))
 	t.Logf("agent A, finalizer of a volume of node B: %s", msg)
 	if !strings.Contains(msg, "held by node "+nodeB) {
 		t.Errorf("the refusal does not name node B: %s", msg)
@@ -212,13 +212,13 @@ func TestAgentConfinedToItsNode(t *testing.T) {
 	}
 
 	// Node B's agent holds and reports its own volume; A's agent may not let go of it.
-	if err := ownership.ApplyFinalizer(testCtx, agentB, ofB, osseav1.MountFinalizer, true, osseav1.AgentFieldOwner); err != nil {
+	if err := ownership.ApplyMetadata(testCtx, agentB, ofB, ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: true}, osseav1.AgentFieldOwner); err != nil {
 		t.Fatalf("the agent of node B adding its finalizer to its own volume: %v", err)
 	}
 	if err := applyAgentStatus(agentB, ofB, nodeB); err != nil {
 		t.Fatalf("the agent of node B reporting its own volume: %v", err)
 	}
-	msg = refusal(t, ownership.ApplyFinalizer(testCtx, agentA, ofB.DeepCopy(), osseav1.MountFinalizer, false, osseav1.AgentFieldOwner))
+	msg = refusal(t, ownership.ApplyMetadata(testCtx, agentA, ofB.DeepCopy(), ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: false}, osseav1.AgentFieldOwner))
 	t.Logf("agent A, removing the finalizer of a volume of node B: %s", msg)
 
 	// An unclaimed volume: A's agent may claim it for node A, not for node B.
@@ -237,7 +237,7 @@ func TestAgentConfinedToItsNode(t *testing.T) {
 
 	// Its own volume, through the whole life the agent gives it: hold, report, and on
 	// delete let go (the last finalizer: the object goes).
-	if err := ownership.ApplyFinalizer(testCtx, agentA, free, osseav1.MountFinalizer, true, osseav1.AgentFieldOwner); err != nil {
+	if err := ownership.ApplyMetadata(testCtx, agentA, free, ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: true}, osseav1.AgentFieldOwner); err != nil {
 		t.Fatalf("the agent of node A holding its own volume: %v", err)
 	}
 	if err := applyAgentStatus(agentA, free, nodeA); err != nil {
@@ -256,7 +256,7 @@ func TestAgentConfinedToItsNode(t *testing.T) {
 	if err := k8s.Get(testCtx, client.ObjectKeyFromObject(free), free); err != nil {
 		t.Fatal(err)
 	}
-	if err := ownership.ApplyFinalizer(testCtx, agentA, free, osseav1.MountFinalizer, false, osseav1.AgentFieldOwner); err != nil {
+	if err := ownership.ApplyMetadata(testCtx, agentA, free, ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: false}, osseav1.AgentFieldOwner); err != nil {
 		t.Fatalf("the agent of node A releasing its own deleted volume: %v", err)
 	}
 	w.waitGone(free, 10*time.Second)

@@ -296,13 +296,13 @@ func (d *deviceLocks) lock(dev *Device) func() {
 // patchFinalizers adds or removes the agent's finalizer, applied as the agent's own (see
 // package ownership): the manager's finalizer is never touched, and no write of the
 // manager's in between can refuse it. ok is false when the object changed under a legacy
-// removal (see ownership.ApplyFinalizer) and the caller should look again.
+// removal (see ownership.ApplyMetadata) and the caller should look again.
 func (r *Reconciler) patchFinalizers(ctx context.Context, mv *osseav1.MigrationVolume, change func(client.Object, string) bool) (bool, error) {
 	if !change(mv.DeepCopy(), osseav1.MountFinalizer) {
 		return true, nil
 	}
 	present := !controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer)
-	if err := ownership.ApplyFinalizer(ctx, r.Client, mv, osseav1.MountFinalizer, present, osseav1.AgentFieldOwner); err != nil {
+	if err := ownership.ApplyMetadata(ctx, r.Client, mv, ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: present}, osseav1.AgentFieldOwner); err != nil {
 		if apierrors.IsConflict(err) {
 			return false, nil
 		}

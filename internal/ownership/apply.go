@@ -1,6 +1,7 @@
 // Package ownership writes what one writer of a MigrationVolume owns, with server-side
-// apply: its part of the status and its finalizer. It is the protocol by which the manager
-// and the node agent share the object (the contract of who owns what is in api/v1alpha1).
+// apply: its part of the status, and its finalizer with its labels and annotations. It is
+// the protocol by which the manager and the node agent share the object (the contract of
+// who owns what is in api/v1alpha1).
 // An apply names its owner and carries no resourceVersion, so a write by the other side in
 // between neither refuses it nor is reverted by it. It carries the object's uid, so a write
 // made for an object that is gone creates nothing (see skeleton).
@@ -41,33 +42,52 @@ func ApplyStatus(ctx context.Context, c client.Client, mv *osseav1.MigrationVolu
 	return stored(u, mv)
 }
 
-// ApplyFinalizer makes owner's finalizer present on mv's object, or absent. The finalizers
-// are a set: the other writer's finalizer is left alone. A finalizer that an older version
-// of the operator added with an update is co-owned by that update, and an apply cannot take
-// it away; it is then removed with a patch locked on the version just read (a Conflict is
-// the caller's to retry). A gone object has no finalizer: making it absent is done, making
-// it present fails (with the API server's Conflict or Invalid: the object is not the one
-// the caller read).
-func ApplyFinalizer(ctx context.Context, c client.Client, mv *osseav1.MigrationVolume, finalizer string, present bool, owner string) error {
+// Metadata is what one writer owns of a MigrationVolume's metadata: its finalizer, held
+// or not, and labels and annotations of its own (the agent's claim of a volume for its
+// node, the manager's create intent). It is written with the finalizer in one write, so a
+// writer's hold on the object and what it says of it arrive together.
+type Metadata struct {
+	Finalizer string
+	// Hold says whether Finalizer is to be present.
+	Hold        bool
+	Labels      map[string]string
+	Annotations map[string]string
+}
+
+// ApplyMetadata makes owner's part of mv's metadata m: the finalizer present or absent,
+// and exactly m's labels and annotations (one owner applied before and leaves out here is
+// removed). The finalizers, labels and annotations are maps and sets: the other writer's,
+// and a person's, are left alone. A finalizer that an older version of the operator added
+// with an update is co-owned by that update, and an apply cannot take it away; it is then
+// removed with a patch locked on the version just read (a Conflict is the caller's to
+// retry). A gone object holds nothing: letting go is done, holding fails (with the API
+// server's Conflict or Invalid: the object is not the one the caller read).
+func ApplyMetadata(ctx context.Context, c client.Client, mv *osseav1.MigrationVolume, m Metadata, owner string) error {
 	u := skeleton(mv)
-	if present {
-		u.SetFinalizers([]string{finalizer})
+	if m.Hold {
+		u.SetFinalizers([]string{m.Finalizer})
+	}
+	if len(m.Labels) > 0 {
+		u.SetLabels(m.Labels)
+	}
+	if len(m.Annotations) > 0 {
+		u.SetAnnotations(m.Annotations)
 	}
 	err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
 	if err != nil {
-		err = fmt.Errorf("applying the finalizer %s of %s/%s: %w", finalizer, mv.Namespace, mv.Name, err)
-		if present {
+		err = fmt.Errorf("applying the finalizer %s of %s/%s: %w", m.Finalizer, mv.Namespace, mv.Name, err)
+		if m.Hold {
 			return err
 		}
 		return ignoreGone(applyLandedNowhere, err)
 	}
-	if err := stored(u, mv); err != nil || present || !slices.Contains(mv.Finalizers, finalizer) {
+	if err := stored(u, mv); err != nil || m.Hold || !slices.Contains(mv.Finalizers, m.Finalizer) {
 		return err
 	}
 	base := mv.DeepCopy()
-	controllerutil.RemoveFinalizer(mv, finalizer)
+	controllerutil.RemoveFinalizer(mv, m.Finalizer)
 	if err := c.Patch(ctx, mv, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-		return ignoreGone(apierrors.IsNotFound, fmt.Errorf("removing the finalizer %s of %s/%s: %w", finalizer, mv.Namespace, mv.Name, err))
+		return ignoreGone(apierrors.IsNotFound, fmt.Errorf("removing the finalizer %s of %s/%s: %w", m.Finalizer, mv.Namespace, mv.Name, err))
 	}
 	return nil
 }

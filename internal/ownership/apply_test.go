@@ -60,10 +60,10 @@ func TestWritesToAnObjectThatIsGoneLandNowhere(t *testing.T) {
 		old := newVolume(t, "gone")
 		deleteNow(t, old)
 		// A writer that means to hold the object must learn that it holds nothing.
-		if err := ownership.ApplyFinalizer(ctx, k8sClient, old.DeepCopy(), osseav1.MountFinalizer, true, osseav1.AgentFieldOwner); err == nil {
+		if err := ownership.ApplyMetadata(ctx, k8sClient, old.DeepCopy(), ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: true}, osseav1.AgentFieldOwner); err == nil {
 			t.Errorf("adding a finalizer to a gone object succeeded")
 		}
-		if err := ownership.ApplyFinalizer(ctx, k8sClient, old.DeepCopy(), osseav1.MountFinalizer, false, osseav1.AgentFieldOwner); err != nil {
+		if err := ownership.ApplyMetadata(ctx, k8sClient, old.DeepCopy(), ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: false}, osseav1.AgentFieldOwner); err != nil {
 			t.Errorf("removing a finalizer from a gone object: %v, want no error (nothing to do)", err)
 		}
 		if err := ownership.ApplyStatus(ctx, k8sClient, old.DeepCopy(), part, osseav1.ManagerFieldOwner); err != nil {
@@ -81,7 +81,7 @@ func TestWritesToAnObjectThatIsGoneLandNowhere(t *testing.T) {
 		if successor.UID == old.UID {
 			t.Fatalf("the new object has the old one's uid %s", old.UID)
 		}
-		if err := ownership.ApplyFinalizer(ctx, k8sClient, old.DeepCopy(), osseav1.MountFinalizer, true, osseav1.AgentFieldOwner); err == nil {
+		if err := ownership.ApplyMetadata(ctx, k8sClient, old.DeepCopy(), ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: true}, osseav1.AgentFieldOwner); err == nil {
 			t.Errorf("adding the old object's finalizer succeeded (its object is gone)")
 		}
 		got := &osseav1.MigrationVolume{}
@@ -109,7 +109,7 @@ func TestWritesToAnObjectThatIsGoneLandNowhere(t *testing.T) {
 		if err := ownership.ApplyStatus(ctx, k8sClient, mv, part, osseav1.ManagerFieldOwner); err != nil {
 			t.Fatal(err)
 		}
-		if err := ownership.ApplyFinalizer(ctx, k8sClient, mv, osseav1.MountFinalizer, true, osseav1.AgentFieldOwner); err != nil {
+		if err := ownership.ApplyMetadata(ctx, k8sClient, mv, ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: true}, osseav1.AgentFieldOwner); err != nil {
 			t.Fatal(err)
 		}
 		got := &osseav1.MigrationVolume{}
@@ -119,9 +119,57 @@ func TestWritesToAnObjectThatIsGoneLandNowhere(t *testing.T) {
 		if got.Status.VolumeID != part.VolumeID || !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
 			t.Errorf("writes to the live object did not land: volumeID %q, finalizers %v", got.Status.VolumeID, got.Finalizers)
 		}
-		if err := ownership.ApplyFinalizer(ctx, k8sClient, mv, osseav1.MountFinalizer, false, osseav1.AgentFieldOwner); err != nil {
+		if err := ownership.ApplyMetadata(ctx, k8sClient, mv, ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: false}, osseav1.AgentFieldOwner); err != nil {
 			t.Fatal(err)
 		}
 		deleteNow(t, mv)
 	})
+}
+
+// A writer's labels and annotations travel with its finalizer, and are its own: one it
+// leaves out of a later apply is removed, and nobody else's is touched.
+func TestMetadataIsTheWritersOwn(t *testing.T) {
+	ctx := context.Background()
+	mv := newVolume(t, "metadata")
+	mv.Labels = map[string]string{"team": "migration"}
+	mv.Annotations = map[string]string{"note": "a person's"}
+	if err := k8sClient.Update(ctx, mv); err != nil {
+		t.Fatal(err)
+	}
+	claim := ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: true,
+		Labels: map[string]string{"example.com/node": "node-a"}, Annotations: map[string]string{"example.com/said": "yes"}}
+	if err := ownership.ApplyMetadata(ctx, k8sClient, mv, claim, osseav1.AgentFieldOwner); err != nil {
+		t.Fatal(err)
+	}
+	intent := ownership.Metadata{Finalizer: osseav1.VolumeFinalizer, Hold: true, Annotations: map[string]string{"example.com/intent": "now"}}
+	if err := ownership.ApplyMetadata(ctx, k8sClient, mv, intent, osseav1.ManagerFieldOwner); err != nil {
+		t.Fatal(err)
+	}
+	got := &osseav1.MigrationVolume{}
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(mv), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Labels["example.com/node"] != "node-a" || got.Annotations["example.com/said"] != "yes" || got.Annotations["example.com/intent"] != "now" ||
+		len(got.Finalizers) != 2 || got.Labels["team"] != "migration" || got.Annotations["note"] != "a person's" {
+		t.Fatalf("after both writers' applies: labels %v, annotations %v, finalizers %v", got.Labels, got.Annotations, got.Finalizers)
+	}
+
+	// The agent lets go: its finalizer, label and annotation go; the rest stays.
+	if err := ownership.ApplyMetadata(ctx, k8sClient, mv, ownership.Metadata{Finalizer: osseav1.MountFinalizer}, osseav1.AgentFieldOwner); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(mv), got); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got.Labels["example.com/node"]; ok || got.Annotations["example.com/said"] != "" || controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
+		t.Errorf("the agent's metadata outlived its release: labels %v, annotations %v, finalizers %v", got.Labels, got.Annotations, got.Finalizers)
+	}
+	if got.Annotations["example.com/intent"] != "now" || !controllerutil.ContainsFinalizer(got, osseav1.VolumeFinalizer) ||
+		got.Labels["team"] != "migration" || got.Annotations["note"] != "a person's" {
+		t.Errorf("the agent's release took others' metadata: labels %v, annotations %v, finalizers %v", got.Labels, got.Annotations, got.Finalizers)
+	}
+	if err := ownership.ApplyMetadata(ctx, k8sClient, mv, ownership.Metadata{Finalizer: osseav1.VolumeFinalizer}, osseav1.ManagerFieldOwner); err != nil {
+		t.Fatal(err)
+	}
+	deleteNow(t, mv)
 }
