@@ -137,7 +137,8 @@ func (m *volumeMemory) createFailed(uid types.UID, answered bool) {
 // A create whose answer never came (a lost reply, a timeout, or one sent by a process that
 // died) may still land: a second create after a look too early would leave the object two
 // volumes. Such a create is settled once the grace after its intent has passed; the
-// intent is in status, so a manager killed and started again does not start the wait over.
+// intent is recorded on the object, so a manager killed and started again does not start
+// the wait over.
 func (m *volumeMemory) lostCreateSettled(uid types.UID, intentAt time.Time) (settled bool, wait time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -158,6 +158,7 @@ func (r *MigrationVolumeReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}()
 
 	r.recallJob(ctx, s)
+	r.recallCreateIntent(ctx, s)
 	var err error
 	if !mv.DeletionTimestamp.IsZero() {
 		err = r.reconcileDelete(ctx, s)
@@ -315,6 +316,21 @@ func (r *MigrationVolumeReconciler) recallJob(ctx context.Context, s *volumeScop
 	}
 	if run.job.Operation == opAttach {
 		st.AttachedVirtualMachineID = run.vmID
+	}
+}
+
+// recallCreateIntent takes up a create intent that no status write followed: the manager
+// stopped between its intent and the write after the call (or the status was lost), so a
+// create may have been sent whose outcome nobody recorded. It is settled like a create
+// whose reply was lost (see resolveLostCreate), in a normal pass or a teardown alike.
+func (r *MigrationVolumeReconciler) recallCreateIntent(ctx context.Context, s *volumeScope) {
+	st := &s.mv.Status
+	if st.VolumeID != "" || st.PendingJob != nil {
+		return
+	}
+	if at, ok := createIntent(s.mv); ok {
+		log.FromContext(ctx).Info("Resuming a create intent whose outcome status does not record", "intentAt", at)
+		st.PendingJob = &osseav1.PendingJob{Operation: opCreate, StartedAt: metav1.NewTime(at)}
 	}
 }
 

@@ -40,14 +40,18 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	}
 
 	// Record the intent before the call: if the reply is lost, the untagged volume it made
-	// is recognised as ours by name rather than taken for someone else's. The write carries
-	// the resourceVersion this reconcile read, so it fails if our view is stale, and a
-	// volume is never created twice for an object whose intent we did not see.
-	mv.Status.PendingJob = &osseav1.PendingJob{Operation: opCreate, StartedAt: metav1.Now()}
-	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, osseav1.ReasonCreating, "creating the CloudStack volume")
-	if err := s.helper.patch(ctx, mv); err != nil {
+	// is recognised as ours by name rather than taken for someone else's, and a restarted
+	// manager knows that a create may still land (see recallCreateIntent). It is an
+	// annotation, written with our finalizer in one apply (a status write cannot carry
+	// metadata), so the object is held before anything exists in CloudStack; the apply
+	// carries the object's uid, so an object that went meanwhile gets no create.
+	startedAt := metav1.Now()
+	setCreateIntent(mv, startedAt.Time)
+	if err := s.helper.patchMetadata(ctx, mv); err != nil {
 		return fmt.Errorf("recording the create intent: %w", err)
 	}
+	mv.Status.PendingJob = &osseav1.PendingJob{Operation: opCreate, StartedAt: startedAt}
+	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, osseav1.ReasonCreating, "creating the CloudStack volume")
 	offering := mv.Spec.DiskOfferingID
 	if offering == "" {
 		offering = s.cfg.Status.DiskOfferingID
@@ -66,7 +70,11 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 		if !errors.Is(err, cloudstack.ErrTransient) || errors.Is(err, cloudstack.ErrNotSent) {
 			// Nothing was made (refused, or never sent: a send guard, CloudStack's API
 			// throttling): no intent to keep.
+			// Should the intent's removal not be written, the look it then causes is
+			// settled at once.
 			mv.Status.PendingJob = nil
+			dropCreateIntent(mv)
+			r.mem.createFailed(mv.UID, true)
 		} else {
 			r.mem.createFailed(mv.UID, cloudstack.Answered(err))
 		}

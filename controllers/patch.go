@@ -63,18 +63,18 @@ func (h *patchHelper) write(ctx context.Context, obj client.Object) error {
 	return nil
 }
 
-// applyVolume writes what the manager owns of a MigrationVolume, its finalizer and its
-// part of the status, each applied as its own (see package ownership): the node agent
-// writes its finalizer and its part at the same time, and neither side's write can refuse
-// or revert the other's.
+// applyVolume writes what the manager owns of a MigrationVolume, its metadata (see
+// managerMetadata) and its part of the status, each applied as its own (see package
+// ownership): the node agent writes its own at the same time, and neither side's write can
+// refuse or revert the other's.
 func (h *patchHelper) applyVolume(ctx context.Context, mv *osseav1.MigrationVolume) error {
 	before := h.before.(*osseav1.MigrationVolume)
 	status := mv.Status.ManagerPart() // an apply below replaces mv with the stored object
-	if want := controllerutil.ContainsFinalizer(mv, osseav1.VolumeFinalizer); want != controllerutil.ContainsFinalizer(before, osseav1.VolumeFinalizer) {
-		if err := ownership.ApplyMetadata(ctx, h.c, mv, ownership.Metadata{Finalizer: osseav1.VolumeFinalizer, Hold: want}, osseav1.ManagerFieldOwner); err != nil {
+	if own := managerMetadata(mv); !equality.Semantic.DeepEqual(own, managerMetadata(before)) {
+		if err := ownership.ApplyMetadata(ctx, h.c, mv, own, osseav1.ManagerFieldOwner); err != nil {
 			return err
 		}
-		if !want && len(mv.Finalizers) == 0 {
+		if !own.Hold && len(mv.Finalizers) == 0 {
 			return nil // the object is gone, and its status with it
 		}
 	}
@@ -82,6 +82,29 @@ func (h *patchHelper) applyVolume(ctx context.Context, mv *osseav1.MigrationVolu
 		return nil
 	}
 	return ownership.ApplyStatus(ctx, h.c, mv, status, osseav1.ManagerFieldOwner)
+}
+
+// patchMetadata writes the manager's metadata of a MigrationVolume alone, ahead of the
+// status changes made so far, which the next patch writes.
+func (h *patchHelper) patchMetadata(ctx context.Context, mv *osseav1.MigrationVolume) error {
+	status := mv.Status.DeepCopy() // the apply replaces mv with the stored object
+	if err := ownership.ApplyMetadata(ctx, h.c, mv, managerMetadata(mv), osseav1.ManagerFieldOwner); err != nil {
+		return err
+	}
+	mv.Status = *status
+	before := h.before.(*osseav1.MigrationVolume)
+	mv.ObjectMeta.DeepCopyInto(&before.ObjectMeta)
+	return nil
+}
+
+// managerMetadata is what the manager owns of a MigrationVolume's metadata: its finalizer
+// and its create intent.
+func managerMetadata(mv *osseav1.MigrationVolume) ownership.Metadata {
+	m := ownership.Metadata{Finalizer: osseav1.VolumeFinalizer, Hold: controllerutil.ContainsFinalizer(mv, osseav1.VolumeFinalizer)}
+	if at, ok := mv.Annotations[osseav1.CreateIntentAnnotation]; ok {
+		m.Annotations = map[string]string{osseav1.CreateIntentAnnotation: at}
+	}
+	return m
 }
 
 // ownStatus is the status of an object whose status the manager alone writes.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
@@ -85,3 +86,27 @@ func ownedBy(tags map[string]string, mv *osseav1.MigrationVolume) bool {
 
 // configTagValue is the value of TagConfig for the OsseaConfig namespace/name.
 func configTagValue(namespace, name string) string { return namespace + "/" + name }
+
+// createIntent is when this object's manager last decided to create its volume (see
+// osseav1.CreateIntentAnnotation). An intent whose time cannot be read (a person edited
+// it) is taken as long past: the lookup that settles a lost create still runs before any
+// new create.
+func createIntent(mv *osseav1.MigrationVolume) (at time.Time, ok bool) {
+	v, ok := mv.Annotations[osseav1.CreateIntentAnnotation]
+	if !ok {
+		return time.Time{}, false
+	}
+	at, _ = time.Parse(time.RFC3339Nano, v)
+	return at, true
+}
+
+func setCreateIntent(mv *osseav1.MigrationVolume, at time.Time) {
+	if mv.Annotations == nil {
+		mv.Annotations = map[string]string{}
+	}
+	mv.Annotations[osseav1.CreateIntentAnnotation] = at.UTC().Format(time.RFC3339Nano)
+}
+
+func dropCreateIntent(mv *osseav1.MigrationVolume) {
+	delete(mv.Annotations, osseav1.CreateIntentAnnotation)
+}
