@@ -7,7 +7,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
@@ -21,17 +20,7 @@ import (
 func TestVolumeCreateIntentIsOneWrite(t *testing.T) {
 	s := startVolumeSim(t, cloudsim.Options{JobLatency: 300 * time.Millisecond})
 	e := newVolumeEnv(t, s, nil)
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(testCtx, 60*time.Second)
-	defer cancel()
-	w, err := wc.Watch(ctx, &osseav1.MigrationVolumeList{}, client.InNamespace(e.ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	ctx, w := watchVolumes(t, e.ns, 60*time.Second)
 	before := time.Now()
 	mv := e.newVolume("disk0", nil)
 	create(t, mv)

@@ -12,6 +12,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -125,6 +126,24 @@ func conditionIs(condType string, want metav1.ConditionStatus, reason string) fu
 		}
 		return ""
 	}
+}
+
+// watchVolumes watches the MigrationVolumes of ns; the watch and ctx end after timeout or
+// with the test.
+func watchVolumes(t *testing.T, ns string, timeout time.Duration) (context.Context, watch.Interface) {
+	t.Helper()
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(testCtx, timeout)
+	t.Cleanup(cancel)
+	w, err := wc.Watch(ctx, &osseav1.MigrationVolumeList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return ctx, w
 }
 
 // simVolumes are the simulator's volumes that carry the object's ownership tag or its name.
@@ -457,17 +476,7 @@ func TestVolumeNamesItsVMWhileAttaching(t *testing.T) {
 	s := startVolumeSim(t, cloudsim.Options{JobLatency: time.Second})
 	s.SetFaults(cloudsim.Faults{JobFailureRate: 1, Commands: []string{"attachVolume"}})
 	e := newVolumeEnv(t, s, nil)
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(testCtx, 90*time.Second)
-	defer cancel()
-	w, err := wc.Watch(ctx, &osseav1.MigrationVolumeList{}, client.InNamespace(e.ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	ctx, w := watchVolumes(t, e.ns, 90*time.Second)
 	mv := e.newVolume("disk0", nil)
 	create(t, mv)
 
