@@ -8,14 +8,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
 
 // reconcileDelete releases a deleted volume this agent holds (see routeOf): unmount,
-// remove the empty directories, then let go of the finalizer so the manager can detach the
-// disk.
+// remove the empty directories, then let go of the finalizer and the claim so the manager
+// can detach the disk.
 func (r *Reconciler) reconcileDelete(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
 	mv := s.mv
 	done, _, res, err := r.release(ctx, s)
@@ -26,7 +25,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *volumeScope) (ctrl.
 		message: "unmounted; the volume may be detached", mountPath: strp("")}); err != nil {
 		return ctrl.Result{}, err
 	}
-	if ok, err := r.patchFinalizers(ctx, mv, controllerutil.RemoveFinalizer); !ok || err != nil {
+	if ok, err := r.applyClaim(ctx, mv, false); !ok || err != nil {
 		return retrySoon, err
 	}
 	s.log.Info("Released volume")
@@ -51,7 +50,7 @@ func (r *Reconciler) reconcileHandoff(ctx context.Context, s *volumeScope) (ctrl
 		return ctrl.Result{}, err
 	}
 	if held {
-		if ok, err := r.patchFinalizers(ctx, mv, controllerutil.RemoveFinalizer); !ok || err != nil {
+		if ok, err := r.applyClaim(ctx, mv, false); !ok || err != nil {
 			return retrySoon, err
 		}
 	}
@@ -83,7 +82,7 @@ func (r *Reconciler) reconcileDetached(ctx context.Context, s *volumeScope) (ctr
 	if err := r.setStatus(ctx, s, detachedReport(mv, r.VMID, unmounted, s.prev)); err != nil {
 		return ctrl.Result{}, err
 	}
-	if ok, err := r.patchFinalizers(ctx, mv, controllerutil.RemoveFinalizer); !ok || err != nil {
+	if ok, err := r.applyClaim(ctx, mv, false); !ok || err != nil {
 		return retrySoon, err
 	}
 	return ctrl.Result{}, nil
