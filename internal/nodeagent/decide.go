@@ -392,6 +392,23 @@ func busyReport(path string) *report {
 			path, path, path)}
 }
 
+// reportsDeleteRelease says whether the release of a deleted volume writes the Unmounted
+// report before letting go, given the Mounted condition it found. Usually it does not (the
+// mount finalizer's going says it, and the object is on its way out), but a condition that
+// says a person must act (a refused disk, a disk never found) would keep the volume
+// Stalled through the manager's detach and delete, and UnmountBusy would keep sending
+// them after a process that no longer holds anything: those are corrected first.
+func reportsDeleteRelease(prev *metav1.Condition) bool {
+	return prev != nil && prev.Status == metav1.ConditionFalse &&
+		(osseav1.NeedsPerson(prev.Reason) || prev.Reason == osseav1.ReasonUnmountBusy)
+}
+
+// unmountedReport is the report of reportsDeleteRelease.
+func unmountedReport() *report {
+	return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonUnmounted,
+		message: "unmounted; the volume may be detached", mountPath: strp("")}
+}
+
 // detachedReport is the report about a volume let go after it left this VM: its disk left
 // while mounted (the mount was dead and has been unmounted), or the claim never got as far
 // as a mount because the attach failed.

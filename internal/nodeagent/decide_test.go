@@ -481,6 +481,35 @@ func TestDecideMissingDevice(t *testing.T) {
 	}
 }
 
+// On delete, the release corrects only a Mounted condition that would keep the volume
+// Stalled, or send a person after a busy mount, through the teardown.
+func TestDecideReportsDeleteRelease(t *testing.T) {
+	cond := func(status metav1.ConditionStatus, reason string) *metav1.Condition {
+		return &metav1.Condition{Type: osseav1.ConditionMounted, Status: status, Reason: reason}
+	}
+	for _, c := range []struct {
+		name string
+		prev *metav1.Condition
+		want bool
+	}{
+		{"mounted", cond(metav1.ConditionTrue, osseav1.ReasonMounted), false},
+		{"claimed, nothing said yet", nil, false},
+		{"waiting for the disk", cond(metav1.ConditionFalse, osseav1.ReasonWaitingForDevice), false},
+		{"a mount that failed, retried", cond(metav1.ConditionFalse, osseav1.ReasonMountFailed), false},
+		{"said already (a restart after the report)", cond(metav1.ConditionFalse, osseav1.ReasonUnmounted), false},
+		{"busy until now", cond(metav1.ConditionFalse, osseav1.ReasonUnmountBusy), true},
+		{"the disk never found", cond(metav1.ConditionFalse, osseav1.ReasonDeviceNotFound), true},
+		{"a refused disk", cond(metav1.ConditionFalse, osseav1.ReasonDeviceNotBlank), true},
+		{"a filesystem mismatch", cond(metav1.ConditionFalse, osseav1.ReasonFilesystemMismatch), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := reportsDeleteRelease(c.prev); got != c.want {
+				t.Errorf("reportsDeleteRelease = %t; want %t", got, c.want)
+			}
+		})
+	}
+}
+
 // A disk that has not appeared is not worth a status write in the first seconds after the
 // claim (it usually appears within one); after the grace it is reported, and a failure
 // (DeviceNotFound) never waits.
@@ -613,7 +642,7 @@ func TestDecideWarnings(t *testing.T) {
 		{"mounted, then busy on delete", cond(metav1.ConditionTrue, osseav1.ReasonMounted), rep(metav1.ConditionFalse, osseav1.ReasonUnmountBusy), true},
 		{"waiting is no warning", nil, rep(metav1.ConditionFalse, osseav1.ReasonWaitingForDevice), false},
 		{"mounted is no warning", cond(metav1.ConditionFalse, osseav1.ReasonWaitingForDevice), rep(metav1.ConditionTrue, osseav1.ReasonMounted), false},
-		{"unmounted on delete is no warning", cond(metav1.ConditionTrue, osseav1.ReasonMounted), rep(metav1.ConditionFalse, osseav1.ReasonUnmounted), false},
+		{"released for the hand-off is no warning", cond(metav1.ConditionTrue, osseav1.ReasonMounted), rep(metav1.ConditionFalse, osseav1.ReasonReleasedForHandoff), false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := warnsOnReport(c.prev, c.rep); got != c.want {
