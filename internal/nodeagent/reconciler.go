@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -120,6 +122,15 @@ type volumeScope struct {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	if r.VMID == "" {
 		return fmt.Errorf("the OMA VM id is not set")
+	}
+	// The node's name is the value of the agent's claim label: an agent that could not
+	// claim would never mount anything, so it does not start.
+	if r.NodeName == "" {
+		return fmt.Errorf("the node name is not set")
+	}
+	if errs := validation.IsValidLabelValue(r.NodeName); len(errs) > 0 {
+		return fmt.Errorf("the node name %q cannot be the value of the claim label %s, so this agent could claim no volume: %s",
+			r.NodeName, osseav1.NodeLabel, strings.Join(errs, "; "))
 	}
 	r.defaults()
 	if err := os.MkdirAll(r.MountRoot, 0o755); err != nil {
