@@ -621,6 +621,61 @@ func TestRestartBetweenUnmountAndLettingGo(t *testing.T) {
 	}
 }
 
+// On delete the agent lets go in one write and leaves its report as it was, unless the
+// report says a person must act: a refused disk's is corrected to Unmounted first, so that
+// the volume does not look Stalled while the manager detaches and deletes it. (The test
+// holds the manager's finalizer, so that the objects stay to be looked at.)
+func TestDeleteReleaseCorrectsOnlyAReportThatAPersonMustAct(t *testing.T) {
+	w := newWorld(t)
+	w.startAgent()
+	managerHolds := func(mv *osseav1.MigrationVolume) { mv.Finalizers = append(mv.Finalizers, osseav1.VolumeFinalizer) }
+
+	volID := uuid.NewString()
+	w.link(volID, w.loopDevice(1<<30))
+	mounted := w.newVolume("mounted", "job-k", "disk-0", 1, managerHolds)
+	w.attach(mounted, volID)
+	w.waitMounted(mounted, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
+
+	refusedID := uuid.NewString()
+	dev := w.loopDevice(1 << 30)
+	writeMBR(t, dev)
+	w.link(refusedID, dev)
+	refused := w.newVolume("refused", "job-k", "disk-1", 1, managerHolds)
+	w.attach(refused, refusedID)
+	w.waitMounted(refused, metav1.ConditionFalse, osseav1.ReasonDeviceNotBlank, 30*time.Second)
+
+	for _, mv := range []*osseav1.MigrationVolume{mounted, refused} {
+		if err := k8s.Delete(testCtx, mv); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, 20*time.Second, func() string {
+			if got := w.get(mv); controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Labels[osseav1.NodeLabel] != "" {
+				return fmt.Sprintf("%s not let go: finalizers %v, labels %v", mv.Name, got.Finalizers, got.Labels)
+			}
+			return ""
+		})
+	}
+	if n := len(testkit.MountsAt(t, w.mountPath("job-k", "disk-0"))); n != 0 {
+		t.Errorf("%d mounts left after the release", n)
+	}
+	if c := meta.FindStatusCondition(w.get(mounted).Status.Conditions, osseav1.ConditionMounted); c == nil || c.Reason != osseav1.ReasonMounted {
+		t.Errorf("the release of a mounted volume wrote its status: Mounted %+v; want the last report, Mounted", c)
+	}
+	if c := meta.FindStatusCondition(w.get(refused).Status.Conditions, osseav1.ConditionMounted); c == nil || c.Reason != osseav1.ReasonUnmounted {
+		t.Errorf("the release of a refused disk left Mounted %+v; want Unmounted", c)
+	}
+
+	for _, mv := range []*osseav1.MigrationVolume{mounted, refused} {
+		got := w.get(mv)
+		base := got.DeepCopy()
+		controllerutil.RemoveFinalizer(got, osseav1.VolumeFinalizer)
+		if err := k8s.Patch(testCtx, got, client.MergeFrom(base)); err != nil {
+			t.Fatal(err)
+		}
+		w.waitGone(mv, 10*time.Second)
+	}
+}
+
 // writeMBR writes a DOS partition table with one Linux partition.
 func writeMBR(t *testing.T, dev string) {
 	t.Helper()
