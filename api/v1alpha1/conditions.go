@@ -145,7 +145,10 @@ const (
 	// go because the attach did not finish).
 	ReasonWaitingForDevice = "WaitingForDevice"
 	ReasonUnmounting       = "Unmounting"
-	ReasonUnmounted        = "Unmounted"
+	// ReasonUnmounted: released on delete, said only in place of a report that a person
+	// must act (see the agent's reportsDeleteRelease); otherwise the mount finalizer's going
+	// says it.
+	ReasonUnmounted = "Unmounted"
 	// ReasonReleasedForHandoff: unmounted (or unpublished) and let go for the hand-off to
 	// the target VM; the agent never claims the volume again.
 	ReasonReleasedForHandoff = "ReleasedForHandoff"

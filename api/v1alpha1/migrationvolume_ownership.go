@@ -10,7 +10,8 @@ import (
 // field manager, and the API server merges the two: conditions are a list map keyed by
 // type, so neither side's write can revert the other's, and neither needs to lock on a
 // resourceVersion (which made concurrent writes refuse each other). This file is the
-// contract of who owns what.
+// contract of who owns what. Of the metadata, the agent owns its MountFinalizer and its
+// NodeLabel (the claim), the manager its VolumeFinalizer.
 const (
 	// ManagerFieldOwner owns everything in the status but the agent's part.
 	ManagerFieldOwner = "ossea-manager"
@@ -18,6 +19,27 @@ const (
 	// devicePath (the by-id link the agent found), mountPath, filesystemType, nodeName.
 	AgentFieldOwner = "ossea-node-agent"
 )
+
+// NodeLabel is the node agent's claim of a MigrationVolume: the name of the node whose
+// agent holds it. The agent applies it together with its MountFinalizer, in one
+// server-side apply of its metadata (the status subresource cannot carry either), before
+// it touches the disk, and drops both in one apply when it lets go. The admission policy
+// of config/agent confines each agent by it: an agent may change only a volume claimed by
+// its own node or by none, and may claim for its own node only. The agent's Mounted report
+// still says status.nodeName, for people and tools; agents older than the label claimed by
+// status.nodeName alone, which is why ClaimedBy falls back to it. A node name is a label
+// value only if it has at most 63 characters (as for kubernetes.io/hostname).
+const NodeLabel = "ossea.migratekit.io/node"
+
+// ClaimedBy is the node whose agent claimed mv: its NodeLabel or, on a volume claimed by
+// an agent older than the label, its status.nodeName; "" if unclaimed. (Whether the claim
+// still holds, the agent's MountFinalizer, is the agent's to tell.)
+func (mv *MigrationVolume) ClaimedBy() string {
+	if node := mv.Labels[NodeLabel]; node != "" {
+		return node
+	}
+	return mv.Status.NodeName
+}
 
 // AgentPart is the part of the status the node agent owns.
 func (s *MigrationVolumeStatus) AgentPart() MigrationVolumeStatus {

@@ -26,3 +26,26 @@ func TestSetAgentPart(t *testing.T) {
 		t.Errorf("after an empty agent part: %+v", st)
 	}
 }
+
+// The claim is the label; a volume an older agent claimed has only status.nodeName.
+func TestClaimedBy(t *testing.T) {
+	for _, c := range []struct {
+		name, label, statusNode, want string
+	}{
+		{"unclaimed", "", "", ""},
+		{"claimed by the label", "node-a", "", "node-a"},
+		{"claimed and reported", "node-a", "node-a", "node-a"},
+		{"claimed by an older agent", "", "node-a", "node-a"},
+		{"the label is the claim", "node-a", "node-b", "node-a"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			mv := &MigrationVolume{Status: MigrationVolumeStatus{NodeName: c.statusNode}}
+			if c.label != "" {
+				mv.Labels = map[string]string{NodeLabel: c.label}
+			}
+			if got := mv.ClaimedBy(); got != c.want {
+				t.Errorf("ClaimedBy() = %q; want %q", got, c.want)
+			}
+		})
+	}
+}

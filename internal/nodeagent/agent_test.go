@@ -45,15 +45,14 @@ func TestBlankDeviceFormattedMountedAndDataSurvivesRemount(t *testing.T) {
 	mv := w.newVolume("blank", "job-1", "disk-0", 1)
 	w.attach(mv, volID)
 
-	w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 10*time.Second)
-	// The claim writes status, then the finalizer: wait for both.
-	testkit.Eventually(t, 10*time.Second, func() string {
-		got := w.get(mv)
-		if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName {
-			return fmt.Sprintf("while waiting for the disk: finalizers %v, nodeName %q; want the mount finalizer and %q", got.Finalizers, got.Status.NodeName, w.nodeName)
-		}
-		return ""
-	})
+	// The claim (label and finalizer, one write) comes at once; the wait for the disk is
+	// reported after a grace.
+	w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 20*time.Second)
+	if got := w.get(mv); !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Labels[osseav1.NodeLabel] != w.nodeName ||
+		got.Status.NodeName != w.nodeName {
+		t.Fatalf("while waiting for the disk: finalizers %v, labels %v, nodeName %q; want the mount finalizer and the claim of %q",
+			got.Finalizers, got.Labels, got.Status.NodeName, w.nodeName)
+	}
 
 	dev := w.loopDevice(1 << 30)
 	link := w.link(volID, dev)
@@ -264,15 +263,15 @@ func TestRefusedDevicesAreLeftUntouched(t *testing.T) {
 	}
 }
 
-// A disk that never appears is waited for, then reported missing, and mounted the moment
-// it does appear.
+// A disk that never appears is waited for (quietly: the timeout here is shorter than the
+// grace before the wait is reported), then reported missing, and mounted the moment it
+// does appear.
 func TestDeviceNotFoundAfterTimeoutThenRecovers(t *testing.T) {
 	w := newWorld(t)
 	w.startAgent(func(r *Reconciler) { r.DeviceTimeout = 1500 * time.Millisecond })
 	volID := uuid.NewString()
 	mv := w.newVolume("late", "job-l", "disk-0", 1)
 	w.attach(mv, volID)
-	w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 10*time.Second)
 	got := w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonDeviceNotFound, 10*time.Second)
 	msg := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted).Message
 	if !strings.Contains(msg, guestdisk.LinkNames(volID)[0]) || !strings.Contains(msg, w.vmID) {
@@ -437,7 +436,7 @@ func TestStatusWritesNeverClobberTheManager(t *testing.T) {
 	volID := uuid.NewString()
 	mv := w.newVolume("shared", "job-c", "disk-0", 1)
 	w.attach(mv, volID)
-	w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 10*time.Second)
+	w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 20*time.Second)
 
 	dev := w.loopDevice(1 << 30)
 	const writes = 40
@@ -527,6 +526,154 @@ func TestDetachedWhileMountedIsReleased(t *testing.T) {
 		t.Errorf("%d mounts left at %s after the restarted agent released it", n, path)
 	}
 	w.deleteAndWaitGone(mv, 10*time.Second)
+}
+
+// A volume claimed and mounted by an agent older than the claim label (its finalizer and
+// status.nodeName, no label) is still this node's: a restarted agent leaves it as it is
+// (it is not claimed again: no write), and releases it when it is deleted, even when it
+// was detached and deleted while the agent was down and so is outside its cache (the
+// startup scan finds it).
+func TestOlderAgentsClaimIsStillHeld(t *testing.T) {
+	w := newWorld(t)
+	first := w.startAgent()
+	volID := uuid.NewString()
+	link := w.link(volID, w.loopDevice(1<<30))
+	mv := w.newVolume("older", "job-o", "disk-0", 1)
+	w.attach(mv, volID)
+	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
+	path := w.mountPath("job-o", "disk-0")
+	first.stop()
+
+	// As an agent before the label left it.
+	got := w.get(mv)
+	base := got.DeepCopy()
+	delete(got.Labels, osseav1.NodeLabel)
+	if err := k8s.Patch(testCtx, got, client.MergeFrom(base)); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.get(mv); got.Labels[osseav1.NodeLabel] != "" || got.Status.NodeName != w.nodeName || !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
+		t.Fatalf("not as an older agent claims: labels %v, nodeName %q, finalizers %v", got.Labels, got.Status.NodeName, got.Finalizers)
+	}
+
+	writes := &writeCounter{}
+	second := w.startAgent(countWrites(writes), func(r *Reconciler) { r.ResyncInterval = 200 * time.Millisecond })
+	key := client.ObjectKeyFromObject(mv)
+	testkit.Eventually(t, 20*time.Second, func() string {
+		if n := second.reconciles(key); n < 3 {
+			return fmt.Sprintf("the new agent reconciled the volume %d times, waiting for 3", n)
+		}
+		return ""
+	})
+	if got := writes.take(); len(got) != 0 {
+		t.Errorf("the new agent wrote %v to a volume an older agent holds; want nothing", got)
+	}
+	if n := len(testkit.MountsAt(t, path)); n != 1 {
+		t.Fatalf("%d mounts at %s, want 1", n, path)
+	}
+	second.stop()
+
+	// Detached and deleted while no agent runs: the object leaves the agent's cache.
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	w.updateStatus(mv, func(st *osseav1.MigrationVolumeStatus) { st.AttachedVirtualMachineID = "" })
+	if err := k8s.Delete(testCtx, mv); err != nil {
+		t.Fatal(err)
+	}
+	w.startAgent()
+	w.waitGone(mv, 20*time.Second)
+	if n := len(testkit.MountsAt(t, path)); n != 0 {
+		t.Errorf("%d mounts left at %s after the release", n, path)
+	}
+}
+
+// An agent stopped between the unmount of a deleted volume and letting go of it (the one
+// write of the release) finds the volume still held when it starts again, and lets go:
+// with nothing mounted, the release is that one write and nothing else.
+func TestRestartBetweenUnmountAndLettingGo(t *testing.T) {
+	w := newWorld(t)
+	first := w.startAgent()
+	volID := uuid.NewString()
+	w.link(volID, w.loopDevice(1<<30))
+	mv := w.newVolume("half-released", "job-h", "disk-0", 1)
+	w.attach(mv, volID)
+	w.waitMounted(mv, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
+	path := w.mountPath("job-h", "disk-0")
+	first.stop()
+
+	// As the stopped agent left it: unmounted, still held, the object deleted.
+	run(t, "umount", path)
+	if err := k8s.Delete(testCtx, mv); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.get(mv); !holds(got, w.vmID, w.nodeName) {
+		t.Fatalf("not held after the delete: finalizers %v, labels %v", got.Finalizers, got.Labels)
+	}
+
+	writes := &writeCounter{}
+	w.startAgent(countWrites(writes))
+	w.waitGone(mv, 20*time.Second)
+	if got := writes.take(); !maps.Equal(got, map[string]int{"object": 1}) {
+		t.Errorf("the release after the restart wrote %v; want only the finalizer and the claim let go, %v", got, map[string]int{"object": 1})
+	}
+	if _, err := os.Stat(path); !isNotExist(err) {
+		t.Errorf("the mount directory is still there after the release: %v", err)
+	}
+}
+
+// On delete the agent lets go in one write and leaves its report as it was, unless the
+// report says a person must act: a refused disk's is corrected to Unmounted first, so that
+// the volume does not look Stalled while the manager detaches and deletes it. (The test
+// holds the manager's finalizer, so that the objects stay to be looked at.)
+func TestDeleteReleaseCorrectsOnlyAReportThatAPersonMustAct(t *testing.T) {
+	w := newWorld(t)
+	w.startAgent()
+	managerHolds := func(mv *osseav1.MigrationVolume) { mv.Finalizers = append(mv.Finalizers, osseav1.VolumeFinalizer) }
+
+	volID := uuid.NewString()
+	w.link(volID, w.loopDevice(1<<30))
+	mounted := w.newVolume("mounted", "job-k", "disk-0", 1, managerHolds)
+	w.attach(mounted, volID)
+	w.waitMounted(mounted, metav1.ConditionTrue, osseav1.ReasonMounted, 30*time.Second)
+
+	refusedID := uuid.NewString()
+	dev := w.loopDevice(1 << 30)
+	writeMBR(t, dev)
+	w.link(refusedID, dev)
+	refused := w.newVolume("refused", "job-k", "disk-1", 1, managerHolds)
+	w.attach(refused, refusedID)
+	w.waitMounted(refused, metav1.ConditionFalse, osseav1.ReasonDeviceNotBlank, 30*time.Second)
+
+	for _, mv := range []*osseav1.MigrationVolume{mounted, refused} {
+		if err := k8s.Delete(testCtx, mv); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, 20*time.Second, func() string {
+			if got := w.get(mv); controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Labels[osseav1.NodeLabel] != "" {
+				return fmt.Sprintf("%s not let go: finalizers %v, labels %v", mv.Name, got.Finalizers, got.Labels)
+			}
+			return ""
+		})
+	}
+	if n := len(testkit.MountsAt(t, w.mountPath("job-k", "disk-0"))); n != 0 {
+		t.Errorf("%d mounts left after the release", n)
+	}
+	if c := meta.FindStatusCondition(w.get(mounted).Status.Conditions, osseav1.ConditionMounted); c == nil || c.Reason != osseav1.ReasonMounted {
+		t.Errorf("the release of a mounted volume wrote its status: Mounted %+v; want the last report, Mounted", c)
+	}
+	if c := meta.FindStatusCondition(w.get(refused).Status.Conditions, osseav1.ConditionMounted); c == nil || c.Reason != osseav1.ReasonUnmounted {
+		t.Errorf("the release of a refused disk left Mounted %+v; want Unmounted", c)
+	}
+
+	for _, mv := range []*osseav1.MigrationVolume{mounted, refused} {
+		got := w.get(mv)
+		base := got.DeepCopy()
+		controllerutil.RemoveFinalizer(got, osseav1.VolumeFinalizer)
+		if err := k8s.Patch(testCtx, got, client.MergeFrom(base)); err != nil {
+			t.Fatal(err)
+		}
+		w.waitGone(mv, 10*time.Second)
+	}
 }
 
 // writeMBR writes a DOS partition table with one Linux partition.
@@ -725,26 +872,36 @@ func (w *world) attaching(mv *osseav1.MigrationVolume, volumeID string) {
 	})
 }
 
-// TestClaimedWhileAttaching: a volume is claimed (node, finalizer) while its attach job
+// TestClaimedWhileAttaching: a volume is claimed (label, finalizer) while its attach job
 // runs, and mounted as soon as its disk appears, before the manager has seen the job
-// finish. A claim whose attach fails is let go without a warning.
+// finish. An attach that is slow is reported as waited for once the grace after the claim
+// has passed, not before. A claim whose attach fails is let go without a warning.
 func TestClaimedWhileAttaching(t *testing.T) {
 	w := newWorld(t)
 	w.startAgent()
 	claimed := func(mv *osseav1.MigrationVolume) {
 		t.Helper()
-		w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 20*time.Second)
-		// The claim writes status, then the finalizer: wait for both.
+		var at time.Time
 		testkit.Eventually(t, 10*time.Second, func() string {
 			got := w.get(mv)
-			c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted)
-			if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName ||
-				c == nil || !strings.Contains(c.Message, "waiting for the disk of CloudStack volume") {
-				return fmt.Sprintf("while attaching: finalizers %v, nodeName %q, Mounted %+v; want the claim of node %s",
-					got.Finalizers, got.Status.NodeName, c, w.nodeName)
+			if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Labels[osseav1.NodeLabel] != w.nodeName {
+				return fmt.Sprintf("while attaching: finalizers %v, labels %v; want the claim of node %s", got.Finalizers, got.Labels, w.nodeName)
+			}
+			at = time.Now()
+			if c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted); c != nil {
+				t.Errorf("the claim came with a report, before the grace: Mounted %+v", c)
 			}
 			return ""
 		})
+		got := w.waitMounted(mv, metav1.ConditionFalse, osseav1.ReasonWaitingForDevice, 20*time.Second)
+		// The grace is counted from the API server's stamp on the claim, in whole seconds.
+		if waited := time.Since(at); waited < deviceWaitGrace-time.Second {
+			t.Errorf("the wait for the disk was reported %s after the claim; want no sooner than the grace, %s", waited, deviceWaitGrace)
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, osseav1.ConditionMounted)
+		if got.Status.NodeName != w.nodeName || !strings.Contains(c.Message, "waiting for the disk of CloudStack volume") {
+			t.Errorf("while attaching: nodeName %q, Mounted %+v; want the wait for the disk reported by node %s", got.Status.NodeName, c, w.nodeName)
+		}
 	}
 
 	volID := uuid.NewString()
@@ -778,8 +935,8 @@ func TestClaimedWhileAttaching(t *testing.T) {
 	})
 	w.waitMounted(failed, metav1.ConditionFalse, osseav1.ReasonNotAttached, 20*time.Second)
 	testkit.Eventually(t, 10*time.Second, func() string {
-		if got := w.get(failed); controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
-			return fmt.Sprintf("the failed attach still carries the mount finalizer: %v", got.Finalizers)
+		if got := w.get(failed); controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Labels[osseav1.NodeLabel] != "" {
+			return fmt.Sprintf("the failed attach still carries the claim: finalizers %v, labels %v", got.Finalizers, got.Labels)
 		}
 		return ""
 	})
@@ -795,8 +952,9 @@ func TestClaimedWhileAttaching(t *testing.T) {
 	blkID := uuid.NewString()
 	w.attaching(blk, blkID)
 	w.link(blkID, w.loopDevice(1<<30))
-	if got := w.waitMounted(blk, metav1.ConditionTrue, osseav1.ReasonPublished, 20*time.Second); controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) {
-		t.Errorf("a Block-mode volume got the mount finalizer: %v", got.Finalizers)
+	if got := w.waitMounted(blk, metav1.ConditionTrue, osseav1.ReasonPublished, 20*time.Second); controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) ||
+		got.Labels[osseav1.NodeLabel] != "" {
+		t.Errorf("a Block-mode volume was claimed: finalizers %v, labels %v", got.Finalizers, got.Labels)
 	}
 
 	w.deleteAndWaitGone(blk, 10*time.Second)
@@ -808,12 +966,13 @@ func TestClaimedWhileAttaching(t *testing.T) {
 }
 
 // One volume's life on the node costs the API server what the agent has to say, each once:
-// the claim (status.nodeName, while the attach runs), the mount finalizer, the Mounted
-// report, the Unmounted report, the finalizer's removal, and one event, Mounted, which
-// says the disk was formatted. The rest would only repeat a condition: the wait for the
-// disk is in the claim's write (and stays as it was when the attach is seen done), the
-// unmount in the Unmounted condition (and the manager's detach after it). Reconciles the
-// watches bring in between write nothing.
+// the claim (the label naming its node, with the mount finalizer, in one write, while the
+// attach runs), the Mounted report, the release (the finalizer and the label removed in
+// one write), and one event, Mounted, which says the disk was formatted. The rest would
+// only repeat something: a disk that appears within the grace after the claim is not
+// reported waited for, the attach seen done changes nothing, and the unmount on delete is
+// said by the finalizer's going (the manager's detach follows it). Reconciles the watches
+// bring in between write nothing.
 func TestOneLifecycleWritesEachThingOnce(t *testing.T) {
 	w := newWorld(t)
 	writes := &writeCounter{}
@@ -831,12 +990,12 @@ func TestOneLifecycleWritesEachThingOnce(t *testing.T) {
 	w.attaching(mv, volID)
 	testkit.Eventually(t, 20*time.Second, func() string {
 		got := w.get(mv)
-		if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Status.NodeName != w.nodeName {
-			return fmt.Sprintf("finalizers %v, nodeName %q: not claimed yet", got.Finalizers, got.Status.NodeName)
+		if !controllerutil.ContainsFinalizer(got, osseav1.MountFinalizer) || got.Labels[osseav1.NodeLabel] != w.nodeName {
+			return fmt.Sprintf("finalizers %v, labels %v: not claimed yet", got.Finalizers, got.Labels)
 		}
 		return ""
 	})
-	step("the claim", map[string]int{"status": 1, "object": 1})
+	step("the claim", map[string]int{"object": 1})
 	// The agent looks at each change the manager makes; this makes sure it has.
 	managerWrites := func(change func(*osseav1.MigrationVolumeStatus)) {
 		t.Helper()
@@ -864,7 +1023,7 @@ func TestOneLifecycleWritesEachThingOnce(t *testing.T) {
 	step("the mount, and a write of the manager's after it", map[string]int{"status": 1})
 
 	w.deleteAndWaitGone(mv, 20*time.Second)
-	step("the release", map[string]int{"status": 1, "object": 1})
+	step("the release", map[string]int{"object": 1})
 
 	note := w.waitEvent(mv, corev1.EventTypeNormal, osseav1.ReasonMounted)
 	time.Sleep(time.Second) // events are sent in the background

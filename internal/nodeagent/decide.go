@@ -62,12 +62,16 @@ func routeOf(mv *osseav1.MigrationVolume, vmID, nodeName string) route {
 	return routeFilesystem
 }
 
-// holds: the mount finalizer is there, and it is this node's (status.nodeName is written
-// before the finalizer is added; an older object without it counts as held by the agent of
-// the VM it is attached to).
+// holds: the mount finalizer is there, and the claim is this node's (the claim label,
+// applied with the finalizer; on a volume claimed by an older agent, status.nodeName,
+// which it wrote before adding the finalizer; a volume older still, with neither, counts
+// as held by the agent of the VM it is attached to).
 func holds(mv *osseav1.MigrationVolume, vmID, nodeName string) bool {
-	return controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) &&
-		(mv.Status.NodeName == nodeName || (mv.Status.NodeName == "" && mv.Status.AttachedVirtualMachineID == vmID))
+	if !controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) {
+		return false
+	}
+	claim := mv.ClaimedBy()
+	return claim == nodeName || (claim == "" && mv.Status.AttachedVirtualMachineID == vmID)
 }
 
 // published reports whether this node's agent published the volume's device in Block mode
@@ -154,6 +158,39 @@ func missingDevice(mv *osseav1.MigrationVolume, w deviceWait) (*report, ctrl.Res
 		message: fmt.Sprintf("no disk appeared as %s within %s of the attachment: check in CloudStack that volume %s is attached to VM %s, "+
 			"and on the node that the guest sees a new disk (lsblk, dmesg); the agent keeps watching", want, w.deviceTimeout, mv.Status.VolumeID, w.vmID),
 	}, ctrl.Result{RequeueAfter: w.resync}
+}
+
+// deviceWaitGrace is how long after its claim the agent keeps quiet about a disk that has
+// not appeared. The claim is metadata and says nothing of the disk; a disk usually appears
+// within a second of it (the attach job runs meanwhile), and a status write saying "waiting
+// for the disk" would be one per volume that no one reads. A disk still missing after the
+// grace is worth saying: an attach that is slow or stuck. (The manager's teardown is quiet
+// for as long before it says it waits for the agent: agentLetGoGrace.)
+const deviceWaitGrace = 5 * time.Second
+
+// quietAboutMissingDevice is how much longer the agent keeps rep (missingDevice's report)
+// to itself, having claimed the volume at claimedAt (the API server's clock), when it is
+// now; 0 means report it now. Only WaitingForDevice is kept back: DeviceNotFound (after
+// the device timeout) is a failure a person must see at once. An unknown claim time (a
+// copy without managed fields) counts as long ago. The grace is never longer than
+// deviceWaitGrace, whatever the skew between the agent's clock and the API server's.
+func quietAboutMissingDevice(rep *report, claimedAt, now time.Time) time.Duration {
+	if rep.reason != osseav1.ReasonWaitingForDevice || claimedAt.IsZero() {
+		return 0
+	}
+	return min(max(deviceWaitGrace-now.Sub(claimedAt), 0), deviceWaitGrace)
+}
+
+// claimedAt is when the agent's claim of mv was stored: the time the API server put on
+// the agent's apply of its metadata (its entry in managedFields, which changes only when
+// what the agent applies changes: the claim, and the release). Zero if mv shows none.
+func claimedAt(mv *osseav1.MigrationVolume) time.Time {
+	for _, f := range mv.ManagedFields {
+		if f.Manager == osseav1.AgentFieldOwner && f.Operation == metav1.ManagedFieldsOperationApply && f.Subresource == "" && f.Time != nil {
+			return f.Time.Time
+		}
+	}
+	return time.Time{}
 }
 
 // keepMountWithoutLink decides about a volume whose by-id link is gone while something is
@@ -353,6 +390,23 @@ func busyReport(path string) *report {
 		message: fmt.Sprintf("cannot unmount %s: it is busy, a process has a file, its working directory or a mount there. "+
 			"Find it with `fuser -vm %s` (or `lsof +f -- %s`) and stop it; the agent retries with backoff and never unmounts lazily",
 			path, path, path)}
+}
+
+// reportsDeleteRelease says whether the release of a deleted volume writes the Unmounted
+// report before letting go, given the Mounted condition it found. Usually it does not (the
+// mount finalizer's going says it, and the object is on its way out), but a condition that
+// says a person must act (a refused disk, a disk never found) would keep the volume
+// Stalled through the manager's detach and delete, and UnmountBusy would keep sending
+// them after a process that no longer holds anything: those are corrected first.
+func reportsDeleteRelease(prev *metav1.Condition) bool {
+	return prev != nil && prev.Status == metav1.ConditionFalse &&
+		(osseav1.NeedsPerson(prev.Reason) || prev.Reason == osseav1.ReasonUnmountBusy)
+}
+
+// unmountedReport is the report of reportsDeleteRelease.
+func unmountedReport() *report {
+	return &report{status: metav1.ConditionFalse, reason: osseav1.ReasonUnmounted,
+		message: "unmounted; the volume may be detached", mountPath: strp("")}
 }
 
 // detachedReport is the report about a volume let go after it left this VM: its disk left

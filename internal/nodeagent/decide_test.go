@@ -323,11 +323,28 @@ func attachedTo(vmID string) func(*osseav1.MigrationVolume) {
 	}
 }
 
+// heldBy is a volume held as this agent holds it: the mount finalizer and the claim label
+// naming nodeName, and the node reported in status.nodeName.
 func heldBy(nodeName string) func(*osseav1.MigrationVolume) {
+	return func(mv *osseav1.MigrationVolume) {
+		mv.Finalizers = append(mv.Finalizers, osseav1.MountFinalizer)
+		mv.Labels = map[string]string{osseav1.NodeLabel: nodeName}
+		mv.Status.NodeName = nodeName
+	}
+}
+
+// heldByOlderAgent is a volume held as an agent older than the claim label held it: the
+// mount finalizer and status.nodeName (empty for one older still).
+func heldByOlderAgent(nodeName string) func(*osseav1.MigrationVolume) {
 	return func(mv *osseav1.MigrationVolume) {
 		mv.Finalizers = append(mv.Finalizers, osseav1.MountFinalizer)
 		mv.Status.NodeName = nodeName
 	}
+}
+
+// reportedBy sets status.nodeName alone, as the Mounted report leaves it after a release.
+func reportedBy(nodeName string) func(*osseav1.MigrationVolume) {
+	return func(mv *osseav1.MigrationVolume) { mv.Status.NodeName = nodeName }
 }
 
 func deleted(mv *osseav1.MigrationVolume) {
@@ -392,8 +409,14 @@ func TestDecideRoute(t *testing.T) {
 		{"detached, still held here", decideVolume(attachedTo(""), heldBy(node)), routeDetached},
 		{"detached, held by another node", decideVolume(attachedTo(""), heldBy("oma-2")), routeNothing},
 		{"deleted, held here", decideVolume(attachedTo(decideVMID), heldBy(node), deleted), routeRelease},
-		{"deleted, held by an older agent of this VM (no node name)", decideVolume(attachedTo(decideVMID), heldBy(""), deleted), routeRelease},
-		{"deleted, no node name, attached elsewhere", decideVolume(attachedTo(otherVM), heldBy(""), deleted), routeNothing},
+		{"deleted, held by an older agent of this VM (no node name)", decideVolume(attachedTo(decideVMID), heldByOlderAgent(""), deleted), routeRelease},
+		{"deleted, no node name, attached elsewhere", decideVolume(attachedTo(otherVM), heldByOlderAgent(""), deleted), routeNothing},
+		{"deleted, held here by an older agent (status.nodeName)", decideVolume(attachedTo(decideVMID), heldByOlderAgent(node), deleted), routeRelease},
+		{"deleted, held by an older agent of another node", decideVolume(attachedTo(decideVMID), heldByOlderAgent("oma-2"), deleted), routeNothing},
+		{"detached, held here by an older agent", decideVolume(attachedTo(""), heldByOlderAgent(node)), routeDetached},
+		{"deleted, labelled for another node though reported here", decideVolume(attachedTo(decideVMID), heldBy("oma-2"), reportedBy(node), deleted), routeNothing},
+		{"deleted, let go already (the report keeps the node)", decideVolume(attachedTo(decideVMID), reportedBy(node), deleted), routeNothing},
+		{"hand-off released, held here by an older agent", decideVolume(attachedTo(decideVMID), heldByOlderAgent(node), handoff(osseav1.ReasonReleasing)), routeHandoff},
 		{"deleted, held by another node", decideVolume(attachedTo(decideVMID), heldBy("oma-2"), deleted), routeNothing},
 		{"deleted, never claimed (Block mode)", decideVolume(attachedTo(decideVMID), inBlockMode, deleted), routeNothing},
 		{"deleted after detaching, held here", decideVolume(attachedTo(""), heldBy(node), deleted), routeRelease},
@@ -455,6 +478,86 @@ func TestDecideMissingDevice(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// On delete, the release corrects only a Mounted condition that would keep the volume
+// Stalled, or send a person after a busy mount, through the teardown.
+func TestDecideReportsDeleteRelease(t *testing.T) {
+	cond := func(status metav1.ConditionStatus, reason string) *metav1.Condition {
+		return &metav1.Condition{Type: osseav1.ConditionMounted, Status: status, Reason: reason}
+	}
+	for _, c := range []struct {
+		name string
+		prev *metav1.Condition
+		want bool
+	}{
+		{"mounted", cond(metav1.ConditionTrue, osseav1.ReasonMounted), false},
+		{"claimed, nothing said yet", nil, false},
+		{"waiting for the disk", cond(metav1.ConditionFalse, osseav1.ReasonWaitingForDevice), false},
+		{"a mount that failed, retried", cond(metav1.ConditionFalse, osseav1.ReasonMountFailed), false},
+		{"said already (a restart after the report)", cond(metav1.ConditionFalse, osseav1.ReasonUnmounted), false},
+		{"busy until now", cond(metav1.ConditionFalse, osseav1.ReasonUnmountBusy), true},
+		{"the disk never found", cond(metav1.ConditionFalse, osseav1.ReasonDeviceNotFound), true},
+		{"a refused disk", cond(metav1.ConditionFalse, osseav1.ReasonDeviceNotBlank), true},
+		{"a filesystem mismatch", cond(metav1.ConditionFalse, osseav1.ReasonFilesystemMismatch), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := reportsDeleteRelease(c.prev); got != c.want {
+				t.Errorf("reportsDeleteRelease = %t; want %t", got, c.want)
+			}
+		})
+	}
+}
+
+// A disk that has not appeared is not worth a status write in the first seconds after the
+// claim (it usually appears within one); after the grace it is reported, and a failure
+// (DeviceNotFound) never waits.
+func TestDecideQuietAboutMissingDevice(t *testing.T) {
+	claimed := time.Unix(1_700_001_000, 0)
+	waiting := &report{status: metav1.ConditionFalse, reason: osseav1.ReasonWaitingForDevice}
+	notFound := &report{status: metav1.ConditionFalse, reason: osseav1.ReasonDeviceNotFound}
+	for _, c := range []struct {
+		name      string
+		rep       *report
+		claimedAt time.Time
+		now       time.Time
+		want      time.Duration
+	}{
+		{"just claimed", waiting, claimed, claimed, 5 * time.Second},
+		{"a second after the claim", waiting, claimed, claimed.Add(time.Second), 4 * time.Second},
+		{"at the end of the grace", waiting, claimed, claimed.Add(5 * time.Second), 0},
+		{"long after the claim", waiting, claimed, claimed.Add(time.Hour), 0},
+		{"claim time unknown", waiting, time.Time{}, claimed, 0},
+		{"the agent's clock behind the API server's: never longer than the grace", waiting, claimed, claimed.Add(-time.Minute), 5 * time.Second},
+		{"the disk reported missing: at once", notFound, claimed, claimed, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := quietAboutMissingDevice(c.rep, c.claimedAt, c.now); got != c.want {
+				t.Errorf("quietAboutMissingDevice = %s; want %s", got, c.want)
+			}
+		})
+	}
+}
+
+// The claim's time is the API server's stamp on the agent's apply of its metadata, not
+// on its status, nor on anyone else's write.
+func TestDecideClaimedAt(t *testing.T) {
+	at := func(sec int64) *metav1.Time { t := metav1.NewTime(time.Unix(sec, 0)); return &t }
+	apply, update := metav1.ManagedFieldsOperationApply, metav1.ManagedFieldsOperationUpdate
+	mv := decideVolume(func(mv *osseav1.MigrationVolume) {
+		mv.ManagedFields = []metav1.ManagedFieldsEntry{
+			{Manager: osseav1.ManagerFieldOwner, Operation: apply, Time: at(1)},
+			{Manager: osseav1.AgentFieldOwner, Operation: apply, Subresource: "status", Time: at(2)},
+			{Manager: osseav1.AgentFieldOwner, Operation: update, Time: at(3)},
+			{Manager: osseav1.AgentFieldOwner, Operation: apply, Time: at(4)},
+		}
+	})
+	if got := claimedAt(mv); !got.Equal(time.Unix(4, 0)) {
+		t.Errorf("claimedAt = %s; want the agent's metadata apply at %s", got, time.Unix(4, 0))
+	}
+	if got := claimedAt(decideVolume()); !got.IsZero() {
+		t.Errorf("claimedAt of a volume the agent never applied to = %s; want zero", got)
 	}
 }
 
@@ -539,7 +642,7 @@ func TestDecideWarnings(t *testing.T) {
 		{"mounted, then busy on delete", cond(metav1.ConditionTrue, osseav1.ReasonMounted), rep(metav1.ConditionFalse, osseav1.ReasonUnmountBusy), true},
 		{"waiting is no warning", nil, rep(metav1.ConditionFalse, osseav1.ReasonWaitingForDevice), false},
 		{"mounted is no warning", cond(metav1.ConditionFalse, osseav1.ReasonWaitingForDevice), rep(metav1.ConditionTrue, osseav1.ReasonMounted), false},
-		{"unmounted on delete is no warning", cond(metav1.ConditionTrue, osseav1.ReasonMounted), rep(metav1.ConditionFalse, osseav1.ReasonUnmounted), false},
+		{"released for the hand-off is no warning", cond(metav1.ConditionTrue, osseav1.ReasonMounted), rep(metav1.ConditionFalse, osseav1.ReasonReleasedForHandoff), false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := warnsOnReport(c.prev, c.rep); got != c.want {

@@ -7,8 +7,8 @@
 // and no partition table, of exactly the volume's size, found under the by-id name that
 // CloudStack's serial gives it, is formatted, and only when the volume's formatPolicy is
 // IfBlank. It owns the Mounted condition and the status fields mountPath, filesystemType,
-// nodeName and devicePath, and the finalizer ossea.migratekit.io/mount; everything else on
-// the object belongs to the manager.
+// nodeName and devicePath, the finalizer ossea.migratekit.io/mount and its claim, the label
+// ossea.migratekit.io/node; everything else on the object belongs to the manager.
 //
 // Files, one job each:
 //   - reconciler.go: the controller, the reconcile entry point and its scope

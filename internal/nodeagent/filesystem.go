@@ -26,21 +26,15 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 		return ctrl.Result{}, err
 	}
 	if !controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer) {
-		// Claim first, then hold: nodeName says which agent the finalizer belongs to, and
-		// the finalizer is stored before the device is touched, so the manager can never
-		// detach a disk from under a mount this agent is about to make. A volume whose
-		// disk has not appeared yet (usually: its attach is still running) is claimed
-		// with the report that it waits for it, in the same write.
-		claim := waiting
-		if claim == nil {
-			claim = &report{}
-		}
-		if err := r.setStatus(ctx, s, claim); err != nil {
-			return ctrl.Result{}, err
-		}
-		if ok, err := r.patchFinalizers(ctx, mv, controllerutil.AddFinalizer); !ok || err != nil {
+		// Claim and hold in one write: the label says which node's agent the finalizer
+		// belongs to, and both are stored before the device is touched, so the manager can
+		// never detach a disk from under a mount this agent is about to make. The status
+		// says nothing yet: a disk that has not appeared is reported only after a grace
+		// (see quietAboutMissingDevice), and the Mounted report says the node.
+		if ok, err := r.applyClaim(ctx, mv, true); !ok || err != nil {
 			return retrySoon, err
 		}
+		s.log.V(1).Info("Claimed volume", "node", r.NodeName)
 	}
 
 	fsType, policy := filesystemOf(mv)
@@ -59,6 +53,11 @@ func (r *Reconciler) reconcileFilesystem(ctx context.Context, s *volumeScope) (c
 		if keepMountWithoutLink(mv, len(at)) {
 			s.log.V(1).Info("By-id link missing while mounted; keeping the mount", "path", path)
 			return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
+		}
+		if quiet := quietAboutMissingDevice(waiting, claimedAt(mv), time.Now()); quiet > 0 {
+			// The by-id watcher brings the volume back the moment its link appears.
+			s.log.V(1).Info("Disk not on the node yet, just after the claim; not reported yet", "reportIn", quiet)
+			return ctrl.Result{RequeueAfter: quiet}, nil
 		}
 		return res, r.setStatus(ctx, s, waiting)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 )
 
 func TestResolveVMIDOrder(t *testing.T) {
@@ -57,5 +58,16 @@ func TestResolveVMIDOrder(t *testing.T) {
 				t.Fatalf("ResolveVMID = %q (%s), %v; want %q", got, source, err, c.want)
 			}
 		})
+	}
+}
+
+// An agent whose node name cannot be its claim label's value (over 63 characters, as a
+// node name may be) would never claim, so never mount: it refuses to start, saying why.
+func TestAgentNeedsANodeNameThatIsALabelValue(t *testing.T) {
+	for _, name := range []string{"", strings.Repeat("n", 64)} {
+		err := (&Reconciler{VMID: "vm", NodeName: name}).SetupWithManager(nil, controller.Options{})
+		if err == nil || !strings.Contains(err.Error(), "node name") {
+			t.Errorf("node name %q: SetupWithManager = %v; want a refusal naming the node name", name, err)
+		}
 	}
 }

@@ -152,11 +152,12 @@ func TestAgentWorksWithItsOwnRBAC(t *testing.T) {
 // The admission policy of config/agent confines each agent to its own node's volumes. Two
 // agents, of nodes A and B, each with a token bound to a Pod on its node (TokenRequest, no
 // impersonation: the API server itself puts the node in the token), write as the agent
-// does (server-side apply of its status part and its finalizer, package ownership): each
-// may claim an unclaimed volume for its own node and change its own node's volumes, and
-// is refused, with a message naming both nodes, on the other's; a token of the agent's
-// account that is bound to no pod is refused everything; the manager (here the admin) is
-// not affected.
+// does (server-side apply of its status part, and of its finalizer with its claim label,
+// package ownership): each may claim an unclaimed volume for its own node and change its
+// own node's volumes, and is refused, with a message naming both nodes, on the other's,
+// whether the other claimed it by the label or, as agents before the label did, by
+// status.nodeName; a token of the agent's account that is bound to no pod is refused
+// everything; the manager (here the admin) is not affected.
 func TestAgentConfinedToItsNode(t *testing.T) {
 	apiServer(t)
 	installAgentConfig(t)
@@ -188,57 +189,72 @@ func TestAgentConfinedToItsNode(t *testing.T) {
 	// refuse a dry run (which changes nothing if it is let through), then check everything
 	// against a policy in force.
 	testkit.Eventually(t, 30*time.Second, func() string {
-		patch := client.RawPatch(types.MergePatchType, []byte(`{"status":{"nodeName":"`+nodeA+`"}}`))
-		if err := agentA.Status().Patch(testCtx, ofB.DeepCopy(), patch, client.DryRunAll); err == nil {
+		patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"`+osseav1.NodeLabel+`":"`+nodeA+`"}}}`))
+		if err := agentA.Patch(testCtx, ofB.DeepCopy(), patch, client.DryRunAll); err == nil {
 			return "the policy does not refuse the agent of node A yet"
 		}
 		return ""
 	})
 	msg := refusal(t, applyAgentStatus(agentA, ofB.DeepCopy(), nodeA))
 	t.Logf("agent A, status of a volume of node B: %s", msg)
-	for _, want := range []string{"node " + nodeA, "held by node " + nodeB, w.ns + "/of-b", "kubectl patch"} {
+	for _, want := range []string{"node " + nodeA, "held by node " + nodeB + " (label " + osseav1.NodeLabel + ")", w.ns + "/of-b",
+		"kubectl label migrationvolume -n " + w.ns + " of-b " + osseav1.NodeLabel + "-", "kubectl patch"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the refusal does not say %q: %s", want, msg)
 		}
 	}
-	msg = refusal(t, ownership.ApplyMetadata(testCtx, agentA, ofB.DeepCopy(), ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: true}, osseav1.AgentFieldOwner))
-	t.Logf("agent A, finalizer of a volume of node B: %s", msg)
+	msg = refusal(t, ownership.ApplyMetadata(testCtx, agentA, ofB.DeepCopy(), claimOf(nodeA, true), osseav1.AgentFieldOwner))
+	t.Logf("agent A, claiming a volume of node B: %s", msg)
 	if !strings.Contains(msg, "held by node "+nodeB) {
 		t.Errorf("the refusal does not name node B: %s", msg)
 	}
-
-	if got := w.get(ofB); got.Status.NodeName != nodeB || len(got.Finalizers) != 0 {
-		t.Errorf("the refused writes changed the volume: nodeName %q, finalizers %v", got.Status.NodeName, got.Finalizers)
+	refusal(t, ownership.ApplyMetadata(testCtx, agentA, ofB.DeepCopy(), ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: true}, osseav1.AgentFieldOwner))
+	if got := w.get(ofB); got.Labels[osseav1.NodeLabel] != nodeB || len(got.Finalizers) != 0 {
+		t.Errorf("the refused writes changed the volume: labels %v, finalizers %v", got.Labels, got.Finalizers)
 	}
 
 	// Node B's agent holds and reports its own volume; A's agent may not let go of it.
-	if err := ownership.ApplyMetadata(testCtx, agentB, ofB, ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: true}, osseav1.AgentFieldOwner); err != nil {
-		t.Fatalf("the agent of node B adding its finalizer to its own volume: %v", err)
+	if err := ownership.ApplyMetadata(testCtx, agentB, ofB, claimOf(nodeB, true), osseav1.AgentFieldOwner); err != nil {
+		t.Fatalf("the agent of node B holding its own volume: %v", err)
 	}
 	if err := applyAgentStatus(agentB, ofB, nodeB); err != nil {
 		t.Fatalf("the agent of node B reporting its own volume: %v", err)
 	}
-	msg = refusal(t, ownership.ApplyMetadata(testCtx, agentA, ofB.DeepCopy(), ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: false}, osseav1.AgentFieldOwner))
-	t.Logf("agent A, removing the finalizer of a volume of node B: %s", msg)
+	msg = refusal(t, ownership.ApplyMetadata(testCtx, agentA, ofB.DeepCopy(), claimOf(nodeA, false), osseav1.AgentFieldOwner))
+	t.Logf("agent A, releasing a volume of node B: %s", msg)
+
+	// A volume an agent older than the label claimed (status.nodeName) is that node's too.
+	olderB := w.claimedByOlderAgent("older-of-b", nodeB)
+	msg = refusal(t, ownership.ApplyMetadata(testCtx, agentA, olderB.DeepCopy(), claimOf(nodeA, true), osseav1.AgentFieldOwner))
+	t.Logf("agent A, claiming a volume an older agent of node B claimed: %s", msg)
+	if !strings.Contains(msg, "held by node "+nodeB+" (status.nodeName)") {
+		t.Errorf("the refusal does not name node B's claim in status.nodeName: %s", msg)
+	}
+	refusal(t, applyAgentStatus(agentA, olderB.DeepCopy(), nodeA))
+	if err := ownership.ApplyMetadata(testCtx, agentB, olderB, claimOf(nodeB, true), osseav1.AgentFieldOwner); err != nil {
+		t.Fatalf("the agent of node B holding a volume its older agent claimed: %v", err)
+	}
 
 	// An unclaimed volume: A's agent may claim it for node A, not for node B.
 	free := w.claimedVolume("unclaimed", "")
-	msg = refusal(t, applyAgentStatus(agentA, free.DeepCopy(), nodeB))
-	t.Logf("agent A, setting status.nodeName to node B: %s", msg)
-	if !strings.Contains(msg, "to "+nodeB) || !strings.Contains(msg, "its own node only") {
+	msg = refusal(t, ownership.ApplyMetadata(testCtx, agentA, free.DeepCopy(), claimOf(nodeB, true), osseav1.AgentFieldOwner))
+	t.Logf("agent A, setting the claim label to node B: %s", msg)
+	if !strings.Contains(msg, "label "+osseav1.NodeLabel) || !strings.Contains(msg, "to "+nodeB) || !strings.Contains(msg, "its own node only") {
 		t.Errorf("the refusal does not say the agent may claim for its own node only: %s", msg)
 	}
-	if err := applyAgentStatus(agentA, free, nodeA); err != nil {
-		t.Fatalf("the agent of node A claiming an unclaimed volume: %v", err)
-	}
-	if got := w.get(free).Status.NodeName; got != nodeA {
-		t.Errorf("after the claim status.nodeName is %q, want %q", got, nodeA)
+	msg = refusal(t, applyAgentStatus(agentA, free.DeepCopy(), nodeB))
+	t.Logf("agent A, setting status.nodeName to node B: %s", msg)
+	if !strings.Contains(msg, "status.nodeName") || !strings.Contains(msg, "to "+nodeB) || !strings.Contains(msg, "its own node only") {
+		t.Errorf("the refusal does not say the agent may claim for its own node only: %s", msg)
 	}
 
-	// Its own volume, through the whole life the agent gives it: hold, report, and on
-	// delete let go (the last finalizer: the object goes).
-	if err := ownership.ApplyMetadata(testCtx, agentA, free, ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: true}, osseav1.AgentFieldOwner); err != nil {
-		t.Fatalf("the agent of node A holding its own volume: %v", err)
+	// Its own volume, through the whole life the agent gives it: claim and hold in one
+	// write, report, and on delete let go (the last finalizer: the object goes).
+	if err := ownership.ApplyMetadata(testCtx, agentA, free, claimOf(nodeA, true), osseav1.AgentFieldOwner); err != nil {
+		t.Fatalf("the agent of node A claiming an unclaimed volume: %v", err)
+	}
+	if got := w.get(free).Labels[osseav1.NodeLabel]; got != nodeA {
+		t.Errorf("after the claim the label is %q, want %q", got, nodeA)
 	}
 	if err := applyAgentStatus(agentA, free, nodeA); err != nil {
 		t.Fatalf("the agent of node A reporting its own volume: %v", err)
@@ -250,30 +266,49 @@ func TestAgentConfinedToItsNode(t *testing.T) {
 	}
 	msg = refusal(t, applyAgentStatus(agentB, free.DeepCopy(), nodeB))
 	t.Logf("agent B, status of a volume of node A: %s", msg)
+	refusal(t, ownership.ApplyMetadata(testCtx, agentB, free.DeepCopy(), claimOf(nodeB, true), osseav1.AgentFieldOwner))
 	if err := k8s.Delete(testCtx, free); err != nil {
 		t.Fatal(err)
 	}
 	if err := k8s.Get(testCtx, client.ObjectKeyFromObject(free), free); err != nil {
 		t.Fatal(err)
 	}
-	if err := ownership.ApplyMetadata(testCtx, agentA, free, ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: false}, osseav1.AgentFieldOwner); err != nil {
+	if err := ownership.ApplyMetadata(testCtx, agentA, free, claimOf(nodeA, false), osseav1.AgentFieldOwner); err != nil {
 		t.Fatalf("the agent of node A releasing its own deleted volume: %v", err)
 	}
 	w.waitGone(free, 10*time.Second)
 
 	// What the refusal tells an administrator to do when a volume really moved lets the
-	// new node's agent claim it.
+	// new node's agent claim it; the label alone is not enough while status.nodeName still
+	// names the old node.
 	moved := w.claimedVolume("moved", nodeB)
-	clear := client.RawPatch(types.MergePatchType, []byte(`{"status":{"nodeName":null}}`))
-	if err := k8s.Status().Patch(testCtx, moved, clear); err != nil {
-		t.Fatalf("clearing the claim as the refusal says: %v", err)
+	w.updateStatus(moved, func(st *osseav1.MigrationVolumeStatus) { st.NodeName = nodeB })
+	kubectl(t, "label", "migrationvolume", "-n", w.ns, "moved", osseav1.NodeLabel+"-")
+	msg = refusal(t, ownership.ApplyMetadata(testCtx, agentA, w.get(moved), claimOf(nodeA, true), osseav1.AgentFieldOwner))
+	if !strings.Contains(msg, "held by node "+nodeB+" (status.nodeName)") {
+		t.Errorf("with status.nodeName left, the refusal does not name it: %s", msg)
+	}
+	kubectl(t, "patch", "migrationvolume", "-n", w.ns, "moved", "--subresource=status", "--type=merge", "-p", `{"status":{"nodeName":null}}`)
+	moved = w.get(moved)
+	if err := ownership.ApplyMetadata(testCtx, agentA, moved, claimOf(nodeA, true), osseav1.AgentFieldOwner); err != nil {
+		t.Fatalf("the agent of node A claiming a volume whose claim was cleared: %v", err)
 	}
 	if err := applyAgentStatus(agentA, moved, nodeA); err != nil {
-		t.Fatalf("the agent of node A claiming a volume whose claim was cleared: %v", err)
+		t.Fatalf("the agent of node A reporting a volume whose claim was cleared: %v", err)
 	}
 
 	// The manager is not confined: it still writes a volume of node B.
 	w.updateStatus(ofB, func(st *osseav1.MigrationVolumeStatus) { st.CloudStackState = "Ready" })
+}
+
+// claimOf is the agent's metadata for node: its finalizer and claim label when it holds
+// the volume, neither when it lets go.
+func claimOf(node string, hold bool) ownership.Metadata {
+	m := ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: hold}
+	if hold {
+		m.Labels = map[string]string{osseav1.NodeLabel: node}
+	}
+	return m
 }
 
 // nodeNameExtra is where the API server puts the node of a pod-bound ServiceAccount token
@@ -289,15 +324,29 @@ func confinedClient(t *testing.T, cfg *rest.Config) client.Client {
 	return c
 }
 
-// claimedVolume creates a volume (as the manager would: attached) whose status.nodeName
-// is node, or unset.
+// claimedVolume creates a volume (as the manager would: attached) whose claim label is
+// node, or that is unclaimed.
 func (w *world) claimedVolume(name, node string) *osseav1.MigrationVolume {
 	w.t.Helper()
 	mv := w.newVolume(name, "job-confine", name, 1)
 	w.attach(mv, uuid.NewString())
 	if node != "" {
-		w.updateStatus(mv, func(st *osseav1.MigrationVolumeStatus) { st.NodeName = node })
+		base := mv.DeepCopy()
+		mv.Labels = map[string]string{osseav1.NodeLabel: node}
+		if err := k8s.Patch(testCtx, mv, client.MergeFrom(base)); err != nil {
+			w.t.Fatal(err)
+		}
 	}
+	return w.get(mv)
+}
+
+// claimedByOlderAgent creates a volume (attached) claimed for node as agents before the
+// claim label did: by status.nodeName.
+func (w *world) claimedByOlderAgent(name, node string) *osseav1.MigrationVolume {
+	w.t.Helper()
+	mv := w.newVolume(name, "job-confine", name, 1)
+	w.attach(mv, uuid.NewString())
+	w.updateStatus(mv, func(st *osseav1.MigrationVolumeStatus) { st.NodeName = node })
 	return w.get(mv)
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -120,6 +122,15 @@ type volumeScope struct {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	if r.VMID == "" {
 		return fmt.Errorf("the OMA VM id is not set")
+	}
+	// The node's name is the value of the agent's claim label: an agent that could not
+	// claim would never mount anything, so it does not start.
+	if r.NodeName == "" {
+		return fmt.Errorf("the node name is not set")
+	}
+	if errs := validation.IsValidLabelValue(r.NodeName); len(errs) > 0 {
+		return fmt.Errorf("the node name %q cannot be the value of the claim label %s, so this agent could claim no volume: %s",
+			r.NodeName, osseav1.NodeLabel, strings.Join(errs, "; "))
 	}
 	r.defaults()
 	if err := os.MkdirAll(r.MountRoot, 0o755); err != nil {
@@ -293,16 +304,25 @@ func (d *deviceLocks) lock(dev *Device) func() {
 	return mu.(*sync.Mutex).Unlock
 }
 
-// patchFinalizers adds or removes the agent's finalizer, applied as the agent's own (see
-// package ownership): the manager's finalizer is never touched, and no write of the
-// manager's in between can refuse it. ok is false when the object changed under a legacy
-// removal (see ownership.ApplyMetadata) and the caller should look again.
-func (r *Reconciler) patchFinalizers(ctx context.Context, mv *osseav1.MigrationVolume, change func(client.Object, string) bool) (bool, error) {
-	if !change(mv.DeepCopy(), osseav1.MountFinalizer) {
+// applyClaim holds the volume for this agent's node, or lets go of it: the mount
+// finalizer and the claim label (osseav1.NodeLabel) are applied together, as the agent's
+// own metadata (see package ownership), in one write, and letting go removes both. The
+// manager's finalizer and everyone else's labels are never touched, and no write of the
+// manager's in between can refuse it. ok is false when the object changed under the
+// removal of a finalizer an older agent added by update (see ownership.ApplyMetadata), or
+// is not the one read (gone, or recreated under its name), and the caller should look
+// again.
+func (r *Reconciler) applyClaim(ctx context.Context, mv *osseav1.MigrationVolume, hold bool) (bool, error) {
+	held := controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer)
+	labelled := mv.Labels[osseav1.NodeLabel] == r.NodeName
+	if (hold && held && labelled) || (!hold && !held && mv.Labels[osseav1.NodeLabel] == "") {
 		return true, nil
 	}
-	present := !controllerutil.ContainsFinalizer(mv, osseav1.MountFinalizer)
-	if err := ownership.ApplyMetadata(ctx, r.Client, mv, ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: present}, osseav1.AgentFieldOwner); err != nil {
+	m := ownership.Metadata{Finalizer: osseav1.MountFinalizer, Hold: hold}
+	if hold {
+		m.Labels = map[string]string{osseav1.NodeLabel: r.NodeName}
+	}
+	if err := ownership.ApplyMetadata(ctx, r.Client, mv, m, osseav1.AgentFieldOwner); err != nil {
 		if apierrors.IsConflict(err) {
 			return false, nil
 		}

@@ -6,27 +6,32 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	osseav1 "github.com/migratekit/ossea-operator/api/v1alpha1"
 )
 
 // reconcileDelete releases a deleted volume this agent holds (see routeOf): unmount,
-// remove the empty directories, then let go of the finalizer so the manager can detach the
-// disk.
+// remove the empty directories, then let go of the finalizer and the claim, in one write,
+// so the manager can detach the disk. Usually no status write: the finalizer's going is
+// what the manager waits for, and the object is on its way out. Until it is gone (the
+// manager's detach and delete, usually seconds) the Mounted condition and mountPath keep
+// the last report, while the deletionTimestamp and the missing mount finalizer say the
+// volume is being torn down and no longer mounted (a report that a person must act is
+// corrected first: see reportsDeleteRelease). Should the agent stop between the unmount
+// and the write, the volume is still held (and found by the startup scan if it left the
+// cache), and the release runs again: with nothing mounted, it only lets go.
 func (r *Reconciler) reconcileDelete(ctx context.Context, s *volumeScope) (ctrl.Result, error) {
-	mv := s.mv
 	done, _, res, err := r.release(ctx, s)
 	if !done || err != nil {
 		return res, err
 	}
-	if err := r.setStatus(ctx, s, &report{status: metav1.ConditionFalse, reason: osseav1.ReasonUnmounted,
-		message: "unmounted; the volume may be detached", mountPath: strp("")}); err != nil {
-		return ctrl.Result{}, err
+	if reportsDeleteRelease(s.prev) {
+		if err := r.setStatus(ctx, s, unmountedReport()); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
-	if ok, err := r.patchFinalizers(ctx, mv, controllerutil.RemoveFinalizer); !ok || err != nil {
+	if ok, err := r.applyClaim(ctx, s.mv, false); !ok || err != nil {
 		return retrySoon, err
 	}
 	s.log.Info("Released volume")
@@ -51,7 +56,7 @@ func (r *Reconciler) reconcileHandoff(ctx context.Context, s *volumeScope) (ctrl
 		return ctrl.Result{}, err
 	}
 	if held {
-		if ok, err := r.patchFinalizers(ctx, mv, controllerutil.RemoveFinalizer); !ok || err != nil {
+		if ok, err := r.applyClaim(ctx, mv, false); !ok || err != nil {
 			return retrySoon, err
 		}
 	}
@@ -83,7 +88,7 @@ func (r *Reconciler) reconcileDetached(ctx context.Context, s *volumeScope) (ctr
 	if err := r.setStatus(ctx, s, detachedReport(mv, r.VMID, unmounted, s.prev)); err != nil {
 		return ctrl.Result{}, err
 	}
-	if ok, err := r.patchFinalizers(ctx, mv, controllerutil.RemoveFinalizer); !ok || err != nil {
+	if ok, err := r.applyClaim(ctx, mv, false); !ok || err != nil {
 		return retrySoon, err
 	}
 	return ctrl.Result{}, nil
@@ -126,10 +131,10 @@ release:
 	}
 	r.unmountAttempts.Delete(mv.UID)
 	if unmounted {
-		// No event: what follows says it. On delete the condition says Unmounted until the
-		// object goes, and the manager's detach comes only after it; for a hand-off the
-		// condition says ReleasedForHandoff for good; a disk that left while mounted gets
-		// the Warning DeviceDetached, which says the agent unmounted it.
+		// No event: what follows says it. On delete the mount finalizer's going says it,
+		// and the manager's detach comes only after it; for a hand-off the condition says
+		// ReleasedForHandoff for good; a disk that left while mounted gets the Warning
+		// DeviceDetached, which says the agent unmounted it.
 		unmountsTotal.Inc()
 		s.log.Info("Unmounted volume", "path", path)
 	}

@@ -91,8 +91,8 @@ func TestStatusWritersNeverRefuseNorRevertEachOther(t *testing.T) {
 		t.Errorf("an unchanged report was written (%d writes)", writes)
 	}
 
-	// The agent lets go: its fields it clears are removed, the manager's stay.
-	released := &report{status: metav1.ConditionFalse, reason: osseav1.ReasonUnmounted, message: "released", mountPath: strp(""), filesystemType: strp("")}
+	// The agent lets go (for a hand-off): its fields it clears are removed, the manager's stay.
+	released := &report{status: metav1.ConditionFalse, reason: osseav1.ReasonReleasedForHandoff, message: "released", mountPath: strp(""), filesystemType: strp("")}
 	if err := r.setStatus(testCtx, &volumeScope{mv: w.get(mv), log: logr.Discard()}, released); err != nil {
 		t.Fatal(err)
 	}

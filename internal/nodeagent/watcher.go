@@ -115,6 +115,8 @@ func send(ctx context.Context, out chan<- event.GenericEvent, mv *osseav1.Migrat
 // heldScan looks once, at start, for volumes this agent holds (its finalizer, its node)
 // that are outside its cache because they are no longer attached to its VM: their events
 // happened while the agent was down, and without this nothing would ever release them.
+// It lists every volume, not only those with this node's claim label: a volume claimed by
+// an agent older than the label says the node in status.nodeName alone (see holds).
 type heldScan struct {
 	reader   client.Reader // straight from the API server
 	vmID     string

@@ -262,8 +262,8 @@ func (w *World) ServiceAccountKubeconfig(ctx context.Context, name string, sa ty
 // WaitConfinement waits until the agent's admission policy is in force: the API server
 // loads a new policy asynchronously, and a test that starts agents before then would pass
 // without ever being confined. It creates a throwaway MigrationVolume in ns claimed by
-// another node, and has a pod-bound agent token of a node of its own try a dry-run claim
-// of it until the policy refuses it.
+// another node (the claim label), and has a pod-bound agent token of a node of its own try
+// a dry-run claim of it (the label, as the agent claims) until the policy refuses it.
 func WaitConfinement(ctx context.Context, admin client.Client, adminConfig *rest.Config, sa types.NamespacedName, ns string, timeout time.Duration) error {
 	token, err := PodBoundToken(ctx, admin, sa, "confinement-probe", 10*time.Minute)
 	if err != nil {
@@ -274,7 +274,8 @@ func WaitConfinement(ctx context.Context, admin client.Client, adminConfig *rest
 		return err
 	}
 	mv := &osseav1.MigrationVolume{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "confinement-probe-"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "confinement-probe-",
+			Labels: map[string]string{osseav1.NodeLabel: "another-node"}},
 		Spec: osseav1.MigrationVolumeSpec{OsseaConfigRef: osseav1.LocalObjectReference{Name: "none"},
 			JobID: "probe", VMName: "probe", DiskName: "probe", SizeGiB: 1},
 	}
@@ -282,15 +283,11 @@ func WaitConfinement(ctx context.Context, admin client.Client, adminConfig *rest
 		return fmt.Errorf("creating the probe volume: %w", err)
 	}
 	defer func() { _ = admin.Delete(context.Background(), mv) }()
-	mv.Status.NodeName = "another-node"
-	if err := admin.Status().Update(ctx, mv); err != nil {
-		return fmt.Errorf("claiming the probe volume for another node: %w", err)
-	}
-	claim := client.RawPatch(types.MergePatchType, []byte(`{"status":{"nodeName":"confinement-probe"}}`))
+	claim := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"`+osseav1.NodeLabel+`":"confinement-probe"}}}`))
 	var last error
 	err = WaitUntil(timeout, func() bool {
-		last = agent.Status().Patch(ctx, mv.DeepCopy(), claim, client.DryRunAll)
-		return apierrors.IsForbidden(last) && strings.Contains(last.Error(), "ValidatingAdmissionPolicy")
+		last = agent.Patch(ctx, mv.DeepCopy(), claim, client.DryRunAll)
+		return apierrors.IsForbidden(last) && strings.Contains(last.Error(), "held by node another-node")
 	})
 	if err != nil {
 		return fmt.Errorf("the agent's admission policy is not in force (a cross-node claim got %v): %w", last, err)
