@@ -69,9 +69,8 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	if err != nil {
 		if !errors.Is(err, cloudstack.ErrTransient) || errors.Is(err, cloudstack.ErrNotSent) {
 			// Nothing was made (refused, or never sent: a send guard, CloudStack's API
-			// throttling): no intent to keep.
-			// Should the intent's removal not be written, the look it then causes is
-			// settled at once.
+			// throttling): no intent to keep. Should its removal not be written, the
+			// look that the intent then causes is settled at once (answered).
 			mv.Status.PendingJob = nil
 			dropCreateIntent(mv)
 			r.mem.createFailed(mv.UID, true)
