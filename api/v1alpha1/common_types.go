@@ -31,14 +31,6 @@ const WatchFilterLabel = "ossea.migratekit.io/watch-filter"
 // attach it to.
 const ReleaseToAnnotation = "ossea.migratekit.io/release-to"
 
-// CreateIntentAnnotation is the manager's record, on a MigrationVolume, of when it decided
-// to create its CloudStack volume (RFC 3339, to the nanosecond). It is written with the
-// manager's finalizer, in one write, before the create call is sent, and the call is sent
-// only within a window after it: while status.volumeID is empty it tells a restarted
-// manager that a create may have been made whose reply never came, and until when one
-// could still land. Once status.volumeID is set it says nothing more.
-const CreateIntentAnnotation = "ossea.migratekit.io/create-intent"
-
 // LocalObjectReference names an object in the same namespace.
 type LocalObjectReference struct {
 	// name of the referenced object, in the same namespace.

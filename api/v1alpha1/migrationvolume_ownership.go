@@ -11,7 +11,8 @@ import (
 // type, so neither side's write can revert the other's, and neither needs to lock on a
 // resourceVersion (which made concurrent writes refuse each other). This file is the
 // contract of who owns what. Of the metadata, the agent owns its MountFinalizer and its
-// NodeLabel (the claim), the manager its VolumeFinalizer.
+// NodeLabel (the claim), the manager its VolumeFinalizer and its CreateIntentAnnotation;
+// each writer applies its own in one write (see package ownership).
 const (
 	// ManagerFieldOwner owns everything in the status but the agent's part.
 	ManagerFieldOwner = "ossea-manager"
@@ -30,6 +31,14 @@ const (
 // status.nodeName alone, which is why ClaimedBy falls back to it. A node name is a label
 // value only if it has at most 63 characters (as for kubernetes.io/hostname).
 const NodeLabel = "ossea.migratekit.io/node"
+
+// CreateIntentAnnotation is the manager's record, on a MigrationVolume, of when it decided
+// to create its CloudStack volume (RFC 3339, to the nanosecond). It is written with the
+// manager's finalizer, in one write, before the create call is sent, and the call is sent
+// only within a window after it: while status.volumeID is empty it tells a restarted
+// manager that a create may have been made whose reply never came, and until when one
+// could still land. Once status.volumeID is set it says nothing more.
+const CreateIntentAnnotation = "ossea.migratekit.io/create-intent"
 
 // ClaimedBy is the node whose agent claimed mv: its NodeLabel or, on a volume claimed by
 // an agent older than the label, its status.nodeName; "" if unclaimed. (Whether the claim

@@ -75,7 +75,7 @@ func ApplyMetadata(ctx context.Context, c client.Client, mv *osseav1.MigrationVo
 	}
 	err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
 	if err != nil {
-		err = fmt.Errorf("applying the finalizer %s of %s/%s: %w", m.Finalizer, mv.Namespace, mv.Name, err)
+		err = fmt.Errorf("applying the metadata of %s/%s as %s (finalizer %s held: %t): %w", mv.Namespace, mv.Name, owner, m.Finalizer, m.Hold, err)
 		if m.Hold {
 			return err
 		}
