@@ -61,7 +61,12 @@ type volumeEnv struct {
 func newVolumeEnv(t *testing.T, s *sim, editConfig func(*osseav1.OsseaConfig)) *volumeEnv {
 	t.Helper()
 	ns := newNamespace(t)
-	mgr := startManager(t, ns)
+	return volumeEnvIn(t, ns, startManager(t, ns), s, editConfig)
+}
+
+// volumeEnvIn is newVolumeEnv for a namespace and a manager of the caller's.
+func volumeEnvIn(t *testing.T, ns string, mgr *testManager, s *sim, editConfig func(*osseav1.OsseaConfig)) *volumeEnv {
+	t.Helper()
 	if err := k8s.Create(testCtx, credentials(ns, "ossea-credentials", tenantAPIKey, tenantSecretKey)); err != nil {
 		t.Fatal(err)
 	}

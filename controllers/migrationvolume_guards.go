@@ -31,6 +31,13 @@ import (
 // the read, in the moment before CloudStack receives the call, cannot be seen by anyone;
 // its start is then a job like any other, which (b) protects. The objects seen being
 // deleted are remembered, so passes over older copies start nothing and ask nothing.
+// Two starts need no read of their own. The create follows the write of its intent, whose
+// answer is the API server's word on the object; sent within freshAnswer of that answer,
+// the create is as well guarded as by a read, which would take as long on a busy API
+// server (see unlessDeletingSince). The first tagging of a volume just created is not a
+// start a teardown would undo but one it needs: a volume may be detached or deleted only
+// with its ownership tags on it, and a teardown that finds it untagged tags it first (see
+// reconcileDelete). So it is sent at once, deletion or not.
 //
 // (b) The memory remembers every job this process started until it sees it end, even when
 // the status write that was to record it was refused; recallJob puts such a job back into
@@ -50,6 +57,27 @@ func (r *MigrationVolumeReconciler) unlessDeleting(ctx context.Context, mv *osse
 	return cloudstack.WithSendGuard(ctx, func(ctx context.Context) error {
 		return r.confirmNotDeleting(ctx, mv)
 	})
+}
+
+// freshAnswer is how old the API server's answer to a write of ours may be for a start to
+// be sent on it without a read of its own.
+const freshAnswer = 100 * time.Millisecond
+
+// unlessDeletingSince is unlessDeleting for a start that follows a write of ours to the
+// object, answered at answered with the object not being deleted: sent within freshAnswer
+// of that answer, the call needs no read; one that waited longer for its turn (the rate
+// limit) asks the API server as unlessDeleting does.
+func (r *MigrationVolumeReconciler) unlessDeletingSince(ctx context.Context, mv *osseav1.MigrationVolume, answered time.Time) context.Context {
+	return cloudstack.WithSendGuard(ctx, r.notDeletingSince(mv, answered))
+}
+
+func (r *MigrationVolumeReconciler) notDeletingSince(mv *osseav1.MigrationVolume, answered time.Time) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if !r.mem.isDeleting(mv.UID) && time.Since(answered) < freshAnswer {
+			return nil
+		}
+		return r.confirmNotDeleting(ctx, mv)
+	}
 }
 
 func (r *MigrationVolumeReconciler) confirmNotDeleting(ctx context.Context, mv *osseav1.MigrationVolume) error {

@@ -50,6 +50,15 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	if err := s.helper.patchMetadata(ctx, mv); err != nil {
 		return fmt.Errorf("recording the create intent: %w", err)
 	}
+	answered := time.Now()
+	if !mv.DeletionTimestamp.IsZero() {
+		// The answer shows the deletion the cached copy did not: no create was sent, so
+		// the intent goes (and counts as answered, as for any create not sent).
+		r.mem.sawDeleting(mv.UID)
+		dropCreateIntent(mv)
+		r.mem.createFailed(mv.UID, true)
+		return r.notSent(ctx, "creating the volume", errBeingDeleted)
+	}
 	mv.Status.PendingJob = &osseav1.PendingJob{Operation: opCreate, StartedAt: startedAt}
 	s.conditions.set(osseav1.ConditionAllocated, metav1.ConditionFalse, osseav1.ReasonCreating, "creating the CloudStack volume")
 	offering := mv.Spec.DiskOfferingID
@@ -58,7 +67,7 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 	}
 	// The create may be sent only within a window after its intent, so that a lookup after
 	// a lost reply knows when it can no longer land (see lostCreateSettled).
-	sendCtx, cancel := context.WithDeadline(r.unlessDeleting(ctx, mv), mv.Status.PendingJob.StartedAt.Add(r.mem.createSendWindow()))
+	sendCtx, cancel := context.WithDeadline(r.unlessDeletingSince(ctx, mv, answered), mv.Status.PendingJob.StartedAt.Add(r.mem.createSendWindow()))
 	defer cancel()
 	volumeID, jobID, err := s.cloud.CreateVolume(sendCtx, cloudstack.CreateVolumeRequest{
 		Name:           volumeName(mv),
@@ -99,14 +108,17 @@ func (r *MigrationVolumeReconciler) ensureVolume(ctx context.Context, s *volumeS
 // (as a failed create's volume was adopted before). If the tag cannot be sent, the
 // create job stays the pending one and the volume is tagged after it, as before.
 func (r *MigrationVolumeReconciler) tagAtOnce(ctx context.Context, s *volumeScope) error {
+	// No send guard: a teardown would tag this volume first as well (see
+	// migrationvolume_guards.go).
 	return r.startTagging(ctx, s, s.mv.Status.VolumeID, volumeTags(s.mv, r.ClusterID))
 }
 
-// startTagging starts the job that puts tags on the volume. A create job this process is
-// still waiting for (see tagAtOnce) is left to finish in the background.
+// startTagging starts the job that puts tags on the volume; ctx carries the send guard
+// of a step that needs one. A create job this process is still waiting for (see
+// tagAtOnce) is left to finish in the background.
 func (r *MigrationVolumeReconciler) startTagging(ctx context.Context, s *volumeScope, volumeID string, tags map[string]string) error {
 	mv := s.mv
-	jobID, err := s.cloud.CreateTags(r.unlessDeleting(ctx, mv), volumeID, tags)
+	jobID, err := s.cloud.CreateTags(ctx, volumeID, tags)
 	if errors.Is(err, cloudstack.ErrNotSent) {
 		return r.notSent(ctx, "tagging the volume", err)
 	}
@@ -185,7 +197,7 @@ func (r *MigrationVolumeReconciler) ensureTags(ctx context.Context, s *volumeSco
 			fmt.Sprintf("CloudStack volume %s exists and carries its ownership tags", vol.ID))
 		return nil
 	}
-	return r.startTagging(ctx, s, vol.ID, missing)
+	return r.startTagging(r.unlessDeleting(ctx, mv), s, vol.ID, missing)
 }
 
 // ensureAttached attaches the volume to the OMA VM and keeps it there. A volume whose
