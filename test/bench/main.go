@@ -8,6 +8,7 @@
 //	go run ./test/bench --scenario full-path --n 50
 //	go run ./test/bench --scenario steady-state --n 2000 --idle 5m
 //	go run ./test/bench --scenario scale --n 20000 --batches 40
+//	go run ./test/bench --scenario lower-bound --n 100 --qps 1000
 package main
 
 import (
@@ -56,8 +57,8 @@ func main() {
 	// The watch logs through controller-runtime; the bench reports what matters itself.
 	ctrllog.SetLogger(logr.Discard())
 	var o options
-	flag.StringVar(&o.scenario, "scenario", "all", "control-plane, full-path, steady-state, all three one after the other, or scale (long: not in all)")
-	flag.IntVar(&o.n, "n", 0, "number of MigrationVolumes (default 500, 50, 2000 or 20000 by scenario)")
+	flag.StringVar(&o.scenario, "scenario", "all", "control-plane, full-path, steady-state, all three one after the other, scale (long: not in all), or lower-bound (the least operator's control plane: not in all)")
+	flag.IntVar(&o.n, "n", 0, "number of MigrationVolumes (default 500, 50, 2000, 20000 or 100 by scenario)")
 	flag.IntVar(&o.vms, "vms", 0, "OMA VMs, one OsseaConfig each (default: enough for n at --per-vm; 5 for full-path)")
 	flag.IntVar(&o.perVM, "per-vm", 0, "data volume slots per OMA VM (default 64, the schema's maximum; 16 for full-path)")
 	flag.DurationVar(&o.jobLatency, "job-latency", time.Second, "simulator async job latency")
@@ -85,6 +86,7 @@ func main() {
 		"full-path":     fullPath,
 		"steady-state":  steadyState,
 		"scale":         scale,
+		"lower-bound":   lowerBound,
 	}
 	names := []string{o.scenario}
 	if o.scenario == "all" {
@@ -94,7 +96,7 @@ func main() {
 	for _, name := range names {
 		run := scenarios[name]
 		if run == nil {
-			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (control-plane, full-path, steady-state, all or scale)\n", name)
+			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (control-plane, full-path, steady-state, all, scale or lower-bound)\n", name)
 			os.Exit(2)
 		}
 		rep, err := run(ctx, o)
