@@ -70,15 +70,7 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 	}
 
 	rep.add("applyToAllAttachedSeconds", secs(allAttached.Sub(applied)), "")
-	// Each volume's own way, from its create call's return to Attached: what the floor of
-	// its jobs in a row is about, without the time the other creates took.
-	var toAttached []time.Duration
-	for name, t := range traces {
-		if c, ok := created[name]; ok && !t.Attached.IsZero() {
-			toAttached = append(toAttached, t.Attached.Sub(c))
-		}
-	}
-	addLatencies(rep, "applyToAttached", toAttached)
+	addLatencies(rep, "applyToAttached", eachToAttached(traces, created))
 	rep.add("deleteToAllGoneSeconds", secs(allGone.Sub(deleted)), "")
 	total := 0
 	perVolume := map[string]float64{}
@@ -103,6 +95,18 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 	e.addOtherCPU(rep, others)
 	e.addManagerMetrics(rep)
 	return rep, nil
+}
+
+// eachToAttached is each volume's own way, from its create call's return to Attached: what
+// the floor of its jobs in a row is about, without the time the other creates took.
+func eachToAttached(traces map[string]world.Trace, created map[string]time.Time) []time.Duration {
+	var ds []time.Duration
+	for name, t := range traces {
+		if c, ok := created[name]; ok && !t.Attached.IsZero() {
+			ds = append(ds, t.Attached.Sub(c))
+		}
+	}
+	return ds
 }
 
 // defaults fills the scenario's n, VM count and slots per VM, and the phase timeout.

@@ -54,13 +54,7 @@ func lowerBound(ctx context.Context, o options) (*report, error) {
 	}
 	progress("all Attached after %s", allAttached.Sub(applied).Round(time.Millisecond))
 	rep.add("applyToAllAttachedSeconds", secs(allAttached.Sub(applied)), "")
-	var toAttached []time.Duration
-	for name, t := range e.rec.Traces() {
-		if c, ok := created[name]; ok && !t.Attached.IsZero() {
-			toAttached = append(toAttached, t.Attached.Sub(c))
-		}
-	}
-	addLatencies(rep, "applyToAttached", toAttached)
+	addLatencies(rep, "applyToAttached", eachToAttached(e.rec.Traces(), created))
 	return rep, nil
 }
 
