@@ -33,17 +33,10 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 		return rep, err
 	}
 
-	progress("applying %d Block-mode volumes over %d configs", o.n, o.vms)
-	applied := time.Now()
-	created, err := e.createAll(ctx, o.n, blockVolumes(o.vms))
+	applied, err := e.applyUntilAttached(ctx, rep, "")
 	if err != nil {
 		return rep, err
 	}
-	allAttached, err := e.waitAll(ctx, "Attached", func(t world.Trace) time.Time { return t.Attached })
-	if err != nil {
-		return rep, err
-	}
-	progress("all Attached after %s", allAttached.Sub(applied).Round(time.Millisecond))
 
 	deleted := time.Now()
 	if err := e.deleteAll(ctx); err != nil {
@@ -69,8 +62,6 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 		return rep, err
 	}
 
-	rep.add("applyToAllAttachedSeconds", secs(allAttached.Sub(applied)), "")
-	addLatencies(rep, "applyToAttached", eachToAttached(traces, created))
 	rep.add("deleteToAllGoneSeconds", secs(allGone.Sub(deleted)), "")
 	total := 0
 	perVolume := map[string]float64{}
@@ -97,16 +88,32 @@ func controlPlane(ctx context.Context, o options) (*report, error) {
 	return rep, nil
 }
 
-// eachToAttached is each volume's own way, from its create call's return to Attached: what
-// the floor of its jobs in a row is about, without the time the other creates took.
-func eachToAttached(traces map[string]world.Trace, created map[string]time.Time) []time.Duration {
-	var ds []time.Duration
-	for name, t := range traces {
+// applyUntilAttached applies e.o.n Block-mode volumes over e.o.vms configs (by, when not
+// empty, says whose work it waits for) and waits until all are Attached. It reports the
+// time to all Attached and each volume's own way, from its create call's return to
+// Attached: what the floor of its jobs in a row is about, without the time the other
+// creates took. It returns when the apply began.
+func (e *env) applyUntilAttached(ctx context.Context, rep *report, by string) (time.Time, error) {
+	progress("applying %d Block-mode volumes over %d configs%s", e.o.n, e.o.vms, by)
+	applied := time.Now()
+	created, err := e.createAll(ctx, e.o.n, blockVolumes(e.o.vms))
+	if err != nil {
+		return applied, err
+	}
+	allAttached, err := e.waitAll(ctx, "Attached", func(t world.Trace) time.Time { return t.Attached })
+	if err != nil {
+		return applied, err
+	}
+	progress("all Attached after %s", allAttached.Sub(applied).Round(time.Millisecond))
+	rep.add("applyToAllAttachedSeconds", secs(allAttached.Sub(applied)), "")
+	var each []time.Duration
+	for name, t := range e.rec.Traces() {
 		if c, ok := created[name]; ok && !t.Attached.IsZero() {
-			ds = append(ds, t.Attached.Sub(c))
+			each = append(each, t.Attached.Sub(c))
 		}
 	}
-	return ds
+	addLatencies(rep, "applyToAttached", each)
+	return applied, nil
 }
 
 // defaults fills the scenario's n, VM count and slots per VM, and the phase timeout.

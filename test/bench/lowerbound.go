@@ -42,19 +42,9 @@ func lowerBound(ctx context.Context, o options) (*report, error) {
 	if err != nil {
 		return rep, err
 	}
-	progress("applying %d Block-mode volumes over %d configs, the least operator in place of the manager", o.n, o.vms)
-	applied := time.Now()
-	created, err := e.createAll(ctx, o.n, blockVolumes(o.vms))
-	if err != nil {
-		return rep, err
-	}
-	allAttached, err := e.waitAll(ctx, "Attached", func(t world.Trace) time.Time { return t.Attached })
-	if err != nil {
+	if _, err := e.applyUntilAttached(ctx, rep, ", the least operator in place of the manager"); err != nil {
 		return rep, fmt.Errorf("%w (the least operator's first error: %v)", err, op.firstError())
 	}
-	progress("all Attached after %s", allAttached.Sub(applied).Round(time.Millisecond))
-	rep.add("applyToAllAttachedSeconds", secs(allAttached.Sub(applied)), "")
-	addLatencies(rep, "applyToAttached", eachToAttached(e.rec.Traces(), created))
 	return rep, nil
 }
 
